@@ -1,0 +1,142 @@
+"""The one exception tree of lakeloop.
+
+Every error names the operation that failed, the thing it was working on, and a hint
+for getting out of it. The CLI prints ``str(error)`` on one line and exits 2.
+
+::
+
+    LakeloopError
+    ├── InvalidInput (also ValueError)      bad input; nothing was changed
+    │   ├── InvalidKey                      object key is not valid UTF-8 / too long / empty
+    │   ├── InvalidName                     namespace name breaks the bucket-name rules
+    │   └── InvalidSetting                  a setting has a bad value or is unknown
+    ├── NotFound (also KeyError)            no such object, version, namespace or lake
+    ├── AlreadyExists                       namespace or lake already there
+    ├── ChecksumError                       stored bytes do not match their checksum
+    ├── QuotaExceeded                       the namespace's quota would be exceeded
+    ├── InsufficientSpace                   not enough free disk for the operation
+    ├── NamespaceUnavailable                a namespace cannot be used now (corrupt index,
+    │   └── LockTimeout                     or its writer lock was not granted in time)
+    └── StoreError                          an I/O error or inconsistency in the store
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExists",
+    "ChecksumError",
+    "InsufficientSpace",
+    "InvalidInput",
+    "InvalidKey",
+    "InvalidName",
+    "InvalidSetting",
+    "LakeloopError",
+    "LockTimeout",
+    "NamespaceUnavailable",
+    "NotFound",
+    "QuotaExceeded",
+    "StoreError",
+]
+
+
+class LakeloopError(Exception):
+    """Base of every lakeloop error.
+
+    ``op`` is what was being done ("put", "open namespace"), ``target`` what it was done
+    on ("photos/cat.jpg"), ``hint`` how to recover.
+    """
+
+    default_hint: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        op: str | None = None,
+        target: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.op = op
+        self.target = target
+        self.hint = hint if hint is not None else self.default_hint
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = " ".join(p for p in (self.op, self.target) if p)
+        text = f"{where}: {self.message}" if where else self.message
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+
+class InvalidInput(LakeloopError, ValueError):
+    """The caller passed something invalid; nothing was changed."""
+
+
+class InvalidKey(InvalidInput):
+    default_hint = "keys are non-empty UTF-8 strings of at most 1024 bytes"
+
+
+class InvalidName(InvalidInput):
+    default_hint = (
+        "namespace names are 3-63 characters of lowercase letters, digits, '-' and '.', "
+        "starting and ending with a letter or digit"
+    )
+
+
+class InvalidSetting(InvalidInput):
+    default_hint = "run `lakeloop config` to see every setting with its help"
+
+
+class NotFound(LakeloopError, KeyError):
+    """No such object, version, namespace or lake."""
+
+    def __str__(self) -> str:  # KeyError would quote the message otherwise
+        return LakeloopError.__str__(self)
+
+
+class AlreadyExists(LakeloopError):
+    """The namespace (or lake) already exists."""
+
+
+class ChecksumError(LakeloopError):
+    """Stored bytes do not match their checksum; the data is never returned."""
+
+    default_hint = "run `lakeloop fsck` to list damaged objects; other objects stay readable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        op: str | None = None,
+        target: str | None = None,
+        hint: str | None = None,
+        volume: str | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.volume = volume
+        self.offset = offset
+        super().__init__(message, op=op, target=target, hint=hint)
+
+
+class QuotaExceeded(LakeloopError):
+    default_hint = "delete objects, or raise the namespace quota in lake.toml"
+
+
+class InsufficientSpace(LakeloopError):
+    default_hint = "free disk space, or lower compaction's batch with compaction_max_bytes"
+
+
+class NamespaceUnavailable(LakeloopError):
+    """This namespace cannot be used now; other namespaces are unaffected."""
+
+
+class LockTimeout(NamespaceUnavailable):
+    default_hint = (
+        "another process holds the namespace's writer lock; retry, or raise lock_timeout"
+    )
+
+
+class StoreError(LakeloopError):
+    """An I/O error or an internal inconsistency in the store."""

@@ -1,0 +1,362 @@
+"""Named settings: every limit of the lake, with a default, a help line, and a source.
+
+A lake's settings live in ``lake.toml`` at its root. Each can be overridden by an
+environment variable ``LAKELOOP_<NAME>`` (upper case). Per-namespace values (quotas and
+anything else) go in a ``[namespaces.<name>]`` table of ``lake.toml``::
+
+    volume_size = "256MiB"
+    sync = "always"
+
+    [namespaces.photos]
+    quota_bytes = "50GiB"
+
+``lakeloop config`` prints the effective value of each setting and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lakeloop.errors import InvalidSetting
+
+__all__ = ["SETTINGS", "Setting", "Settings", "parse_size"]
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
+
+
+def parse_size(value: object) -> int:
+    """``4096``, ``"64KiB"``, ``"1.5GB"`` -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError("a size, not a boolean")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("sizes are not negative")
+        return value
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a size: {value!r} (examples: 4096, '64KiB', '1GiB')")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _parse_float(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError("a number, not a boolean")
+    number = float(value)  # type: ignore[arg-type]
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+def _parse_int(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("an integer, not a boolean")
+    number = int(str(value))
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+def _choice(*options: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in options:
+            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+        return text
+
+    return parse
+
+
+def _ratio(value: object) -> float:
+    number = _parse_float(value)
+    if number > 1:
+        raise ValueError("a ratio between 0 and 1")
+    return number
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One named setting: its default, how a value is parsed, and one line of help."""
+
+    name: str
+    default: Any
+    parse: Callable[[object], Any]
+    help: str
+    per_namespace: bool = False
+
+    @property
+    def env_var(self) -> str:
+        return "LAKELOOP_" + self.name.upper()
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in [
+        Setting(
+            "volume_size",
+            256 * 1024**2,
+            parse_size,
+            "a volume is sealed once it reaches this size; new writes go to a new one",
+            per_namespace=True,
+        ),
+        Setting(
+            "blob_threshold",
+            4 * 1024**2,
+            parse_size,
+            "objects larger than this are stored as standalone blobs, streamed in and out",
+            per_namespace=True,
+        ),
+        Setting(
+            "blob_chunk_size",
+            1024**2,
+            parse_size,
+            "blobs are checksummed per chunk of this size, so range reads verify what they read",
+        ),
+        Setting(
+            "sync",
+            "always",
+            _choice("always", "batch", "none"),
+            "always: a put returns once durable (concurrent puts share fsyncs); "
+            "batch: fsync every sync_interval, a crash may lose that window; "
+            "none: leave flushing to the OS",
+            per_namespace=True,
+        ),
+        Setting(
+            "sync_interval",
+            0.1,
+            _parse_float,
+            "seconds between background fsyncs when sync = 'batch'",
+        ),
+        Setting(
+            "max_key_bytes",
+            1024,
+            _parse_int,
+            "longest object key, in UTF-8 bytes (S3's limit is 1024)",
+        ),
+        Setting(
+            "max_metadata_bytes",
+            8192,
+            parse_size,
+            "largest user metadata of one object, as JSON bytes (S3 allows 2 KB of headers)",
+        ),
+        Setting(
+            "lock_timeout",
+            30.0,
+            _parse_float,
+            "seconds a writer waits for a namespace's writer lock held by another process",
+        ),
+        Setting(
+            "quota_bytes",
+            0,
+            parse_size,
+            "most logical bytes a namespace may hold (0: no quota)",
+            per_namespace=True,
+        ),
+        Setting(
+            "quota_objects",
+            0,
+            _parse_int,
+            "most objects a namespace may hold (0: no quota)",
+            per_namespace=True,
+        ),
+        Setting(
+            "auto_compact",
+            True,
+            _parse_bool,
+            "compact namespaces in a background thread when a threshold is crossed",
+        ),
+        Setting(
+            "compaction_interval",
+            60.0,
+            _parse_float,
+            "seconds between background checks of the compaction thresholds",
+        ),
+        Setting(
+            "compaction_garbage_ratio",
+            0.3,
+            _ratio,
+            "compact a sealed volume once this share of its bytes is deleted or overwritten",
+            per_namespace=True,
+        ),
+        Setting(
+            "compaction_small_volumes",
+            4,
+            _parse_int,
+            "merge sealed volumes smaller than half of volume_size once there are this many",
+            per_namespace=True,
+        ),
+        Setting(
+            "compaction_age",
+            3600.0,
+            _parse_float,
+            "seconds after sealing when a volume is rewritten compressed (if compression is on)",
+            per_namespace=True,
+        ),
+        Setting(
+            "compaction_max_bytes",
+            4 * 1024**3,
+            parse_size,
+            "most live bytes one compaction pass copies; larger backlogs take several passes",
+        ),
+        Setting(
+            "compaction_free_margin",
+            64 * 1024**2,
+            parse_size,
+            "free disk space compaction keeps in reserve beyond what it will write",
+        ),
+        Setting(
+            "compression",
+            "zstd",
+            _choice("zstd", "none"),
+            "compress records when compaction rewrites a volume",
+            per_namespace=True,
+        ),
+        Setting(
+            "compression_level",
+            3,
+            _parse_int,
+            "zstd level used by compaction (1 fast ... 19 small)",
+        ),
+        Setting(
+            "compression_dict",
+            True,
+            _parse_bool,
+            "train a zstd dictionary per compacted volume when its records are small",
+            per_namespace=True,
+        ),
+        Setting(
+            "compression_min_saving",
+            0.1,
+            _ratio,
+            "keep a record compressed only if that saves at least this share of its bytes",
+        ),
+    ]
+}
+
+
+class Settings:
+    """Effective settings of a lake: defaults < lake.toml < environment.
+
+    >>> s = Settings({"volume_size": "64MiB"}, env={})
+    >>> s["volume_size"]
+    67108864
+    >>> s.source("volume_size")
+    'lake.toml'
+    """
+
+    def __init__(
+        self,
+        file_values: Mapping[str, Any] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        file_label: str = "lake.toml",
+    ) -> None:
+        file_values = dict(file_values or {})
+        env = os.environ if env is None else env
+        self._ns_tables: dict[str, dict[str, Any]] = {}
+        raw_ns = file_values.pop("namespaces", {}) or {}
+        if not isinstance(raw_ns, dict):
+            raise InvalidSetting("[namespaces] must be a table", op="read", target=file_label)
+        self._values: dict[str, Any] = {}
+        self._sources: dict[str, str] = {}
+        for name in file_values:
+            if name not in SETTINGS:
+                raise InvalidSetting(f"unknown setting {name!r}", op="read", target=file_label)
+        for name, setting in SETTINGS.items():
+            value, source = setting.default, "default"
+            if name in file_values:
+                value = self._parse(setting, file_values[name], file_label)
+                source = file_label
+            if setting.env_var in env:
+                value = self._parse(setting, env[setting.env_var], setting.env_var)
+                source = setting.env_var
+            self._values[name] = value
+            self._sources[name] = source
+        for ns, table in raw_ns.items():
+            if not isinstance(table, dict):
+                raise InvalidSetting(
+                    f"[namespaces.{ns}] must be a table", op="read", target=file_label
+                )
+            parsed: dict[str, Any] = {}
+            for name, value in table.items():
+                setting = SETTINGS.get(name)
+                if setting is None or not setting.per_namespace:
+                    raise InvalidSetting(
+                        f"{name!r} cannot be set per namespace",
+                        op="read",
+                        target=f"{file_label} [namespaces.{ns}]",
+                    )
+                parsed[name] = self._parse(setting, value, f"{file_label} [namespaces.{ns}]")
+            self._ns_tables[ns] = parsed
+
+    @staticmethod
+    def _parse(setting: Setting, value: object, where: str) -> Any:
+        try:
+            return setting.parse(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidSetting(
+                f"bad value for {setting.name}: {exc}", op="read setting", target=where
+            ) from None
+
+    @classmethod
+    def load(cls, path: Path, *, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``lake.toml`` at *path* (missing file: defaults)."""
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            data = {}
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidSetting(f"not valid TOML: {exc}", op="read", target=str(path)) from None
+        return cls(data, env=env, file_label="lake.toml")
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def source(self, name: str) -> str:
+        return self._sources[name]
+
+    def for_namespace(self, namespace: str, name: str) -> Any:
+        """The value of *name* for *namespace*: its own table first, then the lake's."""
+        table = self._ns_tables.get(namespace, {})
+        if name in table:
+            return table[name]
+        return self._values[name]
+
+    def namespace_overrides(self, namespace: str) -> dict[str, Any]:
+        return dict(self._ns_tables.get(namespace, {}))
+
+    def items(self) -> Iterator[tuple[Setting, Any, str]]:
+        for name, setting in SETTINGS.items():
+            yield setting, self._values[name], self._sources[name]

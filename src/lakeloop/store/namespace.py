@@ -1,0 +1,1186 @@
+"""A namespace: its own index, volumes, blobs, writer lock and quota.
+
+Writes follow one path. A caller thread validates its input, hashes the data and queues
+an operation; the first queued thread becomes the *leader* and commits everything queued
+so far as one group: it takes the namespace's writer lock (shared with other processes),
+appends the records to the active volume in one write, makes them durable with one
+``fdatasync`` (``sync = "always"``), records them in the index in one transaction and
+wakes every thread of the group. Concurrent writers therefore share fsyncs, and a put
+returns only once its record is durable and visible.
+
+Reads never take a lock: they look the key up in the index (SQLite in WAL mode) and read
+the record with one ``pread``; the record's CRC32C is checked before any byte is returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import zstandard
+
+from lakeloop.errors import (
+    ChecksumError,
+    InvalidInput,
+    InvalidKey,
+    NamespaceUnavailable,
+    NotFound,
+    QuotaExceeded,
+    StoreError,
+)
+from lakeloop.store import _record as rec
+from lakeloop.store._blob import BlobReader, write_blob
+from lakeloop.store._fs import FileLayer, WritableFile
+from lakeloop.store._index import Row, SQLiteIndex
+from lakeloop.store._lock import ProcessLock
+
+if TYPE_CHECKING:
+    from lakeloop.settings import Settings
+
+__all__ = ["Change", "Namespace", "ObjectInfo", "VolumeInfo"]
+
+_LIST_PAGE = 1000
+_SCAN_WINDOW = 8 << 20
+_BULK_CHUNK_BYTES = 32 << 20
+_BULK_CHUNK_COUNT = 20000
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What ``put`` and ``stat`` return: everything about one version of an object."""
+
+    key: str
+    size: int
+    etag: str
+    version: int
+    mtime: float
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    namespace: str = ""
+
+    @property
+    def checksum(self) -> str:
+        """The object's MD5 in hex (the same value as ``etag``)."""
+        return self.etag
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeInfo:
+    """One volume of a namespace (readers shard training data by volume)."""
+
+    id: int
+    state: str
+    path: str
+    size: int
+    live_bytes: int
+    live_count: int
+    compressed: bool
+
+    @property
+    def garbage_ratio(self) -> float:
+        body = max(self.size - rec.VOLUME_HEADER_SIZE, 0)
+        return 0.0 if body == 0 else max(0.0, 1.0 - self.live_bytes / body)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the change feed: the latest put of a key, or its deletion."""
+
+    seq: int
+    key: str
+    op: str
+    size: int
+    etag: str | None
+
+
+@dataclass(slots=True)
+class _Op:
+    kind: str  # "put" | "delete"
+    key: str
+    kb: bytes
+    data: bytes = b""
+    meta: bytes = b""
+    md5: bytes = b""
+    size: int = 0
+    flags: int = 0
+    blob: str | None = None
+    missing_ok: bool = False
+    seq: int = 0
+    content_type: str | None = None
+    metadata: dict[str, str] | None = None
+    done: bool = False
+    error: BaseException | None = None
+    result: Any = None
+
+
+def _prefix_upper(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string starting with *prefix*."""
+    p = bytearray(prefix)
+    while p:
+        if p[-1] < 0xFF:
+            p[-1] += 1
+            return bytes(p)
+        p.pop()
+    return None
+
+
+class Namespace:
+    """Objects under one namespace. Get one from ``Lake.namespace(name)``.
+
+    >>> ns = lake.create_namespace("photos")            # doctest: +SKIP
+    >>> ns.put("cats/1.jpg", b"...", content_type="image/jpeg").etag  # doctest: +SKIP
+    """
+
+    def __init__(self, name: str, root: str, settings: Settings, fs: FileLayer) -> None:
+        self.name = name
+        self.root = root
+        self._settings = settings
+        self._fs = fs
+        self._vol_dir = os.path.join(root, "volumes")
+        self._blob_dir = os.path.join(root, "blobs")
+        self._index_path = os.path.join(root, "index.sqlite")
+        self._closed = False
+        try:
+            self._index = SQLiteIndex(self._index_path)
+            self._index_ino = os.stat(self._index_path).st_ino
+        except Exception as exc:
+            raise NamespaceUnavailable(
+                f"index cannot be opened: {exc}",
+                op="open namespace",
+                target=name,
+                hint=f"run `lakeloop fsck --rebuild-index {name}` to rebuild it from the volumes",
+            ) from None
+        self._lock = ProcessLock(os.path.join(root, "writer.lock"), f"namespace {name}")
+        self._compact_lock = ProcessLock(os.path.join(root, "compact.lock"), f"namespace {name}")
+        # group commit
+        self._cv = threading.Condition()
+        self._queue: list[_Op] = []
+        self._leader_active = False
+        # writer state, valid while _seen_version matches the index's data_version
+        self._active: WritableFile | None = None
+        self._active_id = 0
+        self._next_seq = 1
+        self._seen_version: int | None = None
+        self._last_sync = 0.0
+        self._dirty = False
+        self._undo: list[tuple[WritableFile, int | None]] = []
+        self._unlink_after: list[str] = []
+        # readers
+        self._fds: dict[int, int] = {}
+        self._fds_lock = threading.Lock()
+        self._retired_fds: list[int] = []
+        self._local = threading.local()
+        self.last_recovery: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ settings
+    def setting(self, name: str) -> Any:
+        """The effective value of a setting for this namespace."""
+        return self._settings.for_namespace(self.name, name)
+
+    def _vol_path(self, vol: int) -> str:
+        return os.path.join(self._vol_dir, f"{vol:010d}.vol")
+
+    def _blob_path(self, name: str) -> str:
+        return os.path.join(self._blob_dir, name)
+
+    # ------------------------------------------------------------------ validation
+    def _check_key(self, key: object, op: str) -> bytes:
+        if not isinstance(key, str):
+            raise InvalidKey(f"key must be a str, not {type(key).__name__}", op=op, target=self.name)
+        try:
+            kb = key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidKey("key is not valid UTF-8", op=op, target=f"{self.name}/{key!r}") from None
+        if not kb:
+            raise InvalidKey("key is empty", op=op, target=self.name)
+        limit = self._settings["max_key_bytes"]
+        if len(kb) > limit:
+            raise InvalidKey(
+                f"key is {len(kb)} bytes; the limit is {limit}", op=op, target=f"{self.name}/{key[:40]}..."
+            )
+        return kb
+
+    def _check_meta(
+        self, key: str, content_type: object, metadata: object, op: str
+    ) -> tuple[bytes, dict[str, str] | None]:
+        if content_type is not None and not isinstance(content_type, str):
+            raise InvalidInput("content_type must be a str", op=op, target=f"{self.name}/{key}")
+        if metadata is not None:
+            if not isinstance(metadata, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+            ):
+                raise InvalidInput(
+                    "metadata must be a dict of str to str", op=op, target=f"{self.name}/{key}"
+                )
+        meta = rec.encode_meta(content_type, metadata)  # type: ignore[arg-type]
+        limit = self._settings["max_metadata_bytes"]
+        if len(meta) > limit:
+            raise InvalidInput(
+                f"metadata is {len(meta)} bytes as JSON; the limit is {limit}",
+                op=op,
+                target=f"{self.name}/{key}",
+                hint="raise max_metadata_bytes, or store it as an object",
+            )
+        return meta, metadata  # type: ignore[return-value]
+
+    def _check_open(self, op: str) -> None:
+        if self._closed:
+            raise NamespaceUnavailable("the lake is closed", op=op, target=self.name)
+
+    # ------------------------------------------------------------------ public writes
+    def put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        md5: bytes | str | None = None,
+    ) -> ObjectInfo:
+        """Store *data* under *key*; returns once the object is durable and visible.
+
+        Overwrites any previous version. Objects above ``blob_threshold`` are stored as
+        standalone blobs. *md5* (digest or hex) may be supplied when already known.
+        """
+        self._check_open("put")
+        kb = self._check_key(key, "put")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidInput(
+                f"data must be bytes, not {type(data).__name__}", op="put", target=f"{self.name}/{key}"
+            )
+        if len(data) > self.setting("blob_threshold"):
+            return self.put_stream(
+                key, io.BytesIO(data), size=len(data), content_type=content_type,
+                metadata=metadata, md5=md5,
+            )
+        meta, metadata = self._check_meta(key, content_type, metadata, "put")
+        data = bytes(data)
+        digest = self._digest(md5, key) or hashlib.md5(data, usedforsecurity=False).digest()
+        op = _Op("put", key, kb, data=data, meta=meta, md5=digest, size=len(data),
+                 content_type=content_type, metadata=metadata)
+        self._commit(op)
+        return op.result  # type: ignore[no-any-return]
+
+    def _digest(self, md5: bytes | str | None, key: str) -> bytes | None:
+        if md5 is None:
+            return None
+        if isinstance(md5, str):
+            try:
+                md5 = bytes.fromhex(md5)
+            except ValueError:
+                md5 = b""
+        if len(md5) != 16:
+            raise InvalidInput("md5 must be 16 bytes or 32 hex digits", op="put", target=f"{self.name}/{key}")
+        return md5
+
+    def put_stream(
+        self,
+        key: str,
+        fileobj: BinaryIO,
+        size: int | None = None,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        md5: bytes | str | None = None,
+    ) -> ObjectInfo:
+        """Store what *fileobj* yields, never holding a large object in memory.
+
+        Small streams become ordinary records; large ones become blobs, checksummed per
+        chunk. If *size* is given, a stream of another length is refused.
+        """
+        self._check_open("put")
+        kb = self._check_key(key, "put")
+        meta, metadata = self._check_meta(key, content_type, metadata, "put")
+        supplied = self._digest(md5, key)
+        threshold = self.setting("blob_threshold")
+        head = fileobj.read(threshold + 1)
+        if not isinstance(head, bytes | bytearray):
+            raise InvalidInput("fileobj must be opened in binary mode", op="put", target=f"{self.name}/{key}")
+        if len(head) <= threshold:
+            if size is not None and size != len(head):
+                raise InvalidInput(
+                    f"stream gave {len(head)} bytes, but size={size}", op="put", target=f"{self.name}/{key}"
+                )
+            return self.put(key, bytes(head), content_type=content_type, metadata=metadata, md5=supplied)
+        os.makedirs(self._blob_dir, exist_ok=True)
+        name = f"{time.time_ns():x}-{os.urandom(6).hex()}.blob"
+        path = self._blob_path(name)
+        durable = self.setting("sync") != "none"
+        try:
+            total, digest = write_blob(
+                self._fs, path, fileobj, self._settings["blob_chunk_size"], first=bytes(head),
+                durable=durable,
+            )
+            if size is not None and total != size:
+                raise InvalidInput(
+                    f"stream gave {total} bytes, but size={size}", op="put", target=f"{self.name}/{key}"
+                )
+            if durable:
+                self._fs.sync_dir(self._blob_dir)
+        except BaseException:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            raise
+        desc = json.dumps({"file": name, "chunk": self._settings["blob_chunk_size"]}).encode()
+        op = _Op("put", key, kb, data=desc, meta=meta, md5=supplied or digest, size=total,
+                 flags=rec.BLOB, blob=name, content_type=content_type, metadata=metadata)
+        try:
+            self._commit(op)
+        except BaseException:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            raise
+        return op.result  # type: ignore[no-any-return]
+
+    def delete(self, key: str, *, missing_ok: bool = False) -> None:
+        """Delete *key*. ``NotFound`` if it does not exist, unless *missing_ok*."""
+        self._check_open("delete")
+        kb = self._check_key(key, "delete")
+        self._commit(_Op("delete", key, kb, missing_ok=missing_ok))
+
+    def put_many(
+        self,
+        items: Iterable[tuple[str, bytes] | tuple[str, bytes, dict[str, Any]]],
+        *,
+        content_type: str | None = None,
+    ) -> int:
+        """Bulk load: write every item, make them durable once at the end, return the count.
+
+        Each item is ``(key, data)`` or ``(key, data, {"content_type": ..., "metadata": ...})``.
+        Nothing is visible until all items are durable; on an error (a bad key, the quota)
+        nothing is kept. Objects above ``blob_threshold`` go through ``put_stream`` first.
+        """
+        self._check_open("put_many")
+        count = 0
+        big: list[tuple[str, bytes, dict[str, Any]]] = []
+        self._lock.acquire(self._settings["lock_timeout"], op="put_many")
+        try:
+            self._refresh()
+            assert self._active is not None
+            self._undo = []
+            with self._index.write() as w:
+                quota_bytes = self.setting("quota_bytes")
+                quota_objects = self.setting("quota_objects")
+                total_bytes, total_count = w.totals()
+                touched: list[WritableFile] = []
+                chunk: list[_Op] = []
+                chunk_bytes = 0
+
+                def flush() -> None:
+                    nonlocal chunk, chunk_bytes
+                    if chunk:
+                        self._append_and_index(chunk, w, sync=False, touched=touched)
+                    chunk, chunk_bytes = [], 0
+
+                threshold = self.setting("blob_threshold")
+                for item in items:
+                    key, data = item[0], item[1]
+                    opts: dict[str, Any] = item[2] if len(item) > 2 else {}  # type: ignore[misc]
+                    kb = self._check_key(key, "put_many")
+                    if not isinstance(data, bytes | bytearray | memoryview):
+                        raise InvalidInput("data must be bytes", op="put_many", target=f"{self.name}/{key}")
+                    ct = opts.get("content_type", content_type)
+                    md = opts.get("metadata")
+                    if len(data) > threshold:
+                        big.append((key, bytes(data), {"content_type": ct, "metadata": md}))
+                        continue
+                    meta, md = self._check_meta(key, ct, md, "put_many")
+                    data = bytes(data)
+                    total_bytes += len(data)
+                    total_count += 1
+                    if quota_bytes and total_bytes > quota_bytes:
+                        raise QuotaExceeded(
+                            f"bulk load would hold {total_bytes} bytes; quota is {quota_bytes}",
+                            op="put_many", target=self.name,
+                        )
+                    if quota_objects and total_count > quota_objects:
+                        raise QuotaExceeded(
+                            f"bulk load would hold {total_count} objects; quota is {quota_objects}",
+                            op="put_many", target=self.name,
+                        )
+                    chunk.append(_Op("put", key, kb, data=data, meta=meta,
+                                     md5=hashlib.md5(data, usedforsecurity=False).digest(),
+                                     size=len(data), content_type=ct, metadata=md))
+                    chunk_bytes += len(data) + 64 + len(kb)
+                    count += 1
+                    if chunk_bytes >= _BULK_CHUNK_BYTES or len(chunk) >= _BULK_CHUNK_COUNT:
+                        flush()
+                flush()
+                if self.setting("sync") != "none":
+                    for f in touched:
+                        f.sync()
+            self._seen_version = self._index.data_version()
+            self._after_commit()
+        except BaseException:
+            # The transaction rolled back: cut what was appended, so nothing of it stays.
+            self._rollback_appends()
+            raise
+        finally:
+            self._lock.release()
+        for key, data, opts in big:
+            self.put(key, data, content_type=opts["content_type"], metadata=opts["metadata"])
+            count += 1
+        return count
+
+    # ------------------------------------------------------------------ pins
+    def pin(self, holder: str, versions: Iterable[int]) -> None:
+        """Keep these exact versions readable (``get(key, version=...)``) until unpinned.
+
+        Later overwrites, deletes and compaction never drop a pinned version's bytes.
+        """
+        self._check_open("pin")
+        seqs = [int(v) for v in versions]
+        with self._writing("pin"):
+            for s in seqs:
+                if self._index.lookup_version(s) is None:
+                    raise NotFound(f"no version {s}", op="pin", target=self.name)
+            with self._index.write() as w:
+                w.pin(holder, seqs)
+
+    def unpin(self, holder: str) -> int:
+        """Release every version *holder* pinned; -> how many pins were dropped."""
+        self._check_open("unpin")
+        with self._writing("unpin"):
+            with self._index.write() as w:
+                n = w.unpin(holder)
+                self._unlink_after.extend(w.take_dead_blobs())
+            self._after_commit()
+        return n
+
+    def pins(self) -> dict[str, int]:
+        """holder -> number of pinned versions."""
+        return dict(self._index.pins())
+
+    # ------------------------------------------------------------------ group commit
+    def _commit(self, op: _Op) -> None:
+        with self._cv:
+            self._queue.append(op)
+            while not op.done and self._leader_active:
+                self._cv.wait()
+            if op.done:
+                if op.error is not None:
+                    raise op.error
+                return
+            self._leader_active = True
+            batch, self._queue = self._queue, []
+        try:
+            self._run_batch(batch)
+        finally:
+            with self._cv:
+                self._leader_active = False
+                self._cv.notify_all()
+        if op.error is not None:
+            raise op.error
+
+    def _run_batch(self, batch: list[_Op]) -> None:
+        try:
+            with self._writing("put"):
+                try:
+                    self._undo = []
+                    with self._index.write() as w:
+                        self._append_and_index(batch, w, sync=True, touched=None)
+                except BaseException:
+                    self._rollback_appends()
+                    raise
+                self._seen_version = self._index.data_version()
+                self._after_commit()
+        except BaseException as exc:
+            self._seen_version = None
+            err = exc
+            if isinstance(exc, OSError):
+                err = StoreError(f"{exc.strerror or exc}", op="put", target=self.name)
+            for op in batch:
+                if not op.done:
+                    op.error = err
+            try:
+                self._reset_writer()
+            except Exception:
+                pass
+        finally:
+            for op in batch:
+                op.done = True
+
+    class _Writing:
+        def __init__(self, ns: Namespace, op: str) -> None:
+            self.ns, self.op = ns, op
+
+        def __enter__(self) -> None:
+            self.ns._lock.acquire(self.ns._settings["lock_timeout"], op=self.op)
+            try:
+                self.ns._refresh()
+            except BaseException:
+                self.ns._lock.release()
+                raise
+
+        def __exit__(self, *exc: object) -> None:
+            self.ns._lock.release()
+
+    def _writing(self, op: str) -> Namespace._Writing:
+        return Namespace._Writing(self, op)
+
+    def _append_and_index(
+        self, batch: list[_Op], w: Any, *, sync: bool, touched: list[WritableFile] | None
+    ) -> None:
+        """Append *batch*'s records, sync (if asked), and record them in the open txn *w*."""
+        assert self._active is not None
+        quota_bytes = self.setting("quota_bytes")
+        quota_objects = self.setting("quota_objects")
+        now = time.time_ns()
+        ready: list[_Op] = []
+        totals = w.totals() if (quota_bytes or quota_objects) else (0, 0)
+        tb, tc = totals
+        seen: dict[bytes, Row | None] = {}
+        for op in batch:
+            if op.kind == "delete":
+                cur = seen[op.kb] if op.kb in seen else w.current(op.kb)
+                if cur is None:
+                    if not op.missing_ok:
+                        op.error = NotFound("no such object", op="delete", target=f"{self.name}/{op.key}")
+                    op.done = True
+                    continue
+                seen[op.kb] = None
+                tb -= cur.size
+                tc -= 1
+                ready.append(op)
+            else:
+                if quota_bytes or quota_objects:
+                    cur = seen[op.kb] if op.kb in seen else w.current(op.kb)
+                    nb = tb + op.size - (cur.size if cur else 0)
+                    nc = tc + (0 if cur else 1)
+                    if (quota_bytes and nb > quota_bytes) or (quota_objects and nc > quota_objects):
+                        op.error = QuotaExceeded(
+                            f"namespace would hold {nb} bytes in {nc} objects; quota is "
+                            f"{quota_bytes or 'unlimited'} bytes, {quota_objects or 'unlimited'} objects",
+                            op="put", target=f"{self.name}/{op.key}",
+                        )
+                        op.done = True
+                        continue
+                    tb, tc = nb, nc
+                seen[op.kb] = Row(0, op.kb, 0, 0, 0, op.size, b"", 0, 0, None, None)
+                ready.append(op)
+        if not ready:
+            return
+        size_est = sum(rec.record_length(len(o.kb), len(o.meta), len(o.data)) for o in ready)
+        self._maybe_roll(size_est, w)
+        active = self._active
+        assert active is not None
+        if touched is not None and active not in touched:
+            touched.append(active)
+        vol = self._active_id
+        off = active.size()
+        self._undo.append((active, off))
+        parts: list[bytes] = []
+        rows: list[tuple[Any, ...]] = []
+        first_seq = self._next_seq
+        for op in ready:
+            seq = self._next_seq
+            self._next_seq += 1
+            op.seq = seq
+            if op.kind == "delete":
+                data = rec.encode_record(seq=seq, key=op.kb, flags=rec.TOMBSTONE, ts_ns=now)
+            else:
+                data = rec.encode_record(
+                    seq=seq, key=op.kb, data=op.data, meta=op.meta, flags=op.flags,
+                    ts_ns=now, size=op.size, md5=op.md5,
+                )
+                rows.append((seq, op.kb, vol, off, len(data), op.size, op.md5, op.flags, now,
+                             op.meta.decode() if op.meta else None, op.blob))
+                op.result = ObjectInfo(
+                    key=op.key, size=op.size, etag=op.md5.hex(), version=seq, mtime=now / 1e9,
+                    content_type=op.content_type, metadata=dict(op.metadata or {}),
+                    namespace=self.name,
+                )
+            op.data = b""  # the bytes now live in `parts`; let them go with it
+            parts.append(data)
+            off += len(data)
+        active.write(b"".join(parts))
+        parts.clear()
+        self._dirty = True
+        if sync:
+            self._sync_policy(active)
+        # index, in the order the records were written
+        has_deleted = w.has_deleted()
+        pending: list[tuple[Any, ...]] = []
+        next_row = iter(rows)
+        for op in ready:
+            if op.kind == "delete":
+                if pending:
+                    w.upsert(pending)
+                    if has_deleted:
+                        w.clear_deleted(r[1] for r in pending)
+                    pending = []
+                w.delete(op.kb, op.seq)
+                has_deleted = True
+            else:
+                pending.append(next(next_row))
+        if pending:
+            w.upsert(pending)
+            if has_deleted:
+                w.clear_deleted(r[1] for r in pending)
+        self._unlink_after.extend(w.take_dead_blobs())
+        w.grow_volume(vol, off, first_seq, self._next_seq - 1)
+        w.set_state(next_seq=self._next_seq, active_vol=vol, hwm=off)
+
+    def _sync_policy(self, f: WritableFile) -> None:
+        policy = self.setting("sync")
+        if policy == "always":
+            f.sync()
+            self._dirty = False
+        elif policy == "batch":
+            now = time.monotonic()
+            if now - self._last_sync >= self._settings["sync_interval"]:
+                f.sync()
+                self._last_sync = now
+                self._dirty = False
+
+    def flush(self) -> None:
+        """Make every write so far durable (useful with ``sync = "batch"`` or ``"none"``)."""
+        with self._writing("flush"):
+            if self._active is not None:
+                self._active.sync()
+                self._dirty = False
+
+    def _rollback_appends(self) -> None:
+        """Cut records a failed transaction appended, so no unacknowledged write appears."""
+        for f, size in reversed(self._undo):
+            try:
+                if size is None:
+                    f.close()
+                    self._fs.unlink(f.path)
+                else:
+                    f.truncate(size)
+            except OSError:
+                pass  # recovery at the next open cuts or indexes what is left
+        self._undo = []
+        self._reset_writer()
+
+    def _after_commit(self) -> None:
+        """Delete blob files that the last transaction made unreachable."""
+        names, self._unlink_after = self._unlink_after, []
+        for name in names:
+            try:
+                self._fs.unlink(self._blob_path(name))
+            except FileNotFoundError:
+                pass
+
+    # ------------------------------------------------------------------ writer state
+    def _reset_writer(self) -> None:
+        if self._active is not None:
+            try:
+                self._active.close()
+            except OSError:
+                pass
+        self._active = None
+        self._seen_version = None
+
+    def _refresh(self) -> None:
+        """Bring this process's writer state up to date (called under the writer lock).
+
+        Another process may have written, rolled a volume or compacted since we last held
+        the lock; a crash may have left an unindexed or torn tail on the active volume.
+        """
+        try:
+            ino = os.stat(self._index_path).st_ino
+        except FileNotFoundError:
+            ino = -1
+        if ino != self._index_ino:
+            # The index was rebuilt (fsck) by another process: reopen it.
+            self._index.close()
+            self._index = SQLiteIndex(self._index_path)
+            self._index_ino = os.stat(self._index_path).st_ino
+            self._reset_writer()
+        version = self._index.data_version()
+        if self._active is not None and version == self._seen_version:
+            return
+        self._reset_writer()
+        os.makedirs(self._vol_dir, exist_ok=True)
+        active_vol = self._index.state("active_vol", 0)
+        if active_vol == 0:
+            self._create_first_volume()
+            active_vol = self._index.state("active_vol", 0)
+        hwm = self._index.state("hwm", rec.VOLUME_HEADER_SIZE)
+        self._next_seq = self._index.state("next_seq", 1)
+        path = self._vol_path(active_vol)
+        try:
+            actual = os.stat(path).st_size
+        except FileNotFoundError:
+            actual = -1
+        if actual < hwm:
+            # The index knows records the volume lost (a power cut under sync="none", or
+            # damage): the volumes are the truth, so rebuild the index from them.
+            self.last_recovery = self._rebuild_locked(reason="active volume shorter than index")
+            self._refresh_after_rebuild()
+            return
+        self._active = self._fs.open_append(path)
+        self._active_id = active_vol
+        if actual > hwm:
+            self._recover_tail(hwm, actual)
+        self._seen_version = self._index.data_version()
+
+    def _refresh_after_rebuild(self) -> None:
+        self._index.close()
+        self._index = SQLiteIndex(self._index_path)
+        self._index_ino = os.stat(self._index_path).st_ino
+        active_vol = self._index.state("active_vol", 0)
+        self._next_seq = self._index.state("next_seq", 1)
+        self._active = self._fs.open_append(self._vol_path(active_vol))
+        self._active_id = active_vol
+        self._seen_version = self._index.data_version()
+
+    def _create_first_volume(self) -> None:
+        with self._index.write() as w:
+            vol = max(w.get_state("next_vol", 1), 1)
+            self._new_volume_file(vol)
+            w.add_volume(vol, "active", time.time_ns(), rec.VOLUME_HEADER_SIZE)
+            w.set_state(active_vol=vol, next_vol=vol + 1, hwm=rec.VOLUME_HEADER_SIZE,
+                        next_seq=w.get_state("next_seq", 1))
+
+    def _new_volume_file(self, vol: int) -> WritableFile:
+        path = self._vol_path(vol)
+        try:
+            os.unlink(path)  # a leftover from a crash before its volume was registered
+        except FileNotFoundError:
+            pass
+        f = self._fs.create(path)
+        f.write(rec.encode_volume_header(vol, time.time_ns()))
+        if self.setting("sync") != "none":
+            f.sync()
+            self._fs.sync_dir(self._vol_dir)
+        return f
+
+    def _maybe_roll(self, incoming: int, w: Any) -> None:
+        """Seal the active volume and start a new one if *incoming* bytes would overflow it."""
+        assert self._active is not None
+        size = self._active.size()
+        if size <= rec.VOLUME_HEADER_SIZE or size + incoming <= self.setting("volume_size"):
+            return
+        self._seal_active(w)
+
+    def _seal_active(self, w: Any) -> None:
+        assert self._active is not None
+        if self.setting("sync") != "none":
+            self._active.sync()
+        old = self._active_id
+        vol = w.get_state("next_vol", old + 1)
+        new = self._new_volume_file(vol)
+        self._undo.append((new, None))
+        w.update_volume(old, state="sealed", sealed_ns=time.time_ns(), size=self._active.size())
+        w.add_volume(vol, "active", time.time_ns(), rec.VOLUME_HEADER_SIZE)
+        w.set_state(active_vol=vol, next_vol=vol + 1, hwm=rec.VOLUME_HEADER_SIZE)
+        self._active.close()
+        self._active = new
+        self._active_id = vol
+
+    def _recover_tail(self, hwm: int, actual: int) -> None:
+        """Index the complete records past the index's high-water mark; cut a torn tail."""
+        assert self._active is not None
+        fd = os.open(self._vol_path(self._active_id), os.O_RDONLY)
+        good_end = hwm
+        applied = 0
+        try:
+            records: list[rec.Record] = []
+            for item in rec.scan_volume(fd, hwm, actual):
+                if isinstance(item, rec.Corrupt):
+                    break
+                records.append(item)
+                good_end = item.offset + item.length
+        finally:
+            os.close(fd)
+        if good_end < actual:
+            self._active.truncate(good_end)
+        if self.setting("sync") != "none":
+            self._active.sync()
+        if records:
+            with self._index.write() as w:
+                for r in records:
+                    if r.flags & rec.DICT:
+                        continue
+                    if r.is_tombstone:
+                        w.delete(r.key, r.seq)
+                    else:
+                        meta = r.meta.decode() if r.meta else None
+                        blob = json.loads(r.data)["file"] if r.flags & rec.BLOB else None
+                        w.upsert([(r.seq, r.key, self._active_id, r.offset, r.length, r.size, r.md5,
+                                   r.flags, r.ts_ns, meta, blob)])
+                        w.clear_deleted([r.key])
+                    applied += 1
+                    self._next_seq = max(self._next_seq, r.seq + 1)
+                w.grow_volume(self._active_id, good_end, records[0].seq, records[-1].seq)
+                w.set_state(next_seq=self._next_seq, hwm=good_end)
+        else:
+            with self._index.write() as w:
+                w.set_state(hwm=good_end)
+        self.last_recovery = {"indexed_tail_records": applied, "cut_bytes": actual - good_end}
+
+    def _rebuild_locked(self, reason: str) -> dict[str, Any]:
+        from lakeloop.store._rebuild import rebuild_index
+
+        self._reset_writer()
+        self._index.close()
+        report = rebuild_index(self, reason=reason)
+        return report
+
+    # ------------------------------------------------------------------ reads
+    def _fd(self, vol: int) -> int:
+        fd = self._fds.get(vol)
+        if fd is None:
+            with self._fds_lock:
+                fd = self._fds.get(vol)
+                if fd is None:
+                    fd = os.open(self._vol_path(vol), os.O_RDONLY)
+                    self._fds[vol] = fd
+        return fd
+
+    def _retire_fd(self, vol: int) -> None:
+        """Stop using *vol*'s descriptor; it is closed at ``close()``, since a reader may
+        still be reading through it (closing it now could hand its number to another file)."""
+        with self._fds_lock:
+            fd = self._fds.pop(vol, None)
+            if fd is not None:
+                self._retired_fds.append(fd)
+
+    def _read_record(self, vol: int, off: int, length: int, seq: int, label: str) -> rec.Record:
+        try:
+            buf = os.pread(self._fd(vol), length, off)
+        except FileNotFoundError:
+            raise _Moved() from None
+        try:
+            r = rec.parse_record(buf, off)
+        except rec.RecordError as exc:
+            raise _Damaged(str(exc)) from None
+        if r.seq != seq:
+            raise _Damaged(f"record holds version {r.seq}, index expects {seq}")
+        return r
+
+    def _fetch(self, key: str, version: int | None, op: str) -> tuple[Row | tuple[Any, ...], rec.Record]:
+        """Look *key* up and read its verified record, retrying once if compaction moved it."""
+        kb = self._check_key(key, op)
+        label = f"{self.name}/{key}"
+        for attempt in range(3):
+            if version is None:
+                row: Any = self._index.locate(kb)
+                if row is None:
+                    raise NotFound("no such object", op=op, target=label)
+                seq, vol, off, length = row[0], row[1], row[2], row[3]
+            else:
+                full = self._index.lookup_version(int(version))
+                if full is None or full.key != kb:
+                    raise NotFound(f"no version {version} of this object", op=op, target=label)
+                row = full
+                seq, vol, off, length = full.seq, full.vol, full.off, full.len
+            try:
+                r = self._read_record(vol, off, length, seq, label)
+                if r.key != kb:
+                    raise _Damaged("record holds another key")
+                return row, r
+            except _Moved:
+                continue
+            except _Damaged as exc:
+                # Compaction may have moved the object between our lookup and our read:
+                # look again before calling it corruption.
+                if attempt < 2:
+                    if version is None:
+                        loc = self._index.locate(kb)
+                        where = None if loc is None else (loc[1], loc[2])
+                    else:
+                        full = self._index.lookup_version(int(version))
+                        where = None if full is None else (full.vol, full.off)
+                    if where is not None and where != (vol, off):
+                        continue
+                raise ChecksumError(
+                    str(exc), op=op, target=label, volume=self._vol_path(vol), offset=off
+                ) from None
+        raise StoreError("object kept moving while being read", op=op, target=label)
+
+    def _payload(self, r: rec.Record, vol: int, label: str) -> bytes:
+        if r.flags & rec.ZSTD:
+            try:
+                data = self._decompressor(vol).decompress(r.data, max_output_size=r.size)
+            except zstandard.ZstdError as exc:
+                raise ChecksumError(
+                    f"compressed record does not decompress: {exc}", op="get", target=label,
+                    volume=self._vol_path(vol), offset=r.offset,
+                ) from None
+            if len(data) != r.size:
+                raise ChecksumError("decompressed size mismatch", op="get", target=label,
+                                    volume=self._vol_path(vol), offset=r.offset)
+            return data
+        return r.data
+
+    def _decompressor(self, vol: int) -> zstandard.ZstdDecompressor:
+        cache: dict[int, zstandard.ZstdDecompressor] | None = getattr(self._local, "dctx", None)
+        if cache is None:
+            cache = self._local.dctx = {}
+        d = cache.get(vol)
+        if d is None:
+            head = os.pread(self._fd(vol), 1 << 20, rec.VOLUME_HEADER_SIZE)
+            dict_data = None
+            try:
+                first = rec.parse_record(head, rec.VOLUME_HEADER_SIZE)
+                if first.flags & rec.DICT:
+                    dict_data = zstandard.ZstdCompressionDict(first.data)
+            except rec.RecordError:
+                pass
+            d = zstandard.ZstdDecompressor(dict_data=dict_data) if dict_data else zstandard.ZstdDecompressor()
+            cache[vol] = d
+        return d
+
+    def _blob_reader(self, r: rec.Record, label: str) -> BlobReader:
+        name = json.loads(r.data)["file"]
+        return BlobReader(self._blob_path(name), r.size, label=label)
+
+    def get(self, key: str, *, version: int | None = None) -> bytes:
+        """The object's bytes, checksum verified. ``version`` reads an exact (pinned) version."""
+        self._check_open("get")
+        row, r = self._fetch(key, version, "get")
+        label = f"{self.name}/{key}"
+        if r.flags & rec.BLOB:
+            with self._blob_reader(r, label) as b:
+                return b.read_range(0, r.size)
+        return self._payload(r, row[1] if version is None else row.vol, label)
+
+    def get_range(self, key: str, start: int, end: int | None = None, *, version: int | None = None) -> bytes:
+        """``get(key)[start:end]`` (Python slice semantics), reading only what is needed for blobs."""
+        self._check_open("get")
+        if not isinstance(start, int) or not (end is None or isinstance(end, int)):
+            raise InvalidInput("start and end must be integers", op="get_range", target=f"{self.name}/{key}")
+        row, r = self._fetch(key, version, "get")
+        label = f"{self.name}/{key}"
+        lo, hi, _ = slice(start, end).indices(r.size)
+        hi = max(hi, lo)
+        if r.flags & rec.BLOB:
+            with self._blob_reader(r, label) as b:
+                return b.read_range(lo, hi)
+        return self._payload(r, row[1] if version is None else row.vol, label)[lo:hi]
+
+    def open(self, key: str, *, version: int | None = None) -> BinaryIO:
+        """A seekable binary file object over the object (streamed for blobs)."""
+        self._check_open("open")
+        row, r = self._fetch(key, version, "open")
+        label = f"{self.name}/{key}"
+        if r.flags & rec.BLOB:
+            return io.BufferedReader(self._blob_reader(r, label), buffer_size=1 << 20)  # type: ignore[return-value]
+        return io.BytesIO(self._payload(r, row[1] if version is None else row.vol, label))
+
+    def _info(self, row: Row) -> ObjectInfo:
+        meta = rec.decode_meta(row.meta)
+        return ObjectInfo(
+            key=row.key.decode("utf-8"), size=row.size, etag=row.md5.hex(), version=row.seq,
+            mtime=row.mtime / 1e9, content_type=meta.get("ct"), metadata=dict(meta.get("m", {})),
+            namespace=self.name,
+        )
+
+    def stat(self, key: str, *, version: int | None = None) -> ObjectInfo:
+        """Metadata of *key* (from the index; no data is read)."""
+        self._check_open("stat")
+        kb = self._check_key(key, "stat")
+        row = self._index.lookup(kb) if version is None else self._index.lookup_version(int(version))
+        if row is None or row.key != kb:
+            raise NotFound("no such object" if version is None else f"no version {version}",
+                           op="stat", target=f"{self.name}/{key}")
+        return self._info(row)
+
+    def exists(self, key: str) -> bool:
+        return self._index.locate(self._check_key(key, "exists")) is not None
+
+    def list(self, prefix: str = "", start_after: str | None = None, limit: int | None = None) -> Iterator[ObjectInfo]:
+        """Objects whose key starts with *prefix*, in key (UTF-8 byte) order, streamed."""
+        self._check_open("list")
+        if not isinstance(prefix, str):
+            raise InvalidInput("prefix must be a str", op="list", target=self.name)
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise InvalidInput("limit must be a non-negative integer", op="list", target=self.name)
+        lower = prefix.encode()
+        upper = _prefix_upper(lower) if lower else None
+        after = start_after.encode() if start_after else None
+        left = limit
+        while left is None or left > 0:
+            page = self._index.list(lower, upper, after, _LIST_PAGE if left is None else min(left, _LIST_PAGE))
+            if not page:
+                return
+            for row in page:
+                yield self._info(row)
+            after = page[-1].key
+            if left is not None:
+                left -= len(page)
+            if len(page) < _LIST_PAGE:
+                return
+
+    def scan(self, prefix: str = "", *, volumes: Iterable[int] | None = None) -> Iterator[tuple[ObjectInfo, bytes]]:
+        """Current objects with their bytes, in physical (volume) order, with sequential reads.
+
+        Training readers use this: shard by passing disjoint ``volumes`` (see ``volumes()``).
+        Every record is verified; blobs are read whole.
+        """
+        self._check_open("scan")
+        pre = prefix.encode()
+        vols = list(volumes) if volumes is not None else [v.id for v in self.volumes()]
+        for vol in vols:
+            after = -1
+            while True:
+                rows = self._index.rows_in_volume(vol, after, _LIST_PAGE)
+                if not rows:
+                    break
+                after = rows[-1].off
+                wanted = [r for r in rows if r.key.startswith(pre)]
+                yield from self._scan_rows(vol, wanted)
+                if len(rows) < _LIST_PAGE:
+                    break
+
+    def _scan_rows(self, vol: int, rows: list[Row]) -> Iterator[tuple[ObjectInfo, bytes]]:
+        i = 0
+        while i < len(rows):
+            start = rows[i].off
+            j = i
+            while j < len(rows) and rows[j].off + rows[j].len - start <= _SCAN_WINDOW:
+                j += 1
+            j = max(j, i + 1)
+            end = rows[j - 1].off + rows[j - 1].len
+            try:
+                buf = os.pread(self._fd(vol), end - start, start)
+            except FileNotFoundError:
+                buf = b""
+            for row in rows[i:j]:
+                label = f"{self.name}/{row.key.decode()}"
+                part = memoryview(buf)[row.off - start : row.off - start + row.len]
+                try:
+                    r = rec.parse_record(part, row.off)
+                    if r.seq != row.seq:
+                        raise rec.RecordError("version mismatch")
+                except rec.RecordError:
+                    # moved by compaction, or damaged: the single-object path sorts it out
+                    info = self._info(row)
+                    try:
+                        yield info, self.get(info.key, version=row.seq)
+                    except NotFound:
+                        continue
+                    continue
+                if r.flags & rec.BLOB:
+                    with self._blob_reader(r, label) as b:
+                        data = b.read_range(0, r.size)
+                else:
+                    data = self._payload(r, vol, label)
+                yield self._info(row), data
+            i = j
+
+    # ------------------------------------------------------------------ introspection
+    def volumes(self) -> list[VolumeInfo]:
+        """The namespace's volumes (active, sealed, compacted), oldest first."""
+        return [
+            VolumeInfo(id=v["id"], state=v["state"], path=self._vol_path(v["id"]), size=v["size"],
+                       live_bytes=v["live_bytes"], live_count=v["live_count"],
+                       compressed=bool(v["compressed"]))
+            for v in self._index.volumes()
+            if v["state"] in ("active", "sealed")
+        ]
+
+    def changes(self, since: int = 0, limit: int | None = None) -> Iterator[Change]:
+        """Puts and deletes with a sequence number above *since*, oldest first.
+
+        The feed is compacted: an object overwritten several times appears once, at its
+        latest version. Pass the last ``seq`` you saw to continue.
+        """
+        left = limit
+        while left is None or left > 0:
+            page = self._index.changes(since, _LIST_PAGE if left is None else min(left, _LIST_PAGE))
+            if not page:
+                return
+            for seq, key, kind, size, md5 in page:
+                yield Change(seq=seq, key=key.decode("utf-8"), op=kind, size=size,
+                             etag=md5.hex() if md5 else None)
+            since = page[-1][0]
+            if left is not None:
+                left -= len(page)
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the latest write (0 if none)."""
+        return self._index.state("next_seq", 1) - 1
+
+    def usage(self) -> dict[str, int]:
+        """Logical bytes and objects, bytes on disk, volumes and blobs."""
+        logical, count = self._index.totals()
+        vols = self._index.volumes()
+        disk = sum(v["size"] for v in vols if v["state"] in ("active", "sealed"))
+        blob_bytes = 0
+        blobs = 0
+        if os.path.isdir(self._blob_dir):
+            for entry in os.scandir(self._blob_dir):
+                blobs += 1
+                blob_bytes += entry.stat().st_size
+        live = sum(v["live_bytes"] for v in vols if v["state"] in ("active", "sealed"))
+        return {
+            "objects": count,
+            "bytes": logical,
+            "volume_bytes": disk,
+            "live_record_bytes": live,
+            "garbage_bytes": max(disk - live - rec.VOLUME_HEADER_SIZE * len(vols), 0),
+            "blob_bytes": blob_bytes,
+            "blobs": blobs,
+            "volumes": len([v for v in vols if v["state"] in ("active", "sealed")]),
+        }
+
+    # ------------------------------------------------------------------ maintenance
+    def compact(self, wait: bool = True, *, force: bool = True) -> Any:
+        """Reclaim garbage and compress sealed volumes; -> ``CompactionReport``.
+
+        ``force`` (the default for a direct call) seals the active volume and compacts
+        every volume with garbage; the background thread passes ``force=False`` and acts
+        only on the thresholds. With ``wait=False`` it runs in a thread and returns it.
+        """
+        from lakeloop.store._compact import compact
+
+        self._check_open("compact")
+        if not wait:
+            t = threading.Thread(target=compact, args=(self,), kwargs={"force": force},
+                                 name=f"compact-{self.name}", daemon=True)
+            t.start()
+            return t
+        return compact(self, force=force)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self._dirty and self._active is not None and self.setting("sync") != "none":
+                try:
+                    self._active.sync()
+                except OSError:
+                    pass
+        finally:
+            self._closed = True
+            self._reset_writer()
+            with self._fds_lock:
+                fds = [*self._fds.values(), *self._retired_fds]
+                self._fds, self._retired_fds = {}, []
+            for fd in fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._index.close()
+            self._lock.close()
+            self._compact_lock.close()
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name!r} at {self.root!r}>"
+
+
+class _Moved(Exception):
+    """The volume file is gone: compaction moved the object; look it up again."""
+
+
+class _Damaged(Exception):
+    """The bytes at the indexed location do not verify."""
+
