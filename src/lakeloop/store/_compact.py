@@ -139,7 +139,6 @@ def cleanup_leftovers(ns: Namespace) -> int:
         with ns._index.write() as w:
             for v in leftovers:
                 w.remove_volume(v["id"])
-        ns._seen_version = ns._index.data_version()
     return len(leftovers)
 
 
@@ -197,7 +196,6 @@ def _seal_active_if_used(ns: Namespace) -> None:
             return
         with ns._index.write() as w:
             ns._seal_active(w)
-        ns._seen_version = ns._index.data_version()
 
 
 class _Output:
@@ -219,7 +217,6 @@ class _Output:
                 vol = w.get_state("next_vol", 1)
                 w.set_state(next_vol=vol + 1)
                 w.add_volume(vol, "compacting", time.time_ns(), rec.VOLUME_HEADER_SIZE)
-            ns._seen_version = ns._index.data_version()
         path = ns._vol_path(vol)
         f = ns._fs.create(path)
         self.cur = f
@@ -333,11 +330,19 @@ def _train_dictionary(ns: Namespace, vols: list[int], live: Any) -> bytes | None
             os.close(fd)
         if total >= _DICT_SAMPLE_BYTES:
             break
-    if len(samples) < _DICT_MIN_SAMPLES:
+    if len(samples) < _DICT_MIN_SAMPLES or total < 4 * _DICT_SIZE:
         return None
+    level = ns._settings["compression_level"]
     try:
-        d = zstandard.train_dictionary(_DICT_SIZE, samples, level=ns._settings["compression_level"])
+        d = zstandard.train_dictionary(_DICT_SIZE, samples, level=level)
     except zstandard.ZstdError:
+        return None
+    # Keep the dictionary only if it pays for itself on the samples.
+    plain = zstandard.ZstdCompressor(level=level)
+    with_dict = zstandard.ZstdCompressor(level=level, dict_data=d)
+    size_plain = sum(min(len(plain.compress(x)), len(x)) for x in samples)
+    size_dict = sum(min(len(with_dict.compress(x)), len(x)) for x in samples)
+    if size_dict + len(d.as_bytes()) >= size_plain:
         return None
     return bytes(d.as_bytes())
 
@@ -505,5 +510,4 @@ def _run(ns: Namespace, picked: list[dict[str, Any]], report: CompactionReport) 
         with ns._index.write() as w:
             for vol in vol_ids:
                 w.remove_volume(vol)
-        ns._seen_version = ns._index.data_version()
 

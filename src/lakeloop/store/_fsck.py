@@ -303,7 +303,7 @@ def _report_lost(ns: Namespace, lost: list[tuple[int, bytes]], report: FsckRepor
             w.conn.execute("DELETE FROM objects WHERE seq = ?", (seq,))
             w.conn.execute("DELETE FROM versions WHERE seq = ?", (seq,))
             w.conn.execute("DELETE FROM pins WHERE seq = ?", (seq,))
-    ns._seen_version = None
+    ns._reset_writer()
     for p in report.problems:
         if p["namespace"] == ns.name and p["kind"] in (
             "lost-object", "damaged-record", "dangling-index-row", "index-mismatch",

@@ -5,9 +5,11 @@ block the writer or each other, and the index lives on disk, so process memory d
 grow with the number of objects. The index is a cache of the volumes (they are the
 truth): ``rebuild`` recreates it from them alone.
 
-Everything the writer changes goes through ``IndexWriter`` inside one transaction per
-group commit. Space accounting (live bytes per volume, the namespace's totals) and the
-protection of pinned versions are kept by triggers, so they cannot drift from the rows.
+Space accounting (live bytes per volume, the namespace's totals), the writer's position
+(``next_seq``, ``hwm``) and the protection of pinned versions are kept by triggers, so a
+group commit of puts is one statement (one GIL release, one implicit transaction), and
+nothing can drift from the rows. Bulk loads mark their rows with flag bit 256 (``BULK``):
+the per-row triggers skip them and the loader adds the totals once per chunk.
 """
 
 from __future__ import annotations
@@ -73,32 +75,49 @@ CREATE TABLE IF NOT EXISTS totals(id INTEGER PRIMARY KEY CHECK (id = 0),
     bytes INTEGER NOT NULL, count INTEGER NOT NULL);
 INSERT OR IGNORE INTO totals VALUES (0, 0, 0);
 
-CREATE TRIGGER IF NOT EXISTS objects_ins AFTER INSERT ON objects BEGIN
+CREATE TRIGGER IF NOT EXISTS objects_ins AFTER INSERT ON objects
+WHEN (NEW.flags & 256) = 0 BEGIN
+    DELETE FROM deleted WHERE key = NEW.key;
     UPDATE volumes SET live_bytes = live_bytes + NEW.len, live_count = live_count + 1
         WHERE id = NEW.vol;
     UPDATE totals SET bytes = bytes + NEW.size, count = count + 1;
+    UPDATE state SET v = CASE k WHEN 'next_seq' THEN max(v, NEW.seq + 1)
+        ELSE max(v, NEW.off + NEW.len) END
+        WHERE k IN ('next_seq', 'hwm') AND NEW.vol = (SELECT v FROM state WHERE k = 'active_vol');
 END;
 CREATE TRIGGER IF NOT EXISTS objects_del AFTER DELETE ON objects BEGIN
     UPDATE volumes SET live_bytes = live_bytes - OLD.len, live_count = live_count - 1
         WHERE id = OLD.vol;
     UPDATE totals SET bytes = bytes - OLD.size, count = count - 1;
     INSERT INTO versions SELECT OLD.seq, OLD.key, OLD.vol, OLD.off, OLD.len, OLD.size,
-        OLD.md5, OLD.flags, OLD.mtime, OLD.meta, OLD.blob
+        OLD.md5, OLD.flags & 255, OLD.mtime, OLD.meta, OLD.blob
         WHERE EXISTS (SELECT 1 FROM pins WHERE seq = OLD.seq);
     INSERT OR IGNORE INTO dead_blobs SELECT OLD.blob WHERE OLD.blob IS NOT NULL
         AND NOT EXISTS (SELECT 1 FROM pins WHERE seq = OLD.seq);
 END;
-CREATE TRIGGER IF NOT EXISTS objects_upd AFTER UPDATE ON objects BEGIN
+CREATE TRIGGER IF NOT EXISTS objects_upd_old AFTER UPDATE ON objects BEGIN
     UPDATE volumes SET live_bytes = live_bytes - OLD.len, live_count = live_count - 1
         WHERE id = OLD.vol;
-    UPDATE volumes SET live_bytes = live_bytes + NEW.len, live_count = live_count + 1
-        WHERE id = NEW.vol;
-    UPDATE totals SET bytes = bytes - OLD.size + NEW.size;
+    UPDATE totals SET bytes = bytes - OLD.size, count = count - 1;
     INSERT INTO versions SELECT OLD.seq, OLD.key, OLD.vol, OLD.off, OLD.len, OLD.size,
-        OLD.md5, OLD.flags, OLD.mtime, OLD.meta, OLD.blob
+        OLD.md5, OLD.flags & 255, OLD.mtime, OLD.meta, OLD.blob
         WHERE OLD.seq != NEW.seq AND EXISTS (SELECT 1 FROM pins WHERE seq = OLD.seq);
     INSERT OR IGNORE INTO dead_blobs SELECT OLD.blob WHERE OLD.blob IS NOT NULL
         AND OLD.seq != NEW.seq AND NOT EXISTS (SELECT 1 FROM pins WHERE seq = OLD.seq);
+END;
+CREATE TRIGGER IF NOT EXISTS objects_upd_new AFTER UPDATE ON objects
+WHEN (NEW.flags & 256) = 0 BEGIN
+    UPDATE volumes SET live_bytes = live_bytes + NEW.len, live_count = live_count + 1
+        WHERE id = NEW.vol;
+    UPDATE totals SET bytes = bytes + NEW.size, count = count + 1;
+    UPDATE state SET v = CASE k WHEN 'next_seq' THEN max(v, NEW.seq + 1)
+        ELSE max(v, NEW.off + NEW.len) END
+        WHERE k IN ('next_seq', 'hwm') AND NEW.vol = (SELECT v FROM state WHERE k = 'active_vol');
+END;
+CREATE TRIGGER IF NOT EXISTS state_hwm AFTER UPDATE ON state WHEN NEW.k = 'hwm' BEGIN
+    UPDATE volumes SET size = NEW.v,
+        max_seq = (SELECT v - 1 FROM state WHERE k = 'next_seq')
+        WHERE id = (SELECT v FROM state WHERE k = 'active_vol');
 END;
 CREATE TRIGGER IF NOT EXISTS versions_ins AFTER INSERT ON versions BEGIN
     UPDATE volumes SET live_bytes = live_bytes + NEW.len, live_count = live_count + 1
@@ -117,12 +136,27 @@ CREATE TRIGGER IF NOT EXISTS versions_upd AFTER UPDATE OF vol, len ON versions B
 END;
 """
 
-_UPSERT = f"""
-INSERT INTO objects({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)
+BULK = 256
+_ON_CONFLICT = """
 ON CONFLICT(key) DO UPDATE SET seq = excluded.seq, vol = excluded.vol, off = excluded.off,
     len = excluded.len, size = excluded.size, md5 = excluded.md5, flags = excluded.flags,
     mtime = excluded.mtime, meta = excluded.meta, blob = excluded.blob
 """
+_UPSERT = f"INSERT INTO objects({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) {_ON_CONFLICT}"
+_ROW_MARKS = "(?,?,?,?,?,?,?,?,?,?,?)"
+_MULTI_MAX = 256  # rows per multi-row statement (11 parameters each)
+
+
+def _multi_upsert_sql(n: int) -> str:
+    return f"INSERT INTO objects({_COLUMNS}) VALUES {','.join([_ROW_MARKS] * n)} {_ON_CONFLICT}"
+
+
+def upsert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Upsert *rows* with as few statements as possible (one per 256 rows), in order."""
+    for i in range(0, len(rows), _MULTI_MAX):
+        part = rows[i : i + _MULTI_MAX]
+        flat = [v for row in part for v in row]
+        conn.execute(_multi_upsert_sql(len(part)), flat)
 
 
 class Index(ABC):
@@ -184,13 +218,20 @@ class IndexWriter:
 
     # -- objects ------------------------------------------------------------------
     def upsert(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.conn.executemany(_UPSERT, rows)
+        upsert_rows(self.conn, rows)
 
-    def clear_deleted(self, keys: Iterable[bytes]) -> None:
-        self.conn.executemany("DELETE FROM deleted WHERE key = ?", ((k,) for k in keys))
-
-    def has_deleted(self) -> bool:
-        return self.conn.execute("SELECT EXISTS (SELECT 1 FROM deleted)").fetchone()[0] == 1
+    def add_bulk(self, per_volume: dict[int, tuple[int, int]], size: int, count: int,
+                 first_seq: int) -> None:
+        """Account for rows written with the BULK flag (the triggers skipped them)."""
+        for vol, (nbytes, n) in per_volume.items():
+            self.conn.execute(
+                "UPDATE volumes SET live_bytes = live_bytes + ?, live_count = live_count + ?"
+                " WHERE id = ?", (nbytes, n, vol))
+        self.conn.execute("UPDATE totals SET bytes = bytes + ?, count = count + ?", (size, count))
+        # walks `deleted` (usually empty), probing objects by key
+        self.conn.execute(
+            "DELETE FROM deleted WHERE EXISTS (SELECT 1 FROM objects o"
+            " WHERE o.key = deleted.key AND o.seq >= ?)", (first_seq,))
 
     def delete(self, key: bytes, seq: int) -> None:
         self.conn.execute("DELETE FROM objects WHERE key = ?", (key,))
@@ -216,15 +257,27 @@ class IndexWriter:
         return int(row[0]), int(row[1])
 
     # -- volumes --------------------------------------------------------------------
-    def add_volume(self, vol: int, state: str, created_ns: int, size: int) -> None:
+    def add_volume(
+        self, vol: int, state: str, created_ns: int, size: int, min_seq: int | None = None
+    ) -> None:
+        # min_seq of a new volume is the first sequence number it can hold: a lower bound
+        # of what it will hold, which is all compaction's tombstone rule needs.
         self.conn.execute(
-            "INSERT INTO volumes(id, state, size, created_ns) VALUES (?, ?, ?, ?)",
-            (vol, state, size, created_ns),
+            "INSERT INTO volumes(id, state, size, created_ns, min_seq) VALUES (?, ?, ?, ?, ?)",
+            (vol, state, size, created_ns, min_seq),
         )
 
     def update_volume(self, vol: int, **fields: Any) -> None:
         sets = ", ".join(f"{name} = ?" for name in fields)
         self.conn.execute(f"UPDATE volumes SET {sets} WHERE id = ?", (*fields.values(), vol))
+
+    def advance(self, next_seq: int, hwm: int) -> None:
+        """After appending to the active volume: one statement (a trigger sizes the volume)."""
+        self.conn.execute(
+            "UPDATE state SET v = CASE k WHEN 'next_seq' THEN ?1 ELSE ?2 END"
+            " WHERE k IN ('next_seq', 'hwm')",
+            (next_seq, hwm),
+        )
 
     def grow_volume(self, vol: int, size: int, min_seq: int, max_seq: int) -> None:
         self.conn.execute(
@@ -296,8 +349,16 @@ class SQLiteIndex(Index):
     def write(self, *, full_sync: bool = False) -> IndexWriter:
         return IndexWriter(self._writer, self._write_lock, full_sync)
 
-    def data_version(self) -> int:
-        return int(self._writer.execute("PRAGMA data_version").fetchone()[0])
+    def upsert_autocommit(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """The group-commit fast path: one statement, its own transaction (triggers do
+        the accounting and advance next_seq/hwm)."""
+        if len(rows) > _MULTI_MAX:
+            with self.write() as w:
+                w.upsert(rows)
+            return
+        with self._write_lock:
+            flat = [v for row in rows for v in row]
+            self._writer.execute(_multi_upsert_sql(len(rows)), flat)
 
     def lookup(self, key: bytes) -> Row | None:
         row = self.reader.execute(f"SELECT {_COLUMNS} FROM objects WHERE key = ?", (key,)).fetchone()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fcntl
+import mmap
 import os
+import struct
 import threading
 import time
 
@@ -18,6 +20,11 @@ class ProcessLock:
     ``acquire(timeout)`` waits for other processes with a short backoff and raises
     ``LockTimeout`` naming *label* when the time is up. The OS drops the lock when its
     holder dies, even by ``kill -9``.
+
+    The lock file also holds a counter, bumped (in shared memory) by every holder as soon
+    as it gets the lock: ``others_held`` tells a holder whether anyone else held the lock
+    since it last released it, so it may trust what it cached about the locked data.
+    Bumping before doing anything means even a holder killed mid-way is noticed.
     """
 
     def __init__(self, path: str, label: str) -> None:
@@ -26,6 +33,9 @@ class ProcessLock:
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._fd = -1
+        self._map: mmap.mmap | None = None
+        self._mine = -1  # counter value of our own latest hold
+        self.others_held = True
 
     def acquire(self, timeout: float, *, op: str = "lock") -> None:
         deadline = time.monotonic() + timeout
@@ -36,6 +46,7 @@ class ProcessLock:
         try:
             if self._depth == 0:
                 self._lock_file(deadline, timeout, op)
+                self._bump()
             self._depth += 1
         except BaseException:
             self._thread_lock.release()
@@ -51,6 +62,7 @@ class ProcessLock:
             except BlockingIOError:
                 self._thread_lock.release()
                 return False
+            self._bump()
         self._depth += 1
         return True
 
@@ -58,6 +70,16 @@ class ProcessLock:
         if self._fd < 0:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         return self._fd
+
+    def _bump(self) -> None:
+        if self._map is None:
+            if os.fstat(self._fd).st_size < 8:
+                os.ftruncate(self._fd, 8)
+            self._map = mmap.mmap(self._fd, 8)
+        current = struct.unpack_from("<Q", self._map)[0]
+        self.others_held = current != self._mine
+        self._mine = (current + 1) & 0xFFFFFFFFFFFFFFFF
+        struct.pack_into("<Q", self._map, 0, self._mine)
 
     def _lock_file(self, deadline: float, timeout: float, op: str) -> None:
         fd = self._open()
@@ -81,6 +103,9 @@ class ProcessLock:
         self._thread_lock.release()
 
     def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

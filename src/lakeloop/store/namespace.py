@@ -50,6 +50,7 @@ _LIST_PAGE = 1000
 _SCAN_WINDOW = 8 << 20
 _BULK_CHUNK_BYTES = 32 << 20
 _BULK_CHUNK_COUNT = 20000
+_GROUP_WAIT = 0.0003  # seconds a group-commit leader waits for writers still preparing
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,7 @@ class _Op:
     blob: str | None = None
     missing_ok: bool = False
     seq: int = 0
+    wake: threading.Lock | None = None
     content_type: str | None = None
     metadata: dict[str, str] | None = None
     done: bool = False
@@ -163,14 +165,16 @@ class Namespace:
         self._cv = threading.Condition()
         self._queue: list[_Op] = []
         self._leader_active = False
-        # writer state, valid while _seen_version matches the index's data_version
+        self._joined = threading.Condition(self._cv)  # same lock: "an op was queued"
+        self._writers = 0  # threads between entering a write call and queueing their op
+        # writer state, valid while no other process has held the writer lock since
         self._active: WritableFile | None = None
         self._active_id = 0
         self._next_seq = 1
-        self._seen_version: int | None = None
         self._last_sync = 0.0
         self._dirty = False
         self._undo: list[tuple[WritableFile, int | None]] = []
+        self._batches = 0
         self._unlink_after: list[str] = []
         # readers
         self._fds: dict[int, int] = {}
@@ -261,11 +265,18 @@ class Namespace:
                 metadata=metadata, md5=md5,
             )
         meta, metadata = self._check_meta(key, content_type, metadata, "put")
-        data = bytes(data)
-        digest = self._digest(md5, key) or hashlib.md5(data, usedforsecurity=False).digest()
-        op = _Op("put", key, kb, data=data, meta=meta, md5=digest, size=len(data),
-                 content_type=content_type, metadata=metadata)
-        self._commit(op)
+        supplied = self._digest(md5, key)
+        self._enter()
+        try:
+            data = bytes(data)
+            digest = supplied or hashlib.md5(data, usedforsecurity=False).digest()
+            op = _Op("put", key, kb, data=data, meta=meta, md5=digest, size=len(data),
+                     content_type=content_type, metadata=metadata)
+        except BaseException:
+            with self._cv:
+                self._writers -= 1
+            raise
+        self._commit(op, entered=True)
         return op.result  # type: ignore[no-any-return]
 
     def _digest(self, md5: bytes | str | None, key: str) -> bytes | None:
@@ -420,7 +431,6 @@ class Namespace:
                 if self.setting("sync") != "none":
                     for f in touched:
                         f.sync()
-            self._seen_version = self._index.data_version()
             self._after_commit()
         except BaseException:
             # The transaction rolled back: cut what was appended, so nothing of it stays.
@@ -463,23 +473,65 @@ class Namespace:
         return dict(self._index.pins())
 
     # ------------------------------------------------------------------ group commit
-    def _commit(self, op: _Op) -> None:
+    def _enter(self) -> None:
         with self._cv:
+            self._writers += 1
+
+    def _commit(self, op: _Op, *, entered: bool = False) -> None:
+        """Queue *op* and return once it is committed (or raise its error).
+
+        Leader/follower group commit: the first thread in becomes the leader and commits
+        everything queued; the others sleep on a lock of their own until the leader
+        either finishes their operation or hands leadership to them. Waking exactly the
+        threads that must wake keeps the GIL free for the leader.
+        """
+        with self._cv:
+            if entered:
+                self._writers -= 1
             self._queue.append(op)
-            while not op.done and self._leader_active:
-                self._cv.wait()
+            if self._leader_active:
+                op.wake = threading.Lock()
+                op.wake.acquire()
+                self._joined.notify()
+                leader = False
+            else:
+                self._leader_active = True
+                leader = True
+        if not leader:
+            assert op.wake is not None
+            op.wake.acquire()  # released by a leader: op done, or we lead now
             if op.done:
                 if op.error is not None:
                     raise op.error
                 return
-            self._leader_active = True
-            batch, self._queue = self._queue, []
-        try:
-            self._run_batch(batch)
-        finally:
+        while True:
             with self._cv:
-                self._leader_active = False
-                self._cv.notify_all()
+                # Writers that are still hashing/encoding will queue in a moment: wait a
+                # fraction of an fsync for them, so the whole group shares one fsync.
+                deadline = 0.0
+                while self._writers > 0:
+                    now = time.monotonic()
+                    if not deadline:
+                        deadline = now + _GROUP_WAIT
+                    elif now >= deadline:
+                        break
+                    self._joined.wait(deadline - now)
+                batch, self._queue = self._queue, []
+            try:
+                self._run_batch(batch)
+            finally:
+                for other in batch:
+                    other.done = True
+                    if other is not op and other.wake is not None:
+                        other.wake.release()
+                with self._cv:
+                    if self._queue:
+                        nxt = self._queue[0]
+                        assert nxt.wake is not None
+                        nxt.wake.release()  # it leads the next group
+                    else:
+                        self._leader_active = False
+            break
         if op.error is not None:
             raise op.error
 
@@ -488,15 +540,12 @@ class Namespace:
             with self._writing("put"):
                 try:
                     self._undo = []
-                    with self._index.write() as w:
-                        self._append_and_index(batch, w, sync=True, touched=None)
+                    self._append_and_index(batch, None, sync=True, touched=None)
                 except BaseException:
                     self._rollback_appends()
                     raise
-                self._seen_version = self._index.data_version()
                 self._after_commit()
         except BaseException as exc:
-            self._seen_version = None
             err = exc
             if isinstance(exc, OSError):
                 err = StoreError(f"{exc.strerror or exc}", op="put", target=self.name)
@@ -507,9 +556,6 @@ class Namespace:
                 self._reset_writer()
             except Exception:
                 pass
-        finally:
-            for op in batch:
-                op.done = True
 
     class _Writing:
         def __init__(self, ns: Namespace, op: str) -> None:
@@ -532,10 +578,29 @@ class Namespace:
     def _append_and_index(
         self, batch: list[_Op], w: Any, *, sync: bool, touched: list[WritableFile] | None
     ) -> None:
-        """Append *batch*'s records, sync (if asked), and record them in the open txn *w*."""
+        """Append *batch*'s records, sync (if asked), and record them in the index.
+
+        With *w* (an open transaction) everything happens inside it. Without, a batch of
+        plain puts that needs no volume roll takes the fast path: one multi-row upsert in
+        its own implicit transaction; anything else opens a transaction here.
+        """
         assert self._active is not None
         quota_bytes = self.setting("quota_bytes")
         quota_objects = self.setting("quota_objects")
+        if w is None:
+            simple = not (quota_bytes or quota_objects) and all(
+                op.kind == "put" and op.blob is None for op in batch
+            )
+            if simple and (self._batches + 1) % 256 != 0:
+                size_est = sum(rec.record_length(len(o.kb), len(o.meta), len(o.data)) for o in batch)
+                size = self._active.size()
+                simple = size <= rec.VOLUME_HEADER_SIZE or size + size_est <= self.setting("volume_size")
+            else:
+                simple = False
+            if not simple:
+                with self._index.write() as txn:
+                    self._append_and_index(batch, txn, sync=sync, touched=touched)
+                return
         now = time.time_ns()
         ready: list[_Op] = []
         totals = w.totals() if (quota_bytes or quota_objects) else (0, 0)
@@ -571,8 +636,9 @@ class Namespace:
                 ready.append(op)
         if not ready:
             return
-        size_est = sum(rec.record_length(len(o.kb), len(o.meta), len(o.data)) for o in ready)
-        self._maybe_roll(size_est, w)
+        if w is not None:
+            size_est = sum(rec.record_length(len(o.kb), len(o.meta), len(o.data)) for o in ready)
+            self._maybe_roll(size_est, w)
         active = self._active
         assert active is not None
         if touched is not None and active not in touched:
@@ -582,7 +648,6 @@ class Namespace:
         self._undo.append((active, off))
         parts: list[bytes] = []
         rows: list[tuple[Any, ...]] = []
-        first_seq = self._next_seq
         for op in ready:
             seq = self._next_seq
             self._next_seq += 1
@@ -609,28 +674,31 @@ class Namespace:
         self._dirty = True
         if sync:
             self._sync_policy(active)
+        self._batches += 1
+        if w is None:
+            # (every statement hands the GIL over twice: the fast path has one)
+            self._index.upsert_autocommit(rows)
+            return
         # index, in the order the records were written
-        has_deleted = w.has_deleted()
         pending: list[tuple[Any, ...]] = []
         next_row = iter(rows)
+        killed_blob = False
         for op in ready:
             if op.kind == "delete":
                 if pending:
                     w.upsert(pending)
-                    if has_deleted:
-                        w.clear_deleted(r[1] for r in pending)
                     pending = []
                 w.delete(op.kb, op.seq)
-                has_deleted = True
+                killed_blob = True
             else:
+                killed_blob = killed_blob or op.blob is not None
                 pending.append(next(next_row))
         if pending:
             w.upsert(pending)
-            if has_deleted:
-                w.clear_deleted(r[1] for r in pending)
-        self._unlink_after.extend(w.take_dead_blobs())
-        w.grow_volume(vol, off, first_seq, self._next_seq - 1)
-        w.set_state(next_seq=self._next_seq, active_vol=vol, hwm=off)
+        if killed_blob or self._batches % 256 == 0:
+            # an overwrite may have orphaned a blob too; those wait for the periodic check
+            self._unlink_after.extend(w.take_dead_blobs())
+        w.advance(self._next_seq, off)
 
     def _sync_policy(self, f: WritableFile) -> None:
         policy = self.setting("sync")
@@ -682,7 +750,6 @@ class Namespace:
             except OSError:
                 pass
         self._active = None
-        self._seen_version = None
 
     def _refresh(self) -> None:
         """Bring this process's writer state up to date (called under the writer lock).
@@ -690,6 +757,8 @@ class Namespace:
         Another process may have written, rolled a volume or compacted since we last held
         the lock; a crash may have left an unindexed or torn tail on the active volume.
         """
+        if self._active is not None and not self._lock.others_held:
+            return  # nobody else wrote since we did: what we cached is still true
         try:
             ino = os.stat(self._index_path).st_ino
         except FileNotFoundError:
@@ -699,10 +768,6 @@ class Namespace:
             self._index.close()
             self._index = SQLiteIndex(self._index_path)
             self._index_ino = os.stat(self._index_path).st_ino
-            self._reset_writer()
-        version = self._index.data_version()
-        if self._active is not None and version == self._seen_version:
-            return
         self._reset_writer()
         os.makedirs(self._vol_dir, exist_ok=True)
         active_vol = self._index.state("active_vol", 0)
@@ -726,7 +791,6 @@ class Namespace:
         self._active_id = active_vol
         if actual > hwm:
             self._recover_tail(hwm, actual)
-        self._seen_version = self._index.data_version()
 
     def _refresh_after_rebuild(self) -> None:
         self._index.close()
@@ -736,15 +800,15 @@ class Namespace:
         self._next_seq = self._index.state("next_seq", 1)
         self._active = self._fs.open_append(self._vol_path(active_vol))
         self._active_id = active_vol
-        self._seen_version = self._index.data_version()
 
     def _create_first_volume(self) -> None:
         with self._index.write() as w:
             vol = max(w.get_state("next_vol", 1), 1)
             self._new_volume_file(vol)
-            w.add_volume(vol, "active", time.time_ns(), rec.VOLUME_HEADER_SIZE)
+            next_seq = w.get_state("next_seq", 1)
+            w.add_volume(vol, "active", time.time_ns(), rec.VOLUME_HEADER_SIZE, next_seq)
             w.set_state(active_vol=vol, next_vol=vol + 1, hwm=rec.VOLUME_HEADER_SIZE,
-                        next_seq=w.get_state("next_seq", 1))
+                        next_seq=next_seq)
 
     def _new_volume_file(self, vol: int) -> WritableFile:
         path = self._vol_path(vol)
@@ -776,7 +840,7 @@ class Namespace:
         new = self._new_volume_file(vol)
         self._undo.append((new, None))
         w.update_volume(old, state="sealed", sealed_ns=time.time_ns(), size=self._active.size())
-        w.add_volume(vol, "active", time.time_ns(), rec.VOLUME_HEADER_SIZE)
+        w.add_volume(vol, "active", time.time_ns(), rec.VOLUME_HEADER_SIZE, self._next_seq)
         w.set_state(active_vol=vol, next_vol=vol + 1, hwm=rec.VOLUME_HEADER_SIZE)
         self._active.close()
         self._active = new
@@ -813,7 +877,6 @@ class Namespace:
                         blob = json.loads(r.data)["file"] if r.flags & rec.BLOB else None
                         w.upsert([(r.seq, r.key, self._active_id, r.offset, r.length, r.size, r.md5,
                                    r.flags, r.ts_ns, meta, blob)])
-                        w.clear_deleted([r.key])
                     applied += 1
                     self._next_seq = max(self._next_seq, r.seq + 1)
                 w.grow_volume(self._active_id, good_end, records[0].seq, records[-1].seq)
