@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         summary.append(
             (
                 "random gets",
-                f"p50 {lat[len(lat) // 2] / 1000:.0f} µs, p99 {lat[int(len(lat) * 0.99)] / 1000:.0f} µs",
+                f"p50 {lat[len(lat) // 2] / 1000:.0f} µs, "
+                f"p99 {lat[int(len(lat) * 0.99)] / 1000:.0f} µs",
             )
         )
 
@@ -139,12 +140,15 @@ def main(argv: list[str] | None = None) -> None:
         sixth = len(keys) // 6
         for key in keys[:sixth]:
             ns.delete(key)
-        ns.put_many((key, b"# overwritten by the demo\n" + key.encode()) for key in keys[sixth : 2 * sixth])
+        ns.put_many(
+            (key, b"# overwritten by the demo\n" + key.encode()) for key in keys[sixth : 2 * sixth]
+        )
         before = ns.usage()
         summary.append(
             (
                 "churn",
-                f"deleted {sixth:,}, overwrote {sixth:,}: garbage {_human(before['garbage_bytes'])}",
+                f"deleted {sixth:,}, overwrote {sixth:,}: "
+                f"garbage {_human(before['garbage_bytes'])}",
             )
         )
 

@@ -133,9 +133,7 @@ class NamespaceUnavailable(LakeloopError):
 
 
 class LockTimeout(NamespaceUnavailable):
-    default_hint = (
-        "another process holds the namespace's writer lock; retry, or raise lock_timeout"
-    )
+    default_hint = "another process holds the namespace's writer lock; retry, or raise lock_timeout"
 
 
 class StoreError(LakeloopError):

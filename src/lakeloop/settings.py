@@ -310,14 +310,14 @@ class Settings:
                 )
             parsed: dict[str, Any] = {}
             for name, value in table.items():
-                setting = SETTINGS.get(name)
-                if setting is None or not setting.per_namespace:
+                found = SETTINGS.get(name)
+                if found is None or not found.per_namespace:
                     raise InvalidSetting(
                         f"{name!r} cannot be set per namespace",
                         op="read",
                         target=f"{file_label} [namespaces.{ns}]",
                     )
-                parsed[name] = self._parse(setting, value, f"{file_label} [namespaces.{ns}]")
+                parsed[name] = self._parse(found, value, f"{file_label} [namespaces.{ns}]")
             self._ns_tables[ns] = parsed
 
     @staticmethod

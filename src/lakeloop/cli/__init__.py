@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from lakeloop.store import Lake, Namespace
+    from lakeloop.store import Lake
 
 __all__ = ["cli", "main"]
 
@@ -160,7 +160,7 @@ def ns_create(state: _State, name: str, exist_ok: bool) -> None:
 def ns_list(state: _State, include_internal: bool, as_json: bool) -> None:
     """List namespaces with their size."""
     lake = state.lake()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in lake.namespaces(include_internal=include_internal):
         try:
             u = lake.namespace(name).usage()
@@ -281,7 +281,9 @@ def put(
     name, prefix = _split_target(target)
     ns = state.lake().namespace(name)
     files = list(_walk(paths))
-    single_key = len(paths) == 1 and Path(paths[0]).is_file() and prefix and not prefix.endswith("/")
+    single_key = (
+        len(paths) == 1 and Path(paths[0]).is_file() and prefix and not prefix.endswith("/")
+    )
     if prefix and not prefix.endswith("/") and not single_key:
         prefix += "/"
     threshold = ns.setting("blob_threshold")
@@ -326,7 +328,9 @@ def put(
 
 @cli.command()
 @click.argument("target")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (default: stdout).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE (default: stdout)."
+)
 @click.option("--version", "version", type=int, help="Read this exact version.")
 @click.pass_obj
 def get(state: _State, target: str, output: str | None, version: int | None) -> None:
@@ -490,9 +494,7 @@ def fsck(
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         for p in report.problems:
-            where = " ".join(
-                f"{k}={p[k]}" for k in ("volume", "offset", "key", "path") if k in p
-            )
+            where = " ".join(f"{k}={p[k]}" for k in ("volume", "offset", "key", "path") if k in p)
             mark = "repaired" if p.get("repaired") else "PROBLEM"
             click.echo(f"{mark}: {p['namespace']}: {p['kind']} {where} {p.get('detail', '')}")
         for r in report.repairs:
@@ -514,7 +516,7 @@ def fsck(
 def du(state: _State, names: tuple[str, ...], as_json: bool) -> None:
     """Disk usage per namespace: logical bytes, bytes on disk, garbage."""
     lake = state.lake()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in names or tuple(lake.namespaces(include_internal=True)):
         rows.append({"namespace": name, **lake.namespace(name).usage()})
     if as_json:

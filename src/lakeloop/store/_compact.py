@@ -135,10 +135,9 @@ def cleanup_leftovers(ns: Namespace) -> int:
         except FileNotFoundError:
             pass
     ns._fs.sync_dir(ns._vol_dir)
-    with ns._writing("compact"):
-        with ns._index.write() as w:
-            for v in leftovers:
-                w.remove_volume(v["id"])
+    with ns._writing("compact"), ns._index.write() as w:
+        for v in leftovers:
+            w.remove_volume(v["id"])
     return len(leftovers)
 
 
@@ -212,22 +211,32 @@ class _Output:
 
     def _allocate(self) -> None:
         ns = self.ns
-        with ns._writing("compact"):
-            with ns._index.write(full_sync=True) as w:
-                vol = w.get_state("next_vol", 1)
-                w.set_state(next_vol=vol + 1)
-                w.add_volume(vol, "compacting", time.time_ns(), rec.VOLUME_HEADER_SIZE)
+        with ns._writing("compact"), ns._index.write(full_sync=True) as w:
+            vol = w.get_state("next_vol", 1)
+            w.set_state(next_vol=vol + 1)
+            w.add_volume(vol, "compacting", time.time_ns(), rec.VOLUME_HEADER_SIZE)
         path = ns._vol_path(vol)
         f = ns._fs.create(path)
         self.cur = f
-        self.files.append({"id": vol, "file": f, "min": None, "max": None, "dict_off": None,
-                           "dict_len": 0, "compressed": 0, "size": 0})
+        self.files.append(
+            {
+                "id": vol,
+                "file": f,
+                "min": None,
+                "max": None,
+                "dict_off": None,
+                "dict_len": 0,
+                "compressed": 0,
+                "size": 0,
+            }
+        )
         self.buf = [rec.encode_volume_header(vol, time.time_ns())]
         self.pos = rec.VOLUME_HEADER_SIZE
         self.buf_len = self.pos
         if self.dict_bytes:
-            d = rec.encode_record(seq=0, key=b"", data=self.dict_bytes, flags=rec.DICT,
-                                  ts_ns=time.time_ns())
+            d = rec.encode_record(
+                seq=0, key=b"", data=self.dict_bytes, flags=rec.DICT, ts_ns=time.time_ns()
+            )
             self.files[-1]["dict_off"] = self.pos
             self.files[-1]["dict_len"] = len(d)
             self._append(d)
@@ -287,10 +296,9 @@ class _Output:
             except OSError:
                 pass
         try:
-            with self.ns._writing("compact"):
-                with self.ns._index.write() as w:
-                    for f in self.files:
-                        w.remove_volume(f["id"])
+            with self.ns._writing("compact"), self.ns._index.write() as w:
+                for f in self.files:
+                    w.remove_volume(f["id"])
         except Exception:
             pass  # cleanup_leftovers retries at the next pass
 
@@ -311,7 +319,7 @@ def _points_into(conn: sqlite3.Connection, vol: int, start: int, end: int) -> bo
 
 
 def _train_dictionary(ns: Namespace, vols: list[int], live: Any) -> bytes | None:
-    samples: list[bytes] = []
+    samples: list[bytes | bytearray | memoryview] = []
     total = 0
     for vol in vols:
         fd = os.open(ns._vol_path(vol), os.O_RDONLY)
@@ -358,21 +366,30 @@ def _run(ns: Namespace, picked: list[dict[str, Any]], report: CompactionReport) 
             f"compaction needs {needed} bytes free, {free} are", op="compact", target=ns.name
         )
     outside = [
-        v["min_seq"] for v in ns._index.volumes()
-        if v["id"] not in vol_ids and v["state"] in ("active", "sealed") and v["min_seq"] is not None
+        v["min_seq"]
+        for v in ns._index.volumes()
+        if v["id"] not in vol_ids
+        and v["state"] in ("active", "sealed")
+        and v["min_seq"] is not None
     ]
     outside_min = min(outside) if outside else None
 
     conn = sqlite3.connect(ns._index_path, isolation_level=None, timeout=60.0)
     conn.execute("PRAGMA busy_timeout=60000")
-    conn.execute("CREATE TEMP TABLE moves(seq INTEGER PRIMARY KEY, vol INTEGER, off INTEGER,"
-                 " len INTEGER, flags INTEGER)")
+    conn.execute(
+        "CREATE TEMP TABLE moves(seq INTEGER PRIMARY KEY, vol INTEGER, off INTEGER,"
+        " len INTEGER, flags INTEGER)"
+    )
 
     def live(seq: int) -> bool:
-        return conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM objects WHERE seq = ?1)"
-            " OR EXISTS (SELECT 1 FROM versions WHERE seq = ?1)", (seq,)
-        ).fetchone()[0] == 1
+        return (
+            conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM objects WHERE seq = ?1)"
+                " OR EXISTS (SELECT 1 FROM versions WHERE seq = ?1)",
+                (seq,),
+            ).fetchone()[0]
+            == 1
+        )
 
     def latest_tombstone(key: bytes, seq: int) -> bool:
         row = conn.execute("SELECT seq FROM deleted WHERE key = ?", (key,)).fetchone()
@@ -381,7 +398,11 @@ def _run(ns: Namespace, picked: list[dict[str, Any]], report: CompactionReport) 
     compress = ns.setting("compression") != "none"
     level = ns._settings["compression_level"]
     min_saving = ns._settings["compression_min_saving"]
-    dict_bytes = _train_dictionary(ns, vol_ids, live) if compress and ns.setting("compression_dict") else None
+    dict_bytes = (
+        _train_dictionary(ns, vol_ids, live)
+        if compress and ns.setting("compression_dict")
+        else None
+    )
     report.dictionary_bytes = len(dict_bytes) if dict_bytes else 0
     cctx = None
     if compress:
@@ -406,17 +427,26 @@ def _run(ns: Namespace, picked: list[dict[str, Any]], report: CompactionReport) 
                             continue
                         raise StoreError(
                             f"volume {vol} is damaged at offset {r.offset} ({r.reason})",
-                            op="compact", target=ns.name,
+                            op="compact",
+                            target=ns.name,
                             hint="run `lakeloop fsck --repair` first",
                         )
                     if r.flags & rec.DICT:
                         continue
                     if r.is_tombstone:
-                        keep = (outside_min is not None and outside_min < r.seq
-                                and latest_tombstone(r.key, r.seq))
+                        keep = (
+                            outside_min is not None
+                            and outside_min < r.seq
+                            and latest_tombstone(r.key, r.seq)
+                        )
                         if keep:
-                            out.add(rec.encode_record(seq=r.seq, key=r.key, flags=rec.TOMBSTONE,
-                                                      ts_ns=r.ts_ns), r.seq, False)
+                            out.add(
+                                rec.encode_record(
+                                    seq=r.seq, key=r.key, flags=rec.TOMBSTONE, ts_ns=r.ts_ns
+                                ),
+                                r.seq,
+                                False,
+                            )
                             report.tombstones_kept += 1
                         else:
                             report.records_dropped += 1
@@ -438,8 +468,16 @@ def _run(ns: Namespace, picked: list[dict[str, Any]], report: CompactionReport) 
                                 flags |= rec.ZSTD
                                 report.compressed_records += 1
                         report.stored_bytes += len(data)
-                    encoded = rec.encode_record(seq=r.seq, key=r.key, data=data, meta=r.meta,
-                                                flags=flags, ts_ns=r.ts_ns, size=r.size, md5=r.md5)
+                    encoded = rec.encode_record(
+                        seq=r.seq,
+                        key=r.key,
+                        data=data,
+                        meta=r.meta,
+                        flags=flags,
+                        ts_ns=r.ts_ns,
+                        size=r.size,
+                        md5=r.md5,
+                    )
                     new_vol, new_off = out.add(encoded, r.seq, bool(flags & rec.ZSTD))
                     moves.append((r.seq, new_vol, new_off, len(encoded), flags))
                     report.records_copied += 1
@@ -455,10 +493,12 @@ def _run(ns: Namespace, picked: list[dict[str, Any]], report: CompactionReport) 
         out.abandon()
         conn.close()
         if exc.errno == errno.ENOSPC:
-            raise InsufficientSpace("disk full while compacting; nothing was changed",
-                                    op="compact", target=ns.name) from None
-        raise StoreError(f"compaction failed: {exc}; nothing was changed",
-                         op="compact", target=ns.name) from None
+            raise InsufficientSpace(
+                "disk full while compacting; nothing was changed", op="compact", target=ns.name
+            ) from None
+        raise StoreError(
+            f"compaction failed: {exc}; nothing was changed", op="compact", target=ns.name
+        ) from None
     except BaseException:
         out.abandon()
         conn.close()
@@ -471,10 +511,14 @@ def _run(ns: Namespace, picked: list[dict[str, Any]], report: CompactionReport) 
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("UPDATE objects SET vol = m.vol, off = m.off, len = m.len, flags = m.flags"
-                             " FROM moves AS m WHERE objects.seq = m.seq")
-                conn.execute("UPDATE versions SET vol = m.vol, off = m.off, len = m.len, flags = m.flags"
-                             " FROM moves AS m WHERE versions.seq = m.seq")
+                conn.execute(
+                    "UPDATE objects SET vol = m.vol, off = m.off, len = m.len, flags = m.flags"
+                    " FROM moves AS m WHERE objects.seq = m.seq"
+                )
+                conn.execute(
+                    "UPDATE versions SET vol = m.vol, off = m.off, len = m.len, flags = m.flags"
+                    " FROM moves AS m WHERE versions.seq = m.seq"
+                )
                 now = time.time_ns()
                 for f in out.files:
                     conn.execute(
@@ -482,11 +526,20 @@ def _run(ns: Namespace, picked: list[dict[str, Any]], report: CompactionReport) 
                         " sealed_ns = ?, compressed = ?, dict_off = ?, live_bytes = live_bytes + ?"
                         " WHERE id = ?",
                         # the dictionary is live for as long as the volume is
-                        (f["size"], f["min"], f["max"], now, f["compressed"], f["dict_off"],
-                         f["dict_len"], f["id"]),
+                        (
+                            f["size"],
+                            f["min"],
+                            f["max"],
+                            now,
+                            f["compressed"],
+                            f["dict_off"],
+                            f["dict_len"],
+                            f["id"],
+                        ),
                     )
-                conn.executemany("UPDATE volumes SET state = 'retired' WHERE id = ?",
-                                 [(v,) for v in vol_ids])
+                conn.executemany(
+                    "UPDATE volumes SET state = 'retired' WHERE id = ?", [(v,) for v in vol_ids]
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -506,8 +559,6 @@ def _run(ns: Namespace, picked: list[dict[str, Any]], report: CompactionReport) 
         except FileNotFoundError:
             pass
     ns._fs.sync_dir(ns._vol_dir)
-    with ns._writing("compact"):
-        with ns._index.write() as w:
-            for vol in vol_ids:
-                w.remove_volume(vol)
-
+    with ns._writing("compact"), ns._index.write() as w:
+        for vol in vol_ids:
+            w.remove_volume(vol)

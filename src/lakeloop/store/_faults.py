@@ -169,6 +169,12 @@ class PowerCutLayer(FileLayer):
     goes (a crash right after an fsync, before the caller could use its result). Either
     way the operation raises ``OSError(EIO)``.
 
+    *unsynced* says what becomes of bytes written but not synced: ``"lose"`` (the worst
+    case, the default) drops them all; ``"torn"`` keeps the first half of each file's
+    unsynced bytes, so records end torn (part of the page cache reached the disk);
+    ``"keep"`` keeps every byte and every change of names, as when only the process dies
+    (a ``kill -9`` at that operation).
+
     ``ops`` counts the operations so far; ``log`` lists them as (number, name, path,
     phase), where ``phase`` is whatever the caller last stored in ``layer.phase`` (sweeps
     use it to cover every phase of a workload). ``check_overwrites=False`` skips the
@@ -181,11 +187,15 @@ class PowerCutLayer(FileLayer):
         *,
         cut_at: int | None = None,
         cut_after: bool = False,
+        unsynced: str = "lose",
         check_overwrites: bool = True,
     ) -> None:
+        if unsynced not in ("lose", "torn", "keep"):
+            raise ValueError(f"unsynced must be 'lose', 'torn' or 'keep', not {unsynced!r}")
         self.base = base or OSFileLayer()
         self.cut_at = cut_at
         self.cut_after = cut_after
+        self.unsynced = unsynced
         self.check_overwrites = check_overwrites
         self.ops = 0
         self.phase = ""
@@ -395,6 +405,8 @@ class PowerCutLayer(FileLayer):
                         self.violations.append(
                             f"durable bytes of {node.path} (below offset {node.guard}) changed"
                         )
+            if self.unsynced == "keep":  # only the process died: the kernel keeps it all
+                self._pending = []
             # Undo the changes of names that were not made durable, newest first.
             for op in reversed(self._pending):
                 if op.kind == "create":
@@ -423,16 +435,19 @@ class PowerCutLayer(FileLayer):
                 actual = _real_size(node.path)
                 if actual < 0:
                     continue
-                if node.restore is not None:
+                if node.restore is not None and self.unsynced != "keep":
                     start, data = node.restore
                     with open(node.path, "r+b") as f:
                         f.truncate(start)
                         f.seek(start)
                         f.write(data)
                     report.truncated[node.path] = (actual, start + len(data))
-                elif actual > node.synced:
-                    os.truncate(node.path, node.synced)
-                    report.truncated[node.path] = (actual, node.synced)
+                elif actual > node.synced and self.unsynced != "keep":
+                    keep = node.synced
+                    if self.unsynced == "torn":
+                        keep += (actual - node.synced) // 2
+                    os.truncate(node.path, keep)
+                    report.truncated[node.path] = (actual, keep)
             self.is_off = True
             self.cut = report
             return report

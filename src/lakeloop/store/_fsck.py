@@ -48,9 +48,15 @@ class FsckReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "namespaces": self.namespaces, "objects": self.objects,
-            "records": self.records, "volumes": self.volumes, "blobs": self.blobs,
-            "problems": self.problems, "repairs": self.repairs, "seconds": self.seconds,
+            "ok": self.ok,
+            "namespaces": self.namespaces,
+            "objects": self.objects,
+            "records": self.records,
+            "volumes": self.volumes,
+            "blobs": self.blobs,
+            "problems": self.problems,
+            "repairs": self.repairs,
+            "seconds": self.seconds,
         }
 
 
@@ -65,8 +71,9 @@ def fsck(
         try:
             ns = lake.namespace(name)
         except NamespaceUnavailable as exc:
-            report.problems.append({"namespace": name, "kind": "index-unreadable",
-                                    "detail": str(exc)})
+            report.problems.append(
+                {"namespace": name, "kind": "index-unreadable", "detail": str(exc)}
+            )
             if repair or rebuild_index:
                 _rebuild_unopenable(lake, name, report)
             continue
@@ -119,18 +126,27 @@ def _check_namespace(ns: Namespace, report: FsckReport, *, repair: bool, deep: b
     from lakeloop.store._compact import cleanup_leftovers
 
     name = ns.name
-    index = ns._index
+    # Crash recovery first, repairing or not: it is what the next writer and the next
+    # compaction do anyway, and what a crash leaves for them is not damage. A writer's
+    # refresh indexes a complete unindexed tail, cuts a torn one and re-indexes a volume
+    # the index lost; compaction deletes a crashed compaction's leftovers. Without
+    # repair, a busy lock skips the step (its holder has recovered).
     if repair:
-        if ns._compact_lock.try_acquire():
-            try:
-                n = cleanup_leftovers(ns)
-                if n:
-                    report.repairs.append(f"{name}: removed {n} volumes left by a crashed compaction")
-            finally:
-                ns._compact_lock.release()
-        # A writer's refresh indexes a complete unindexed tail and cuts a torn one.
         with ns._writing("fsck"):
             pass
+    elif ns._lock.try_acquire():
+        try:
+            ns._refresh()
+        finally:
+            ns._lock.release()
+    if ns._compact_lock.try_acquire():
+        try:
+            n = cleanup_leftovers(ns)
+            if n:
+                report.repairs.append(f"{name}: removed {n} volumes left by a crashed compaction")
+        finally:
+            ns._compact_lock.release()
+    index = ns._index  # (a refresh may have rebuilt it)
     vols = index.volumes()
     registered = {v["id"] for v in vols}
     vol_dir = ns._vol_dir
@@ -142,14 +158,25 @@ def _check_namespace(ns: Namespace, report: FsckReport, *, repair: bool, deep: b
             except ValueError:
                 continue
     for vid in sorted(on_disk - registered):
-        report.problems.append({"namespace": name, "kind": "unregistered-volume",
-                                "volume": ns._vol_path(vid),
-                                "detail": "volume file not in the index (run fsck --rebuild-index)"})
+        report.problems.append(
+            {
+                "namespace": name,
+                "kind": "unregistered-volume",
+                "volume": ns._vol_path(vid),
+                "detail": "volume file not in the index (run fsck --rebuild-index)",
+            }
+        )
     lost: list[tuple[int, bytes]] = []
     for v in vols:
         if v["state"] not in ("active", "sealed"):
-            report.problems.append({"namespace": name, "kind": "leftover-volume",
-                                    "volume": ns._vol_path(v["id"]), "detail": v["state"]})
+            report.problems.append(
+                {
+                    "namespace": name,
+                    "kind": "leftover-volume",
+                    "volume": ns._vol_path(v["id"]),
+                    "detail": v["state"],
+                }
+            )
             continue
         report.volumes += 1
         path = ns._vol_path(v["id"])
@@ -163,23 +190,32 @@ def _check_namespace(ns: Namespace, report: FsckReport, *, repair: bool, deep: b
     totals = index.reader.execute("SELECT coalesce(sum(size),0), count(*) FROM objects").fetchone()
     report.objects += int(totals[1])
     if tuple(totals) != index.totals():
-        report.problems.append({"namespace": name, "kind": "accounting",
-                                "detail": f"totals {index.totals()} != rows {tuple(totals)}"})
+        report.problems.append(
+            {
+                "namespace": name,
+                "kind": "accounting",
+                "detail": f"totals {index.totals()} != rows {tuple(totals)}",
+            }
+        )
     # blobs
     referenced = index.referenced_blobs()
     blob_dir = ns._blob_dir
     if os.path.isdir(blob_dir):
         now = time.time()
-        for entry in os.scandir(blob_dir):
-            if entry.name in referenced:
+        for blob_entry in os.scandir(blob_dir):
+            if blob_entry.name in referenced:
                 continue
-            if now - entry.stat().st_mtime < _ORPHAN_BLOB_AGE:
+            if now - blob_entry.stat().st_mtime < _ORPHAN_BLOB_AGE:
                 continue  # may belong to a put in progress
-            problem = {"namespace": name, "kind": "orphan-blob", "path": entry.path}
+            problem: dict[str, Any] = {
+                "namespace": name,
+                "kind": "orphan-blob",
+                "path": blob_entry.path,
+            }
             if repair:
-                os.unlink(entry.path)
+                os.unlink(blob_entry.path)
                 problem["repaired"] = True
-                report.repairs.append(f"{name}: deleted orphan blob {entry.name}")
+                report.repairs.append(f"{name}: deleted orphan blob {blob_entry.name}")
             report.problems.append(problem)
     if deep:
         for row in index.reader.execute(
@@ -192,8 +228,9 @@ def _check_namespace(ns: Namespace, report: FsckReport, *, repair: bool, deep: b
                 with BlobReader(ns._blob_path(row[3]), row[2], label=label) as b:
                     b.verify()
             except LakeloopError as exc:
-                report.problems.append({"namespace": name, "kind": "damaged-blob", "key": label,
-                                        "detail": str(exc)})
+                report.problems.append(
+                    {"namespace": name, "kind": "damaged-blob", "key": label, "detail": str(exc)}
+                )
                 lost.append((row[0], row[1]))
     if lost:
         _report_lost(ns, lost, report, repair)
@@ -204,26 +241,40 @@ def _check_namespace(ns: Namespace, report: FsckReport, *, repair: bool, deep: b
 def _rows(ns: Namespace, vol: int) -> list[Row]:
     conn = ns._index.reader
     cols = "seq, key, vol, off, len, size, md5, flags, mtime, meta, blob"
-    return [Row(*r) for r in conn.execute(
-        f"SELECT {cols} FROM objects WHERE vol = ?1 UNION ALL "
-        f"SELECT {cols} FROM versions WHERE vol = ?1 ORDER BY 4", (vol,))]
+    return [
+        Row(*r)
+        for r in conn.execute(
+            f"SELECT {cols} FROM objects WHERE vol = ?1 UNION ALL "
+            f"SELECT {cols} FROM versions WHERE vol = ?1 ORDER BY 4",
+            (vol,),
+        )
+    ]
 
 
-def _check_volume(ns: Namespace, vol: int, path: str, report: FsckReport,
-                  lost: list[tuple[int, bytes]]) -> None:
+def _check_volume(
+    ns: Namespace, vol: int, path: str, report: FsckReport, lost: list[tuple[int, bytes]]
+) -> None:
     name = ns.name
     fd = os.open(path, os.O_RDONLY)
     try:
         try:
             rec.read_volume_header(os.pread(fd, rec.VOLUME_HEADER_SIZE, 0))
         except rec.RecordError as exc:
-            report.problems.append({"namespace": name, "kind": "damaged-volume-header",
-                                    "volume": path, "detail": str(exc)})
+            report.problems.append(
+                {
+                    "namespace": name,
+                    "kind": "damaged-volume-header",
+                    "volume": path,
+                    "detail": str(exc),
+                }
+            )
         # rows pointing into this volume, by offset; merged with the physical scan
         conn = ns._index.reader
         cur = conn.execute(
             "SELECT seq, key, off, len FROM objects WHERE vol = ?1 UNION ALL "
-            "SELECT seq, key, off, len FROM versions WHERE vol = ?1 ORDER BY 3", (vol,))
+            "SELECT seq, key, off, len FROM versions WHERE vol = ?1 ORDER BY 3",
+            (vol,),
+        )
         pending = cur.fetchmany(1000)
         pi = 0
 
@@ -236,14 +287,20 @@ def _check_volume(ns: Namespace, vol: int, path: str, report: FsckReport,
                     return None
             row = pending[pi]
             pi += 1
-            return row  # type: ignore[no-any-return]
+            return row
 
         row = next_row()
         for item in rec.scan_volume(fd):
             if isinstance(item, rec.Corrupt):
-                report.problems.append({"namespace": name, "kind": "damaged-record",
-                                        "volume": path, "offset": item.offset,
-                                        "detail": item.reason})
+                report.problems.append(
+                    {
+                        "namespace": name,
+                        "kind": "damaged-record",
+                        "volume": path,
+                        "offset": item.offset,
+                        "detail": item.reason,
+                    }
+                )
                 while row is not None and row[2] < item.end:
                     if row[2] >= item.offset:
                         lost.append((row[0], row[1]))
@@ -251,22 +308,40 @@ def _check_volume(ns: Namespace, vol: int, path: str, report: FsckReport,
                 continue
             report.records += 1
             while row is not None and row[2] < item.offset:
-                report.problems.append({"namespace": name, "kind": "dangling-index-row",
-                                        "volume": path, "offset": row[2],
-                                        "key": row[1].decode(errors="replace")})
+                report.problems.append(
+                    {
+                        "namespace": name,
+                        "kind": "dangling-index-row",
+                        "volume": path,
+                        "offset": row[2],
+                        "key": row[1].decode(errors="replace"),
+                    }
+                )
                 lost.append((row[0], row[1]))
                 row = next_row()
             if row is not None and row[2] == item.offset:
                 if row[0] != item.seq or row[1] != item.key:
-                    report.problems.append({"namespace": name, "kind": "index-mismatch",
-                                            "volume": path, "offset": row[2],
-                                            "key": row[1].decode(errors="replace")})
+                    report.problems.append(
+                        {
+                            "namespace": name,
+                            "kind": "index-mismatch",
+                            "volume": path,
+                            "offset": row[2],
+                            "key": row[1].decode(errors="replace"),
+                        }
+                    )
                     lost.append((row[0], row[1]))
                 row = next_row()
         while row is not None:
-            report.problems.append({"namespace": name, "kind": "dangling-index-row",
-                                    "volume": path, "offset": row[2],
-                                    "key": row[1].decode(errors="replace")})
+            report.problems.append(
+                {
+                    "namespace": name,
+                    "kind": "dangling-index-row",
+                    "volume": path,
+                    "offset": row[2],
+                    "key": row[1].decode(errors="replace"),
+                }
+            )
             lost.append((row[0], row[1]))
             row = next_row()
     finally:
@@ -277,8 +352,11 @@ def _rewrite_damaged(ns: Namespace, report: FsckReport) -> None:
     """Compact volumes with damaged stretches, so the damage is gone, not just unreferenced."""
     from lakeloop.store._compact import compact_volumes
 
-    paths = {p["volume"] for p in report.problems
-             if p["namespace"] == ns.name and p["kind"] == "damaged-record"}
+    paths = {
+        p["volume"]
+        for p in report.problems
+        if p["namespace"] == ns.name and p["kind"] == "damaged-record"
+    }
     if not paths:
         return
     ids = sorted(v["id"] for v in ns._index.volumes() if ns._vol_path(v["id"]) in paths)
@@ -286,15 +364,22 @@ def _rewrite_damaged(ns: Namespace, report: FsckReport) -> None:
     for p in report.problems:
         if p["namespace"] == ns.name and p["kind"] == "damaged-record":
             p["repaired"] = True
-    report.repairs.append(f"{ns.name}: rewrote volumes {ids} without their damaged records "
-                          f"({result.records_copied} records kept)")
+    report.repairs.append(
+        f"{ns.name}: rewrote volumes {ids} without their damaged records "
+        f"({result.records_copied} records kept)"
+    )
 
 
-def _report_lost(ns: Namespace, lost: list[tuple[int, bytes]], report: FsckReport,
-                 repair: bool) -> None:
+def _report_lost(
+    ns: Namespace, lost: list[tuple[int, bytes]], report: FsckReport, repair: bool
+) -> None:
     for seq, key in lost:
-        problem = {"namespace": ns.name, "kind": "lost-object",
-                   "key": key.decode(errors="replace"), "version": seq}
+        problem = {
+            "namespace": ns.name,
+            "kind": "lost-object",
+            "key": key.decode(errors="replace"),
+            "version": seq,
+        }
         report.problems.append(problem)
     if not repair:
         return
@@ -306,10 +391,15 @@ def _report_lost(ns: Namespace, lost: list[tuple[int, bytes]], report: FsckRepor
     ns._reset_writer()
     for p in report.problems:
         if p["namespace"] == ns.name and p["kind"] in (
-            "lost-object", "damaged-record", "dangling-index-row", "index-mismatch",
-            "damaged-blob", "missing-volume",
+            "lost-object",
+            "damaged-record",
+            "dangling-index-row",
+            "index-mismatch",
+            "damaged-blob",
+            "missing-volume",
         ):
             p["repaired"] = True
-    report.repairs.append(f"{ns.name}: removed {len(lost)} damaged objects from the index "
-                          "(they read as missing now, never as wrong bytes)")
-
+    report.repairs.append(
+        f"{ns.name}: removed {len(lost)} damaged objects from the index "
+        "(they read as missing now, never as wrong bytes)"
+    )

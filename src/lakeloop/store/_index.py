@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 __all__ = ["Index", "Row", "SQLiteIndex"]
@@ -173,7 +173,7 @@ class Index(ABC):
     def lookup_version(self, seq: int) -> Row | None: ...
 
     @abstractmethod
-    def list(
+    def list_range(
         self, lower: bytes, upper: bytes | None, after: bytes | None, limit: int
     ) -> list[Row]: ...
 
@@ -220,18 +220,23 @@ class IndexWriter:
     def upsert(self, rows: Sequence[tuple[Any, ...]]) -> None:
         upsert_rows(self.conn, rows)
 
-    def add_bulk(self, per_volume: dict[int, tuple[int, int]], size: int, count: int,
-                 first_seq: int) -> None:
+    def add_bulk(
+        self, per_volume: dict[int, tuple[int, int]], size: int, count: int, first_seq: int
+    ) -> None:
         """Account for rows written with the BULK flag (the triggers skipped them)."""
         for vol, (nbytes, n) in per_volume.items():
             self.conn.execute(
                 "UPDATE volumes SET live_bytes = live_bytes + ?, live_count = live_count + ?"
-                " WHERE id = ?", (nbytes, n, vol))
+                " WHERE id = ?",
+                (nbytes, n, vol),
+            )
         self.conn.execute("UPDATE totals SET bytes = bytes + ?, count = count + ?", (size, count))
         # walks `deleted` (usually empty), probing objects by key
         self.conn.execute(
             "DELETE FROM deleted WHERE EXISTS (SELECT 1 FROM objects o"
-            " WHERE o.key = deleted.key AND o.seq >= ?)", (first_seq,))
+            " WHERE o.key = deleted.key AND o.seq >= ?)",
+            (first_seq,),
+        )
 
     def delete(self, key: bytes, seq: int) -> None:
         self.conn.execute("DELETE FROM objects WHERE key = ?", (key,))
@@ -298,7 +303,8 @@ class IndexWriter:
     def unpin(self, holder: str) -> int:
         n = self.conn.execute("DELETE FROM pins WHERE holder = ?", (holder,)).rowcount
         self.conn.execute(
-            "DELETE FROM versions WHERE NOT EXISTS (SELECT 1 FROM pins WHERE pins.seq = versions.seq)"
+            "DELETE FROM versions"
+            " WHERE NOT EXISTS (SELECT 1 FROM pins WHERE pins.seq = versions.seq)"
         )
         return int(n)
 
@@ -361,7 +367,9 @@ class SQLiteIndex(Index):
             self._writer.execute(_multi_upsert_sql(len(rows)), flat)
 
     def lookup(self, key: bytes) -> Row | None:
-        row = self.reader.execute(f"SELECT {_COLUMNS} FROM objects WHERE key = ?", (key,)).fetchone()
+        row = self.reader.execute(
+            f"SELECT {_COLUMNS} FROM objects WHERE key = ?", (key,)
+        ).fetchone()
         return Row(*row) if row else None
 
     def locate(self, key: bytes) -> tuple[int, int, int, int, int, int, str | None] | None:
@@ -369,7 +377,7 @@ class SQLiteIndex(Index):
         row = self.reader.execute(
             "SELECT seq, vol, off, len, flags, size, blob FROM objects WHERE key = ?", (key,)
         ).fetchone()
-        return row  # type: ignore[no-any-return]
+        return row
 
     def lookup_version(self, seq: int) -> Row | None:
         conn = self.reader
@@ -378,7 +386,7 @@ class SQLiteIndex(Index):
             row = conn.execute(f"SELECT {_COLUMNS} FROM versions WHERE seq = ?", (seq,)).fetchone()
         return Row(*row) if row else None
 
-    def list(
+    def list_range(
         self, lower: bytes, upper: bytes | None, after: bytes | None, limit: int
     ) -> list[Row]:
         sql = f"SELECT {_COLUMNS} FROM objects WHERE key >= ?"

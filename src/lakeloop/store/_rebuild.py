@@ -68,8 +68,16 @@ def rebuild_index(ns: Namespace, *, reason: str) -> dict[str, Any]:
                 corrupt.append({"volume": path, "offset": 0, "reason": str(exc)})
                 continue
             size = os.fstat(fd).st_size
-            info = {"id": vol, "created": created, "size": size, "min": None, "max": None,
-                    "compressed": 0, "dict_off": None, "dict_len": 0}
+            info = {
+                "id": vol,
+                "created": created,
+                "size": size,
+                "min": None,
+                "max": None,
+                "compressed": 0,
+                "dict_off": None,
+                "dict_len": 0,
+            }
             batch: list[tuple[Any, ...]] = []
             good_end = rec.VOLUME_HEADER_SIZE
             for item in rec.scan_volume(fd):
@@ -87,14 +95,30 @@ def rebuild_index(ns: Namespace, *, reason: str) -> dict[str, Any]:
                 info["min"] = item.seq if info["min"] is None else min(info["min"], item.seq)
                 info["max"] = item.seq if info["max"] is None else max(info["max"], item.seq)
                 blob = json.loads(item.data)["file"] if item.flags & rec.BLOB else None
-                batch.append((item.seq, item.key, vol, item.offset, item.length, item.size,
-                              item.md5, item.flags, item.ts_ns,
-                              item.meta.decode() if item.meta else None, blob))
+                batch.append(
+                    (
+                        item.seq,
+                        item.key,
+                        vol,
+                        item.offset,
+                        item.length,
+                        item.size,
+                        item.md5,
+                        item.flags,
+                        item.ts_ns,
+                        item.meta.decode() if item.meta else None,
+                        blob,
+                    )
+                )
                 if len(batch) >= 5000:
-                    conn.executemany("INSERT OR REPLACE INTO scan VALUES (?,?,?,?,?,?,?,?,?,?,?)", batch)
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO scan VALUES (?,?,?,?,?,?,?,?,?,?,?)", batch
+                    )
                     batch = []
             if batch:
-                conn.executemany("INSERT OR REPLACE INTO scan VALUES (?,?,?,?,?,?,?,?,?,?,?)", batch)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO scan VALUES (?,?,?,?,?,?,?,?,?,?,?)", batch
+                )
             if last and good_end < size:
                 # A torn tail on the newest volume is an unacknowledged write: cut it.
                 with open(path, "r+b") as f:
@@ -110,14 +134,21 @@ def rebuild_index(ns: Namespace, *, reason: str) -> dict[str, Any]:
         conn.execute(
             "INSERT INTO volumes(id, state, size, min_seq, max_seq, created_ns, sealed_ns,"
             " compressed, dict_off, live_bytes) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (v["id"], state, v["size"], v["min"], v["max"], v["created"],
-             None if state == "active" else time.time_ns(), v["compressed"], v["dict_off"],
-             v["dict_len"]),
+            (
+                v["id"],
+                state,
+                v["size"],
+                v["min"],
+                v["max"],
+                v["created"],
+                None if state == "active" else time.time_ns(),
+                v["compressed"],
+                v["dict_off"],
+                v["dict_len"],
+            ),
         )
     conn.execute("CREATE INDEX scan_key ON scan(key, seq)")
-    conn.execute(
-        "CREATE TEMP TABLE latest AS SELECT key, max(seq) AS seq FROM scan GROUP BY key"
-    )
+    conn.execute("CREATE TEMP TABLE latest AS SELECT key, max(seq) AS seq FROM scan GROUP BY key")
     conn.execute(
         "INSERT INTO objects SELECT s.seq, s.key, s.vol, s.off, s.len, s.size, s.md5, s.flags,"
         " s.mtime, s.meta, s.blob FROM scan s JOIN latest l ON s.seq = l.seq"
@@ -147,13 +178,13 @@ def rebuild_index(ns: Namespace, *, reason: str) -> dict[str, Any]:
         pass
     max_vol = max((v["id"] for v in vols), default=0)
     active = vols[-1] if vols else None
-    state = {
+    new_state = {
         "next_seq": max(max_seq + 1, old_next),
         "next_vol": max(max_vol + 1, old_next_vol),
         "active_vol": active["id"] if active else 0,
         "hwm": active["size"] if active else rec.VOLUME_HEADER_SIZE,
     }
-    conn.executemany("INSERT OR REPLACE INTO state(k, v) VALUES (?, ?)", list(state.items()))
+    conn.executemany("INSERT OR REPLACE INTO state(k, v) VALUES (?, ?)", list(new_state.items()))
     conn.execute("DROP TABLE scan")
     conn.execute("COMMIT")
     objects = conn.execute("SELECT count(*) FROM objects").fetchone()[0]

@@ -56,7 +56,8 @@ def check_namespace_name(name: object, *, internal: bool = False) -> str:
         if not internal:
             raise InvalidName(
                 "names starting with '_' are reserved for lakeloop's own data",
-                op="create namespace", target=name,
+                op="create namespace",
+                target=name,
             )
         body = name[1:]
         if not body or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", body):
@@ -69,8 +70,9 @@ def check_namespace_name(name: object, *, internal: bool = False) -> str:
     except ValueError:
         pass
     else:
-        raise InvalidName("a namespace name must not look like an IP address",
-                          op="namespace", target=name)
+        raise InvalidName(
+            "a namespace name must not look like an IP address", op="namespace", target=name
+        )
     if body.startswith("xn--") or body.endswith("-s3alias"):
         raise InvalidName("reserved prefix or suffix", op="namespace", target=name)
     return name
@@ -95,8 +97,9 @@ class Lake:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if background and settings["auto_compact"]:
-            self._thread = threading.Thread(target=self._compactor, name="lakeloop-compactor",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._compactor, name="lakeloop-compactor", daemon=True
+            )
             self._thread.start()
 
     # ------------------------------------------------------------------ opening
@@ -118,8 +121,12 @@ class Lake:
         lake_file = root / _LAKE_FILE
         if not lake_file.exists():
             if not create:
-                raise NotFound("no lake here (lake.toml is missing)", op="open lake",
-                               target=str(root), hint="create one with `lakeloop init PATH`")
+                raise NotFound(
+                    "no lake here (lake.toml is missing)",
+                    op="open lake",
+                    target=str(root),
+                    hint="create one with `lakeloop init PATH`",
+                )
             values = dict(settings or {})
             Settings(values, env={})  # validate before anything is written
             root.mkdir(parents=True, exist_ok=True)
@@ -129,9 +136,12 @@ class Lake:
             tmp.write_text(header + tomli_w.dumps(values))
             os.replace(tmp, lake_file)
         elif settings:
-            raise AlreadyExists("settings can only be given when the lake is created",
-                                op="open lake", target=str(root),
-                                hint="edit lake.toml instead")
+            raise AlreadyExists(
+                "settings can only be given when the lake is created",
+                op="open lake",
+                target=str(root),
+                hint="edit lake.toml instead",
+            )
         loaded = Settings.load(lake_file)
         (root / _NS_DIR).mkdir(exist_ok=True)
         return cls(root, loaded, _fs or OSFileLayer(), background)
@@ -160,8 +170,9 @@ class Lake:
         """A reserved namespace (``_runs``, ``_models``...), created on first use."""
         self._check_open("open namespace")
         if not name.startswith("_"):
-            raise InvalidName("internal namespace names start with '_'", op="open namespace",
-                              target=name)
+            raise InvalidName(
+                "internal namespace names start with '_'", op="open namespace", target=name
+            )
         check_namespace_name(name, internal=True)
         return self._create(name, exist_ok=True)
 
@@ -170,23 +181,29 @@ class Lake:
         if path.exists():
             if exist_ok:
                 return self.namespace(name)
-            raise AlreadyExists("namespace exists", op="create namespace", target=name,
-                                hint="pass exist_ok=True to open it instead")
+            raise AlreadyExists(
+                "namespace exists",
+                op="create namespace",
+                target=name,
+                hint="pass exist_ok=True to open it instead",
+            )
         tmp = self.root / _NS_DIR / f".creating-{name}-{os.getpid()}-{time.time_ns()}"
         tmp.mkdir(parents=True)
         try:
             (tmp / "volumes").mkdir()
             (tmp / "namespace.toml").write_text(
-                tomli_w.dumps({"name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                       time.gmtime())})
+                tomli_w.dumps(
+                    {"name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                )
             )
             try:
                 os.rename(tmp, path)
             except OSError:
                 if exist_ok and path.exists():
                     return self.namespace(name)
-                raise AlreadyExists("namespace exists", op="create namespace",
-                                    target=name) from None
+                raise AlreadyExists(
+                    "namespace exists", op="create namespace", target=name
+                ) from None
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -203,8 +220,12 @@ class Lake:
         check_namespace_name(name, internal=True)
         path = self._ns_path(name)
         if not (path / "namespace.toml").exists():
-            raise NotFound("no such namespace", op="open namespace", target=name,
-                           hint="list them with `lakeloop ns list`")
+            raise NotFound(
+                "no such namespace",
+                op="open namespace",
+                target=name,
+                hint="list them with `lakeloop ns list`",
+            )
         ns = Namespace(name, str(path), self.settings, self._fs)
         with self._lock:
             existing = self._open.get(name)

@@ -14,6 +14,7 @@ the record with one ``pread``; the record's CRC32C is checked before any byte is
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import json
@@ -162,10 +163,11 @@ class Namespace:
         self._lock = ProcessLock(os.path.join(root, "writer.lock"), f"namespace {name}")
         self._compact_lock = ProcessLock(os.path.join(root, "compact.lock"), f"namespace {name}")
         # group commit
-        self._cv = threading.Condition()
-        self._queue: list[_Op] = []
+        self._mu = threading.Lock()
+        self._cv = threading.Condition(self._mu)
+        self._queue: builtins.list[_Op] = []
         self._leader_active = False
-        self._joined = threading.Condition(self._cv)  # same lock: "an op was queued"
+        self._joined = threading.Condition(self._mu)  # same lock: "an op was queued"
         self._writers = 0  # threads between entering a write call and queueing their op
         # writer state, valid while no other process has held the writer lock since
         self._active: WritableFile | None = None
@@ -173,13 +175,13 @@ class Namespace:
         self._next_seq = 1
         self._last_sync = 0.0
         self._dirty = False
-        self._undo: list[tuple[WritableFile, int | None]] = []
+        self._undo: builtins.list[tuple[WritableFile, int | None]] = []
         self._batches = 0
-        self._unlink_after: list[str] = []
+        self._unlink_after: builtins.list[str] = []
         # readers
         self._fds: dict[int, int] = {}
         self._fds_lock = threading.Lock()
-        self._retired_fds: list[int] = []
+        self._retired_fds: builtins.list[int] = []
         self._local = threading.local()
         self.last_recovery: dict[str, Any] | None = None
 
@@ -197,17 +199,23 @@ class Namespace:
     # ------------------------------------------------------------------ validation
     def _check_key(self, key: object, op: str) -> bytes:
         if not isinstance(key, str):
-            raise InvalidKey(f"key must be a str, not {type(key).__name__}", op=op, target=self.name)
+            raise InvalidKey(
+                f"key must be a str, not {type(key).__name__}", op=op, target=self.name
+            )
         try:
             kb = key.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidKey("key is not valid UTF-8", op=op, target=f"{self.name}/{key!r}") from None
+            raise InvalidKey(
+                "key is not valid UTF-8", op=op, target=f"{self.name}/{key!r}"
+            ) from None
         if not kb:
             raise InvalidKey("key is empty", op=op, target=self.name)
         limit = self._settings["max_key_bytes"]
         if len(kb) > limit:
             raise InvalidKey(
-                f"key is {len(kb)} bytes; the limit is {limit}", op=op, target=f"{self.name}/{key[:40]}..."
+                f"key is {len(kb)} bytes; the limit is {limit}",
+                op=op,
+                target=f"{self.name}/{key[:40]}...",
             )
         return kb
 
@@ -216,14 +224,14 @@ class Namespace:
     ) -> tuple[bytes, dict[str, str] | None]:
         if content_type is not None and not isinstance(content_type, str):
             raise InvalidInput("content_type must be a str", op=op, target=f"{self.name}/{key}")
-        if metadata is not None:
-            if not isinstance(metadata, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-            ):
-                raise InvalidInput(
-                    "metadata must be a dict of str to str", op=op, target=f"{self.name}/{key}"
-                )
-        meta = rec.encode_meta(content_type, metadata)  # type: ignore[arg-type]
+        if metadata is not None and (
+            not isinstance(metadata, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+        ):
+            raise InvalidInput(
+                "metadata must be a dict of str to str", op=op, target=f"{self.name}/{key}"
+            )
+        meta = rec.encode_meta(content_type, metadata)
         limit = self._settings["max_metadata_bytes"]
         if len(meta) > limit:
             raise InvalidInput(
@@ -232,7 +240,7 @@ class Namespace:
                 target=f"{self.name}/{key}",
                 hint="raise max_metadata_bytes, or store it as an object",
             )
-        return meta, metadata  # type: ignore[return-value]
+        return meta, metadata
 
     def _check_open(self, op: str) -> None:
         if self._closed:
@@ -257,12 +265,18 @@ class Namespace:
         kb = self._check_key(key, "put")
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInput(
-                f"data must be bytes, not {type(data).__name__}", op="put", target=f"{self.name}/{key}"
+                f"data must be bytes, not {type(data).__name__}",
+                op="put",
+                target=f"{self.name}/{key}",
             )
         if len(data) > self.setting("blob_threshold"):
             return self.put_stream(
-                key, io.BytesIO(data), size=len(data), content_type=content_type,
-                metadata=metadata, md5=md5,
+                key,
+                io.BytesIO(data),
+                size=len(data),
+                content_type=content_type,
+                metadata=metadata,
+                md5=md5,
             )
         meta, metadata = self._check_meta(key, content_type, metadata, "put")
         supplied = self._digest(md5, key)
@@ -270,14 +284,23 @@ class Namespace:
         try:
             data = bytes(data)
             digest = supplied or hashlib.md5(data, usedforsecurity=False).digest()
-            op = _Op("put", key, kb, data=data, meta=meta, md5=digest, size=len(data),
-                     content_type=content_type, metadata=metadata)
+            op = _Op(
+                "put",
+                key,
+                kb,
+                data=data,
+                meta=meta,
+                md5=digest,
+                size=len(data),
+                content_type=content_type,
+                metadata=metadata,
+            )
         except BaseException:
             with self._cv:
                 self._writers -= 1
             raise
         self._commit(op, entered=True)
-        return op.result  # type: ignore[no-any-return]
+        return op.result
 
     def _digest(self, md5: bytes | str | None, key: str) -> bytes | None:
         if md5 is None:
@@ -288,7 +311,9 @@ class Namespace:
             except ValueError:
                 md5 = b""
         if len(md5) != 16:
-            raise InvalidInput("md5 must be 16 bytes or 32 hex digits", op="put", target=f"{self.name}/{key}")
+            raise InvalidInput(
+                "md5 must be 16 bytes or 32 hex digits", op="put", target=f"{self.name}/{key}"
+            )
         return md5
 
     def put_stream(
@@ -313,25 +338,37 @@ class Namespace:
         threshold = self.setting("blob_threshold")
         head = fileobj.read(threshold + 1)
         if not isinstance(head, bytes | bytearray):
-            raise InvalidInput("fileobj must be opened in binary mode", op="put", target=f"{self.name}/{key}")
+            raise InvalidInput(
+                "fileobj must be opened in binary mode", op="put", target=f"{self.name}/{key}"
+            )
         if len(head) <= threshold:
             if size is not None and size != len(head):
                 raise InvalidInput(
-                    f"stream gave {len(head)} bytes, but size={size}", op="put", target=f"{self.name}/{key}"
+                    f"stream gave {len(head)} bytes, but size={size}",
+                    op="put",
+                    target=f"{self.name}/{key}",
                 )
-            return self.put(key, bytes(head), content_type=content_type, metadata=metadata, md5=supplied)
+            return self.put(
+                key, bytes(head), content_type=content_type, metadata=metadata, md5=supplied
+            )
         os.makedirs(self._blob_dir, exist_ok=True)
         name = f"{time.time_ns():x}-{os.urandom(6).hex()}.blob"
         path = self._blob_path(name)
         durable = self.setting("sync") != "none"
         try:
             total, digest = write_blob(
-                self._fs, path, fileobj, self._settings["blob_chunk_size"], first=bytes(head),
+                self._fs,
+                path,
+                fileobj,
+                self._settings["blob_chunk_size"],
+                first=bytes(head),
                 durable=durable,
             )
             if size is not None and total != size:
                 raise InvalidInput(
-                    f"stream gave {total} bytes, but size={size}", op="put", target=f"{self.name}/{key}"
+                    f"stream gave {total} bytes, but size={size}",
+                    op="put",
+                    target=f"{self.name}/{key}",
                 )
             if durable:
                 self._fs.sync_dir(self._blob_dir)
@@ -342,17 +379,32 @@ class Namespace:
                 pass
             raise
         desc = json.dumps({"file": name, "chunk": self._settings["blob_chunk_size"]}).encode()
-        op = _Op("put", key, kb, data=desc, meta=meta, md5=supplied or digest, size=total,
-                 flags=rec.BLOB, blob=name, content_type=content_type, metadata=metadata)
+        op = _Op(
+            "put",
+            key,
+            kb,
+            data=desc,
+            meta=meta,
+            md5=supplied or digest,
+            size=total,
+            flags=rec.BLOB,
+            blob=name,
+            content_type=content_type,
+            metadata=metadata,
+        )
         try:
             self._commit(op)
         except BaseException:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            # Once its record was appended (op.seq set), a failure leaves the outcome
+            # unknown: the record may be durable and indexed by recovery, so the blob
+            # stays (at worst an orphan that fsck removes).
+            if op.seq == 0:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
             raise
-        return op.result  # type: ignore[no-any-return]
+        return op.result
 
     def delete(self, key: str, *, missing_ok: bool = False) -> None:
         """Delete *key*. ``NotFound`` if it does not exist, unless *missing_ok*."""
@@ -374,7 +426,7 @@ class Namespace:
         """
         self._check_open("put_many")
         count = 0
-        big: list[tuple[str, bytes, dict[str, Any]]] = []
+        big: builtins.list[tuple[str, bytes, dict[str, Any]]] = []
         self._lock.acquire(self._settings["lock_timeout"], op="put_many")
         try:
             self._refresh()
@@ -384,8 +436,8 @@ class Namespace:
                 quota_bytes = self.setting("quota_bytes")
                 quota_objects = self.setting("quota_objects")
                 total_bytes, total_count = w.totals()
-                touched: list[WritableFile] = []
-                chunk: list[_Op] = []
+                touched: builtins.list[WritableFile] = []
+                chunk: builtins.list[_Op] = []
                 chunk_bytes = 0
 
                 def flush() -> None:
@@ -397,10 +449,12 @@ class Namespace:
                 threshold = self.setting("blob_threshold")
                 for item in items:
                     key, data = item[0], item[1]
-                    opts: dict[str, Any] = item[2] if len(item) > 2 else {}  # type: ignore[misc]
+                    opts: dict[str, Any] = item[2] if len(item) > 2 else {}
                     kb = self._check_key(key, "put_many")
                     if not isinstance(data, bytes | bytearray | memoryview):
-                        raise InvalidInput("data must be bytes", op="put_many", target=f"{self.name}/{key}")
+                        raise InvalidInput(
+                            "data must be bytes", op="put_many", target=f"{self.name}/{key}"
+                        )
                     ct = opts.get("content_type", content_type)
                     md = opts.get("metadata")
                     if len(data) > threshold:
@@ -413,16 +467,28 @@ class Namespace:
                     if quota_bytes and total_bytes > quota_bytes:
                         raise QuotaExceeded(
                             f"bulk load would hold {total_bytes} bytes; quota is {quota_bytes}",
-                            op="put_many", target=self.name,
+                            op="put_many",
+                            target=self.name,
                         )
                     if quota_objects and total_count > quota_objects:
                         raise QuotaExceeded(
                             f"bulk load would hold {total_count} objects; quota is {quota_objects}",
-                            op="put_many", target=self.name,
+                            op="put_many",
+                            target=self.name,
                         )
-                    chunk.append(_Op("put", key, kb, data=data, meta=meta,
-                                     md5=hashlib.md5(data, usedforsecurity=False).digest(),
-                                     size=len(data), content_type=ct, metadata=md))
+                    chunk.append(
+                        _Op(
+                            "put",
+                            key,
+                            kb,
+                            data=data,
+                            meta=meta,
+                            md5=hashlib.md5(data, usedforsecurity=False).digest(),
+                            size=len(data),
+                            content_type=ct,
+                            metadata=md,
+                        )
+                    )
                     chunk_bytes += len(data) + 64 + len(kb)
                     count += 1
                     if chunk_bytes >= _BULK_CHUNK_BYTES or len(chunk) >= _BULK_CHUNK_COUNT:
@@ -535,7 +601,7 @@ class Namespace:
         if op.error is not None:
             raise op.error
 
-    def _run_batch(self, batch: list[_Op]) -> None:
+    def _run_batch(self, batch: builtins.list[_Op]) -> None:
         try:
             with self._writing("put"):
                 try:
@@ -576,7 +642,12 @@ class Namespace:
         return Namespace._Writing(self, op)
 
     def _append_and_index(
-        self, batch: list[_Op], w: Any, *, sync: bool, touched: list[WritableFile] | None
+        self,
+        batch: builtins.list[_Op],
+        w: Any,
+        *,
+        sync: bool,
+        touched: builtins.list[WritableFile] | None,
     ) -> None:
         """Append *batch*'s records, sync (if asked), and record them in the index.
 
@@ -592,9 +663,13 @@ class Namespace:
                 op.kind == "put" and op.blob is None for op in batch
             )
             if simple and (self._batches + 1) % 256 != 0:
-                size_est = sum(rec.record_length(len(o.kb), len(o.meta), len(o.data)) for o in batch)
+                size_est = sum(
+                    rec.record_length(len(o.kb), len(o.meta), len(o.data)) for o in batch
+                )
                 size = self._active.size()
-                simple = size <= rec.VOLUME_HEADER_SIZE or size + size_est <= self.setting("volume_size")
+                simple = size <= rec.VOLUME_HEADER_SIZE or size + size_est <= self.setting(
+                    "volume_size"
+                )
             else:
                 simple = False
             if not simple:
@@ -602,7 +677,7 @@ class Namespace:
                     self._append_and_index(batch, txn, sync=sync, touched=touched)
                 return
         now = time.time_ns()
-        ready: list[_Op] = []
+        ready: builtins.list[_Op] = []
         totals = w.totals() if (quota_bytes or quota_objects) else (0, 0)
         tb, tc = totals
         seen: dict[bytes, Row | None] = {}
@@ -611,7 +686,9 @@ class Namespace:
                 cur = seen[op.kb] if op.kb in seen else w.current(op.kb)
                 if cur is None:
                     if not op.missing_ok:
-                        op.error = NotFound("no such object", op="delete", target=f"{self.name}/{op.key}")
+                        op.error = NotFound(
+                            "no such object", op="delete", target=f"{self.name}/{op.key}"
+                        )
                     op.done = True
                     continue
                 seen[op.kb] = None
@@ -626,8 +703,10 @@ class Namespace:
                     if (quota_bytes and nb > quota_bytes) or (quota_objects and nc > quota_objects):
                         op.error = QuotaExceeded(
                             f"namespace would hold {nb} bytes in {nc} objects; quota is "
-                            f"{quota_bytes or 'unlimited'} bytes, {quota_objects or 'unlimited'} objects",
-                            op="put", target=f"{self.name}/{op.key}",
+                            f"{quota_bytes or 'unlimited'} bytes, "
+                            f"{quota_objects or 'unlimited'} objects",
+                            op="put",
+                            target=f"{self.name}/{op.key}",
                         )
                         op.done = True
                         continue
@@ -646,8 +725,8 @@ class Namespace:
         vol = self._active_id
         off = active.size()
         self._undo.append((active, off))
-        parts: list[bytes] = []
-        rows: list[tuple[Any, ...]] = []
+        parts: builtins.list[bytes] = []
+        rows: builtins.list[tuple[Any, ...]] = []
         for op in ready:
             seq = self._next_seq
             self._next_seq += 1
@@ -656,14 +735,38 @@ class Namespace:
                 data = rec.encode_record(seq=seq, key=op.kb, flags=rec.TOMBSTONE, ts_ns=now)
             else:
                 data = rec.encode_record(
-                    seq=seq, key=op.kb, data=op.data, meta=op.meta, flags=op.flags,
-                    ts_ns=now, size=op.size, md5=op.md5,
+                    seq=seq,
+                    key=op.kb,
+                    data=op.data,
+                    meta=op.meta,
+                    flags=op.flags,
+                    ts_ns=now,
+                    size=op.size,
+                    md5=op.md5,
                 )
-                rows.append((seq, op.kb, vol, off, len(data), op.size, op.md5, op.flags, now,
-                             op.meta.decode() if op.meta else None, op.blob))
+                rows.append(
+                    (
+                        seq,
+                        op.kb,
+                        vol,
+                        off,
+                        len(data),
+                        op.size,
+                        op.md5,
+                        op.flags,
+                        now,
+                        op.meta.decode() if op.meta else None,
+                        op.blob,
+                    )
+                )
                 op.result = ObjectInfo(
-                    key=op.key, size=op.size, etag=op.md5.hex(), version=seq, mtime=now / 1e9,
-                    content_type=op.content_type, metadata=dict(op.metadata or {}),
+                    key=op.key,
+                    size=op.size,
+                    etag=op.md5.hex(),
+                    version=seq,
+                    mtime=now / 1e9,
+                    content_type=op.content_type,
+                    metadata=dict(op.metadata or {}),
                     namespace=self.name,
                 )
             op.data = b""  # the bytes now live in `parts`; let them go with it
@@ -680,7 +783,7 @@ class Namespace:
             self._index.upsert_autocommit(rows)
             return
         # index, in the order the records were written
-        pending: list[tuple[Any, ...]] = []
+        pending: builtins.list[tuple[Any, ...]] = []
         next_row = iter(rows)
         killed_blob = False
         for op in ready:
@@ -734,12 +837,17 @@ class Namespace:
         self._reset_writer()
 
     def _after_commit(self) -> None:
-        """Delete blob files that the last transaction made unreachable."""
+        """Delete blob files that the last transaction made unreachable.
+
+        Best effort: the transaction is committed, so a failure here must not fail the
+        write (put_stream would then delete the blob it just committed); a blob left
+        behind is an orphan that fsck finds and removes.
+        """
         names, self._unlink_after = self._unlink_after, []
         for name in names:
             try:
                 self._fs.unlink(self._blob_path(name))
-            except FileNotFoundError:
+            except OSError:
                 pass
 
     # ------------------------------------------------------------------ writer state
@@ -771,6 +879,21 @@ class Namespace:
         self._reset_writer()
         os.makedirs(self._vol_dir, exist_ok=True)
         active_vol = self._index.state("active_vol", 0)
+        # A volume file the index never allocated: a volume roll (or the first volume)
+        # whose transaction the index lost, by a crash before the commit or a power loss
+        # that took SQLite's last, not yet synced (synchronous=NORMAL) transactions. Its
+        # records may have been acknowledged: rebuild the index from the volumes.
+        unknown = self._vol_path(self._index.state("next_vol", 1))
+        try:
+            unknown_size = os.stat(unknown).st_size
+        except FileNotFoundError:
+            unknown_size = -1
+        if unknown_size > rec.VOLUME_HEADER_SIZE:
+            self.last_recovery = self._rebuild_locked(reason="volume newer than the index")
+            self._refresh_after_rebuild()
+            return
+        if unknown_size >= 0:
+            self._fs.unlink(unknown)  # only a header: a roll that crashed before commit
         if active_vol == 0:
             self._create_first_volume()
             active_vol = self._index.state("active_vol", 0)
@@ -797,6 +920,9 @@ class Namespace:
         self._index = SQLiteIndex(self._index_path)
         self._index_ino = os.stat(self._index_path).st_ino
         active_vol = self._index.state("active_vol", 0)
+        if active_vol == 0:  # no volume file survived (a power cut under sync="none")
+            self._create_first_volume()
+            active_vol = self._index.state("active_vol", 0)
         self._next_seq = self._index.state("next_seq", 1)
         self._active = self._fs.open_append(self._vol_path(active_vol))
         self._active_id = active_vol
@@ -807,8 +933,9 @@ class Namespace:
             self._new_volume_file(vol)
             next_seq = w.get_state("next_seq", 1)
             w.add_volume(vol, "active", time.time_ns(), rec.VOLUME_HEADER_SIZE, next_seq)
-            w.set_state(active_vol=vol, next_vol=vol + 1, hwm=rec.VOLUME_HEADER_SIZE,
-                        next_seq=next_seq)
+            w.set_state(
+                active_vol=vol, next_vol=vol + 1, hwm=rec.VOLUME_HEADER_SIZE, next_seq=next_seq
+            )
 
     def _new_volume_file(self, vol: int) -> WritableFile:
         path = self._vol_path(vol)
@@ -853,7 +980,7 @@ class Namespace:
         good_end = hwm
         applied = 0
         try:
-            records: list[rec.Record] = []
+            records: builtins.list[rec.Record] = []
             for item in rec.scan_volume(fd, hwm, actual):
                 if isinstance(item, rec.Corrupt):
                     break
@@ -875,8 +1002,23 @@ class Namespace:
                     else:
                         meta = r.meta.decode() if r.meta else None
                         blob = json.loads(r.data)["file"] if r.flags & rec.BLOB else None
-                        w.upsert([(r.seq, r.key, self._active_id, r.offset, r.length, r.size, r.md5,
-                                   r.flags, r.ts_ns, meta, blob)])
+                        w.upsert(
+                            [
+                                (
+                                    r.seq,
+                                    r.key,
+                                    self._active_id,
+                                    r.offset,
+                                    r.length,
+                                    r.size,
+                                    r.md5,
+                                    r.flags,
+                                    r.ts_ns,
+                                    meta,
+                                    blob,
+                                )
+                            ]
+                        )
                     applied += 1
                     self._next_seq = max(self._next_seq, r.seq + 1)
                 w.grow_volume(self._active_id, good_end, records[0].seq, records[-1].seq)
@@ -926,36 +1068,39 @@ class Namespace:
             raise _Damaged(f"record holds version {r.seq}, index expects {seq}")
         return r
 
-    def _fetch(self, key: str, version: int | None, op: str) -> tuple[Row | tuple[Any, ...], rec.Record]:
-        """Look *key* up and read its verified record, retrying once if compaction moved it."""
+    def _fetch(self, key: str, version: int | None, op: str) -> tuple[int, rec.Record]:
+        """Look *key* up and read its verified record -> (volume, record).
+
+        Retries when compaction moved the object between the lookup and the read.
+        """
         kb = self._check_key(key, op)
         label = f"{self.name}/{key}"
         for attempt in range(3):
             if version is None:
-                row: Any = self._index.locate(kb)
-                if row is None:
+                loc = self._index.locate(kb)
+                if loc is None:
                     raise NotFound("no such object", op=op, target=label)
-                seq, vol, off, length = row[0], row[1], row[2], row[3]
+                seq, vol, off, length = loc[0], loc[1], loc[2], loc[3]
             else:
                 full = self._index.lookup_version(int(version))
                 if full is None or full.key != kb:
                     raise NotFound(f"no version {version} of this object", op=op, target=label)
-                row = full
                 seq, vol, off, length = full.seq, full.vol, full.off, full.len
             try:
                 r = self._read_record(vol, off, length, seq, label)
                 if r.key != kb:
                     raise _Damaged("record holds another key")
-                return row, r
+                return vol, r
             except _Moved:
                 continue
             except _Damaged as exc:
                 # Compaction may have moved the object between our lookup and our read:
                 # look again before calling it corruption.
                 if attempt < 2:
+                    where: tuple[int, int] | None = None
                     if version is None:
-                        loc = self._index.locate(kb)
-                        where = None if loc is None else (loc[1], loc[2])
+                        again = self._index.locate(kb)
+                        where = None if again is None else (again[1], again[2])
                     else:
                         full = self._index.lookup_version(int(version))
                         where = None if full is None else (full.vol, full.off)
@@ -972,12 +1117,20 @@ class Namespace:
                 data = self._decompressor(vol).decompress(r.data, max_output_size=r.size)
             except zstandard.ZstdError as exc:
                 raise ChecksumError(
-                    f"compressed record does not decompress: {exc}", op="get", target=label,
-                    volume=self._vol_path(vol), offset=r.offset,
+                    f"compressed record does not decompress: {exc}",
+                    op="get",
+                    target=label,
+                    volume=self._vol_path(vol),
+                    offset=r.offset,
                 ) from None
             if len(data) != r.size:
-                raise ChecksumError("decompressed size mismatch", op="get", target=label,
-                                    volume=self._vol_path(vol), offset=r.offset)
+                raise ChecksumError(
+                    "decompressed size mismatch",
+                    op="get",
+                    target=label,
+                    volume=self._vol_path(vol),
+                    offset=r.offset,
+                )
             return data
         return r.data
 
@@ -995,7 +1148,11 @@ class Namespace:
                     dict_data = zstandard.ZstdCompressionDict(first.data)
             except rec.RecordError:
                 pass
-            d = zstandard.ZstdDecompressor(dict_data=dict_data) if dict_data else zstandard.ZstdDecompressor()
+            d = (
+                zstandard.ZstdDecompressor(dict_data=dict_data)
+                if dict_data
+                else zstandard.ZstdDecompressor()
+            )
             cache[vol] = d
         return d
 
@@ -1006,41 +1163,50 @@ class Namespace:
     def get(self, key: str, *, version: int | None = None) -> bytes:
         """The object's bytes, checksum verified. ``version`` reads an exact (pinned) version."""
         self._check_open("get")
-        row, r = self._fetch(key, version, "get")
+        vol, r = self._fetch(key, version, "get")
         label = f"{self.name}/{key}"
         if r.flags & rec.BLOB:
             with self._blob_reader(r, label) as b:
                 return b.read_range(0, r.size)
-        return self._payload(r, row[1] if version is None else row.vol, label)
+        return self._payload(r, vol, label)
 
-    def get_range(self, key: str, start: int, end: int | None = None, *, version: int | None = None) -> bytes:
-        """``get(key)[start:end]`` (Python slice semantics), reading only what is needed for blobs."""
+    def get_range(
+        self, key: str, start: int, end: int | None = None, *, version: int | None = None
+    ) -> bytes:
+        """``get(key)[start:end]`` (Python slice semantics); blobs read only what is needed."""
         self._check_open("get")
         if not isinstance(start, int) or not (end is None or isinstance(end, int)):
-            raise InvalidInput("start and end must be integers", op="get_range", target=f"{self.name}/{key}")
-        row, r = self._fetch(key, version, "get")
+            raise InvalidInput(
+                "start and end must be integers", op="get_range", target=f"{self.name}/{key}"
+            )
+        vol, r = self._fetch(key, version, "get")
         label = f"{self.name}/{key}"
         lo, hi, _ = slice(start, end).indices(r.size)
         hi = max(hi, lo)
         if r.flags & rec.BLOB:
             with self._blob_reader(r, label) as b:
                 return b.read_range(lo, hi)
-        return self._payload(r, row[1] if version is None else row.vol, label)[lo:hi]
+        return self._payload(r, vol, label)[lo:hi]
 
     def open(self, key: str, *, version: int | None = None) -> BinaryIO:
         """A seekable binary file object over the object (streamed for blobs)."""
         self._check_open("open")
-        row, r = self._fetch(key, version, "open")
+        vol, r = self._fetch(key, version, "open")
         label = f"{self.name}/{key}"
         if r.flags & rec.BLOB:
-            return io.BufferedReader(self._blob_reader(r, label), buffer_size=1 << 20)  # type: ignore[return-value]
-        return io.BytesIO(self._payload(r, row[1] if version is None else row.vol, label))
+            return io.BufferedReader(self._blob_reader(r, label), buffer_size=1 << 20)
+        return io.BytesIO(self._payload(r, vol, label))
 
     def _info(self, row: Row) -> ObjectInfo:
         meta = rec.decode_meta(row.meta)
         return ObjectInfo(
-            key=row.key.decode("utf-8"), size=row.size, etag=row.md5.hex(), version=row.seq,
-            mtime=row.mtime / 1e9, content_type=meta.get("ct"), metadata=dict(meta.get("m", {})),
+            key=row.key.decode("utf-8"),
+            size=row.size,
+            etag=row.md5.hex(),
+            version=row.seq,
+            mtime=row.mtime / 1e9,
+            content_type=meta.get("ct"),
+            metadata=dict(meta.get("m", {})),
             namespace=self.name,
         )
 
@@ -1048,16 +1214,23 @@ class Namespace:
         """Metadata of *key* (from the index; no data is read)."""
         self._check_open("stat")
         kb = self._check_key(key, "stat")
-        row = self._index.lookup(kb) if version is None else self._index.lookup_version(int(version))
+        row = (
+            self._index.lookup(kb) if version is None else self._index.lookup_version(int(version))
+        )
         if row is None or row.key != kb:
-            raise NotFound("no such object" if version is None else f"no version {version}",
-                           op="stat", target=f"{self.name}/{key}")
+            raise NotFound(
+                "no such object" if version is None else f"no version {version}",
+                op="stat",
+                target=f"{self.name}/{key}",
+            )
         return self._info(row)
 
     def exists(self, key: str) -> bool:
         return self._index.locate(self._check_key(key, "exists")) is not None
 
-    def list(self, prefix: str = "", start_after: str | None = None, limit: int | None = None) -> Iterator[ObjectInfo]:
+    def list(
+        self, prefix: str = "", start_after: str | None = None, limit: int | None = None
+    ) -> Iterator[ObjectInfo]:
         """Objects whose key starts with *prefix*, in key (UTF-8 byte) order, streamed."""
         self._check_open("list")
         if not isinstance(prefix, str):
@@ -1069,7 +1242,9 @@ class Namespace:
         after = start_after.encode() if start_after else None
         left = limit
         while left is None or left > 0:
-            page = self._index.list(lower, upper, after, _LIST_PAGE if left is None else min(left, _LIST_PAGE))
+            page = self._index.list_range(
+                lower, upper, after, _LIST_PAGE if left is None else min(left, _LIST_PAGE)
+            )
             if not page:
                 return
             for row in page:
@@ -1080,7 +1255,9 @@ class Namespace:
             if len(page) < _LIST_PAGE:
                 return
 
-    def scan(self, prefix: str = "", *, volumes: Iterable[int] | None = None) -> Iterator[tuple[ObjectInfo, bytes]]:
+    def scan(
+        self, prefix: str = "", *, volumes: Iterable[int] | None = None
+    ) -> Iterator[tuple[ObjectInfo, bytes]]:
         """Current objects with their bytes, in physical (volume) order, with sequential reads.
 
         Training readers use this: shard by passing disjoint ``volumes`` (see ``volumes()``).
@@ -1101,7 +1278,7 @@ class Namespace:
                 if len(rows) < _LIST_PAGE:
                     break
 
-    def _scan_rows(self, vol: int, rows: list[Row]) -> Iterator[tuple[ObjectInfo, bytes]]:
+    def _scan_rows(self, vol: int, rows: builtins.list[Row]) -> Iterator[tuple[ObjectInfo, bytes]]:
         i = 0
         while i < len(rows):
             start = rows[i].off
@@ -1138,12 +1315,18 @@ class Namespace:
             i = j
 
     # ------------------------------------------------------------------ introspection
-    def volumes(self) -> list[VolumeInfo]:
+    def volumes(self) -> builtins.list[VolumeInfo]:
         """The namespace's volumes (active, sealed, compacted), oldest first."""
         return [
-            VolumeInfo(id=v["id"], state=v["state"], path=self._vol_path(v["id"]), size=v["size"],
-                       live_bytes=v["live_bytes"], live_count=v["live_count"],
-                       compressed=bool(v["compressed"]))
+            VolumeInfo(
+                id=v["id"],
+                state=v["state"],
+                path=self._vol_path(v["id"]),
+                size=v["size"],
+                live_bytes=v["live_bytes"],
+                live_count=v["live_count"],
+                compressed=bool(v["compressed"]),
+            )
             for v in self._index.volumes()
             if v["state"] in ("active", "sealed")
         ]
@@ -1160,8 +1343,13 @@ class Namespace:
             if not page:
                 return
             for seq, key, kind, size, md5 in page:
-                yield Change(seq=seq, key=key.decode("utf-8"), op=kind, size=size,
-                             etag=md5.hex() if md5 else None)
+                yield Change(
+                    seq=seq,
+                    key=key.decode("utf-8"),
+                    op=kind,
+                    size=size,
+                    etag=md5.hex() if md5 else None,
+                )
             since = page[-1][0]
             if left is not None:
                 left -= len(page)
@@ -1206,8 +1394,13 @@ class Namespace:
 
         self._check_open("compact")
         if not wait:
-            t = threading.Thread(target=compact, args=(self,), kwargs={"force": force},
-                                 name=f"compact-{self.name}", daemon=True)
+            t = threading.Thread(
+                target=compact,
+                args=(self,),
+                kwargs={"force": force},
+                name=f"compact-{self.name}",
+                daemon=True,
+            )
             t.start()
             return t
         return compact(self, force=force)
@@ -1246,4 +1439,3 @@ class _Moved(Exception):
 
 class _Damaged(Exception):
     """The bytes at the indexed location do not verify."""
-
