@@ -49,8 +49,8 @@ __all__ = ["Change", "Namespace", "ObjectInfo", "VolumeInfo"]
 
 _LIST_PAGE = 1000
 _SCAN_WINDOW = 8 << 20
-_BULK_CHUNK_BYTES = 32 << 20
-_BULK_CHUNK_COUNT = 20000
+_BULK_CHUNK_BYTES = 4 << 20
+_BULK_CHUNK_COUNT = 2048
 _GROUP_WAIT = 0.0003  # seconds a group-commit leader waits for writers still preparing
 
 
@@ -184,6 +184,35 @@ class Namespace:
         self._retired_fds: builtins.list[int] = []
         self._local = threading.local()
         self.last_recovery: dict[str, Any] | None = None
+        self._recover_at_open()
+
+    def _recover_at_open(self) -> None:
+        """Run crash recovery now if a crash left work for it (see ``_refresh``).
+
+        After a power loss the index may be behind the volumes (SQLite's last commits
+        are not fsynced): readers must see every acknowledged write at once, not only
+        after the next write. Cheap when there is nothing to do; skipped when another
+        process holds the writer lock (it recovered) or the lake cannot be written.
+        """
+        try:
+            active_vol = self._index.state("active_vol", 0)
+            needed = os.path.exists(self._vol_path(self._index.state("next_vol", 1)))
+            if active_vol and not needed:
+                hwm = self._index.state("hwm", rec.VOLUME_HEADER_SIZE)
+                try:
+                    needed = os.stat(self._vol_path(active_vol)).st_size != hwm
+                except FileNotFoundError:
+                    needed = True
+            if not needed or not self._lock.try_acquire():
+                return
+        except Exception:
+            return
+        try:
+            self._refresh()
+        except Exception:
+            self._reset_writer()  # read-only, or worse: the first writer tries again
+        finally:
+            self._lock.release()
 
     # ------------------------------------------------------------------ settings
     def setting(self, name: str) -> Any:
@@ -422,78 +451,89 @@ class Namespace:
 
         Each item is ``(key, data)`` or ``(key, data, {"content_type": ..., "metadata": ...})``.
         Nothing is visible until all items are durable; on an error (a bad key, the quota)
-        nothing is kept. Objects above ``blob_threshold`` go through ``put_stream`` first.
+        nothing of the batch is kept. Items above ``blob_threshold`` are stored as blobs,
+        one by one, after the batch commits.
         """
         self._check_open("put_many")
         count = 0
         big: builtins.list[tuple[str, bytes, dict[str, Any]]] = []
+        max_key = self._settings["max_key_bytes"]
+        threshold = self.setting("blob_threshold")
+        quota_bytes = self.setting("quota_bytes")
+        quota_objects = self.setting("quota_objects")
+        md5 = hashlib.md5
         self._lock.acquire(self._settings["lock_timeout"], op="put_many")
         try:
             self._refresh()
             assert self._active is not None
             self._undo = []
-            with self._index.write() as w:
-                quota_bytes = self.setting("quota_bytes")
-                quota_objects = self.setting("quota_objects")
+            with self._index.write() as w, _Pipeline() as pipe:
                 total_bytes, total_count = w.totals()
+                first_seq = self._next_seq
                 touched: builtins.list[WritableFile] = []
-                chunk: builtins.list[_Op] = []
+                acc: dict[int, builtins.list[int]] = {}
+                chunk: builtins.list[tuple[bytes, bytes, bytes, bytes, str | None]] = []
                 chunk_bytes = 0
-
-                def flush() -> None:
-                    nonlocal chunk, chunk_bytes
-                    if chunk:
-                        self._append_and_index(chunk, w, sync=False, touched=touched)
-                    chunk, chunk_bytes = [], 0
-
-                threshold = self.setting("blob_threshold")
                 for item in items:
                     key, data = item[0], item[1]
-                    opts: dict[str, Any] = item[2] if len(item) > 2 else {}
-                    kb = self._check_key(key, "put_many")
-                    if not isinstance(data, bytes | bytearray | memoryview):
-                        raise InvalidInput(
-                            "data must be bytes", op="put_many", target=f"{self.name}/{key}"
-                        )
-                    ct = opts.get("content_type", content_type)
-                    md = opts.get("metadata")
+                    try:
+                        kb = key.encode()
+                    except (AttributeError, UnicodeEncodeError):
+                        kb = b""
+                    if not kb or len(kb) > max_key:
+                        self._check_key(key, "put_many")  # raises the precise error
+                    if type(data) is not bytes:
+                        if not isinstance(data, bytearray | memoryview):
+                            raise InvalidInput(
+                                "data must be bytes", op="put_many", target=f"{self.name}/{key}"
+                            )
+                        data = bytes(data)
+                    if len(item) > 2 or content_type is not None:
+                        opts: dict[str, Any] = item[2] if len(item) > 2 else {}  # type: ignore[misc]
+                        ct = opts.get("content_type", content_type)
+                        meta, _md = self._check_meta(key, ct, opts.get("metadata"), "put_many")
+                    else:
+                        ct, meta = None, b""
                     if len(data) > threshold:
-                        big.append((key, bytes(data), {"content_type": ct, "metadata": md}))
+                        big.append((key, data, dict(item[2]) if len(item) > 2 else {}))  # type: ignore[misc]
                         continue
-                    meta, md = self._check_meta(key, ct, md, "put_many")
-                    data = bytes(data)
                     total_bytes += len(data)
                     total_count += 1
-                    if quota_bytes and total_bytes > quota_bytes:
+                    if (quota_bytes and total_bytes > quota_bytes) or (
+                        quota_objects and total_count > quota_objects
+                    ):
                         raise QuotaExceeded(
-                            f"bulk load would hold {total_bytes} bytes; quota is {quota_bytes}",
-                            op="put_many",
-                            target=self.name,
-                        )
-                    if quota_objects and total_count > quota_objects:
-                        raise QuotaExceeded(
-                            f"bulk load would hold {total_count} objects; quota is {quota_objects}",
+                            f"bulk load would hold {total_bytes} bytes in {total_count} objects;"
+                            f" quota is {quota_bytes or 'unlimited'} bytes,"
+                            f" {quota_objects or 'unlimited'} objects",
                             op="put_many",
                             target=self.name,
                         )
                     chunk.append(
-                        _Op(
-                            "put",
-                            key,
+                        (
                             kb,
-                            data=data,
-                            meta=meta,
-                            md5=hashlib.md5(data, usedforsecurity=False).digest(),
-                            size=len(data),
-                            content_type=ct,
-                            metadata=md,
+                            data,
+                            meta,
+                            md5(data, usedforsecurity=False).digest(),
+                            meta.decode() if meta else None,
                         )
                     )
-                    chunk_bytes += len(data) + 64 + len(kb)
+                    chunk_bytes += len(data)
                     count += 1
                     if chunk_bytes >= _BULK_CHUNK_BYTES or len(chunk) >= _BULK_CHUNK_COUNT:
-                        flush()
-                flush()
+                        self._bulk_flush(chunk, chunk_bytes, w, touched, acc, pipe)
+                        chunk, chunk_bytes = [], 0
+                if chunk:
+                    self._bulk_flush(chunk, chunk_bytes, w, touched, acc, pipe)
+                pipe.drain()
+                if count:
+                    w.add_bulk(
+                        {v: (a[0], a[1]) for v, a in acc.items()},
+                        sum(a[2] for a in acc.values()),
+                        sum(a[1] for a in acc.values()),
+                        first_seq,
+                    )
+                    w.advance(self._next_seq, self._active.size())
                 if self.setting("sync") != "none":
                     for f in touched:
                         f.sync()
@@ -505,9 +545,51 @@ class Namespace:
         finally:
             self._lock.release()
         for key, data, opts in big:
-            self.put(key, data, content_type=opts["content_type"], metadata=opts["metadata"])
+            self.put(
+                key,
+                data,
+                content_type=opts.get("content_type", content_type),
+                metadata=opts.get("metadata"),
+            )
             count += 1
         return count
+
+    def _bulk_flush(
+        self,
+        chunk: builtins.list[tuple[bytes, bytes, bytes, bytes, str | None]],
+        data_bytes: int,
+        w: Any,
+        touched: builtins.list[WritableFile],
+        acc: dict[int, builtins.list[int]],
+        pipe: _Pipeline,
+    ) -> None:
+        """Encode one chunk of a bulk load here; append and index it on the pipeline's
+        thread (both release the GIL), so encoding the next chunk overlaps with them."""
+        assert self._active is not None
+        est = data_bytes + len(chunk) * (rec.HEADER_SIZE + 40)
+        if self._active.size() + pipe.pending_bytes + est > self.setting("volume_size"):
+            pipe.drain()  # the roll needs every earlier append done
+            self._maybe_roll(est, w)
+        active = self._active
+        if active not in touched:
+            touched.append(active)
+        vol = self._active_id
+        start = active.size() + pipe.pending_bytes
+        self._undo.append((active, start))
+        seq = self._next_seq
+        out, rows, live, logical = rec.encode_bulk(chunk, seq, time.time_ns(), vol, start)
+        self._next_seq = seq + len(chunk)
+        self._dirty = True
+
+        def append_and_index() -> None:
+            active.write(out)
+            w.upsert(rows)
+
+        pipe.submit(append_and_index, len(out))
+        slot = acc.setdefault(vol, [0, 0, 0])
+        slot[0] += live
+        slot[1] += len(rows)
+        slot[2] += logical
 
     # ------------------------------------------------------------------ pins
     def pin(self, holder: str, versions: Iterable[int]) -> None:
@@ -521,14 +603,17 @@ class Namespace:
             for s in seqs:
                 if self._index.lookup_version(s) is None:
                     raise NotFound(f"no version {s}", op="pin", target=self.name)
-            with self._index.write() as w:
+            # A pin lives only in the index: fsync it (synchronous=FULL), or a power loss
+            # could take it back while the caller relies on it.
+            with self._index.write(full_sync=self.setting("sync") != "none") as w:
                 w.pin(holder, seqs)
 
     def unpin(self, holder: str) -> int:
         """Release every version *holder* pinned; -> how many pins were dropped."""
         self._check_open("unpin")
         with self._writing("unpin"):
-            with self._index.write() as w:
+            # durable before the freed versions' blob files are deleted (see pin)
+            with self._index.write(full_sync=self.setting("sync") != "none") as w:
                 n = w.unpin(holder)
                 self._unlink_after.extend(w.take_dead_blobs())
             self._after_commit()
@@ -1111,6 +1196,23 @@ class Namespace:
                 ) from None
         raise StoreError("object kept moving while being read", op=op, target=label)
 
+    def _get_fast(self, key: str) -> bytes | None:
+        """One lookup and one ``pread`` for a plain record; ``None`` sends the caller down
+        the general path (blob, compressed, moved, damaged, bad key, missing)."""
+        kb = key.encode("utf-8", "surrogatepass")
+        loc = self._index.locate(kb)
+        if loc is None:
+            return None
+        seq, vol, off, length = loc[0], loc[1], loc[2], loc[3]
+        fd = self._fds.get(vol)
+        try:
+            if fd is None:
+                fd = self._fd(vol)
+            buf = os.pread(fd, length, off)
+        except OSError:
+            return None
+        return rec.plain_payload(buf, seq, kb)
+
     def _payload(self, r: rec.Record, vol: int, label: str) -> bytes:
         if r.flags & rec.ZSTD:
             try:
@@ -1163,6 +1265,10 @@ class Namespace:
     def get(self, key: str, *, version: int | None = None) -> bytes:
         """The object's bytes, checksum verified. ``version`` reads an exact (pinned) version."""
         self._check_open("get")
+        if version is None and type(key) is str:
+            data = self._get_fast(key)
+            if data is not None:
+                return data
         vol, r = self._fetch(key, version, "get")
         label = f"{self.name}/{key}"
         if r.flags & rec.BLOB:
@@ -1431,6 +1537,66 @@ class Namespace:
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name!r} at {self.root!r}>"
+
+
+class _Pipeline:
+    """One background thread running submitted jobs in order (bulk load's write stage)."""
+
+    def __init__(self) -> None:
+        self._jobs: list[tuple[Any, int]] = []
+        self._cv = threading.Condition()
+        self._error: BaseException | None = None
+        self._closed = False
+        self.pending_bytes = 0
+        self._thread = threading.Thread(target=self._run, name="lakeloop-bulk", daemon=True)
+
+    def __enter__(self) -> _Pipeline:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._jobs and not self._closed:
+                    self._cv.wait()
+                if not self._jobs:
+                    return
+                job, size = self._jobs[0]
+            try:
+                if self._error is None:
+                    job()
+            except BaseException as exc:
+                self._error = exc
+            with self._cv:
+                self._jobs.pop(0)
+                self.pending_bytes -= size
+                self._cv.notify_all()
+
+    def submit(self, job: Any, size: int) -> None:
+        with self._cv:
+            # at most two chunks in flight: memory stays bounded
+            while len(self._jobs) >= 2:
+                self._cv.wait()
+            self._raise()
+            self._jobs.append((job, size))
+            self.pending_bytes += size
+            self._cv.notify_all()
+
+    def drain(self) -> None:
+        with self._cv:
+            while self._jobs:
+                self._cv.wait()
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 class _Moved(Exception):
