@@ -30,7 +30,7 @@ class WritableFile(ABC):
     path: str
 
     @abstractmethod
-    def write(self, data: bytes | memoryview) -> None: ...
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
 
     @abstractmethod
     def sync(self) -> None: ...
@@ -75,7 +75,7 @@ class _OSFile(WritableFile):
         self._fd = fd
         self._size = os.fstat(fd).st_size
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)

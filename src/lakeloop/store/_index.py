@@ -71,24 +71,22 @@ CREATE TABLE IF NOT EXISTS volumes(
     dict_off INTEGER);
 CREATE TABLE IF NOT EXISTS dead_blobs(name TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS totals(id INTEGER PRIMARY KEY CHECK (id = 0),
-    bytes INTEGER NOT NULL, count INTEGER NOT NULL);
-INSERT OR IGNORE INTO totals VALUES (0, 0, 0);
+INSERT OR IGNORE INTO state(k, v) VALUES ('bytes', 0), ('count', 0);
 
 CREATE TRIGGER IF NOT EXISTS objects_ins AFTER INSERT ON objects
 WHEN (NEW.flags & 256) = 0 BEGIN
     DELETE FROM deleted WHERE key = NEW.key;
     UPDATE volumes SET live_bytes = live_bytes + NEW.len, live_count = live_count + 1
         WHERE id = NEW.vol;
-    UPDATE totals SET bytes = bytes + NEW.size, count = count + 1;
-    UPDATE state SET v = CASE k WHEN 'next_seq' THEN max(v, NEW.seq + 1)
-        ELSE max(v, NEW.off + NEW.len) END
-        WHERE k IN ('next_seq', 'hwm') AND NEW.vol = (SELECT v FROM state WHERE k = 'active_vol');
+    UPDATE state SET v = CASE k WHEN 'bytes' THEN v + NEW.size WHEN 'count' THEN v + 1
+        WHEN 'next_seq' THEN max(v, NEW.seq + 1) ELSE max(v, NEW.off + NEW.len) END
+        WHERE k IN ('bytes', 'count', 'next_seq', 'hwm');
 END;
 CREATE TRIGGER IF NOT EXISTS objects_del AFTER DELETE ON objects BEGIN
     UPDATE volumes SET live_bytes = live_bytes - OLD.len, live_count = live_count - 1
         WHERE id = OLD.vol;
-    UPDATE totals SET bytes = bytes - OLD.size, count = count - 1;
+    UPDATE state SET v = CASE k WHEN 'bytes' THEN v - OLD.size ELSE v - 1 END
+        WHERE k IN ('bytes', 'count');
     INSERT INTO versions SELECT OLD.seq, OLD.key, OLD.vol, OLD.off, OLD.len, OLD.size,
         OLD.md5, OLD.flags & 255, OLD.mtime, OLD.meta, OLD.blob
         WHERE EXISTS (SELECT 1 FROM pins WHERE seq = OLD.seq);
@@ -98,7 +96,8 @@ END;
 CREATE TRIGGER IF NOT EXISTS objects_upd_old AFTER UPDATE ON objects BEGIN
     UPDATE volumes SET live_bytes = live_bytes - OLD.len, live_count = live_count - 1
         WHERE id = OLD.vol;
-    UPDATE totals SET bytes = bytes - OLD.size, count = count - 1;
+    UPDATE state SET v = CASE k WHEN 'bytes' THEN v - OLD.size ELSE v - 1 END
+        WHERE k IN ('bytes', 'count');
     INSERT INTO versions SELECT OLD.seq, OLD.key, OLD.vol, OLD.off, OLD.len, OLD.size,
         OLD.md5, OLD.flags & 255, OLD.mtime, OLD.meta, OLD.blob
         WHERE OLD.seq != NEW.seq AND EXISTS (SELECT 1 FROM pins WHERE seq = OLD.seq);
@@ -109,15 +108,10 @@ CREATE TRIGGER IF NOT EXISTS objects_upd_new AFTER UPDATE ON objects
 WHEN (NEW.flags & 256) = 0 BEGIN
     UPDATE volumes SET live_bytes = live_bytes + NEW.len, live_count = live_count + 1
         WHERE id = NEW.vol;
-    UPDATE totals SET bytes = bytes + NEW.size, count = count + 1;
-    UPDATE state SET v = CASE k WHEN 'next_seq' THEN max(v, NEW.seq + 1)
-        ELSE max(v, NEW.off + NEW.len) END
-        WHERE k IN ('next_seq', 'hwm') AND NEW.vol = (SELECT v FROM state WHERE k = 'active_vol');
-END;
-CREATE TRIGGER IF NOT EXISTS state_hwm AFTER UPDATE ON state WHEN NEW.k = 'hwm' BEGIN
-    UPDATE volumes SET size = NEW.v,
-        max_seq = (SELECT v - 1 FROM state WHERE k = 'next_seq')
-        WHERE id = (SELECT v FROM state WHERE k = 'active_vol');
+    -- an overwrite advances the writer's position; a move by compaction (same seq) does not
+    UPDATE state SET v = CASE k WHEN 'bytes' THEN v + NEW.size WHEN 'count' THEN v + 1
+        WHEN 'next_seq' THEN max(v, NEW.seq + 1) ELSE max(v, NEW.off + NEW.len) END
+        WHERE k IN ('bytes', 'count') OR (OLD.seq != NEW.seq AND k IN ('next_seq', 'hwm'));
 END;
 CREATE TRIGGER IF NOT EXISTS versions_ins AFTER INSERT ON versions BEGIN
     UPDATE volumes SET live_bytes = live_bytes + NEW.len, live_count = live_count + 1
@@ -230,7 +224,11 @@ class IndexWriter:
                 " WHERE id = ?",
                 (nbytes, n, vol),
             )
-        self.conn.execute("UPDATE totals SET bytes = bytes + ?, count = count + ?", (size, count))
+        self.conn.execute(
+            "UPDATE state SET v = v + CASE k WHEN 'bytes' THEN ?1 ELSE ?2 END"
+            " WHERE k IN ('bytes', 'count')",
+            (size, count),
+        )
         # walks `deleted` (usually empty), probing objects by key
         self.conn.execute(
             "DELETE FROM deleted WHERE EXISTS (SELECT 1 FROM objects o"
@@ -258,8 +256,8 @@ class IndexWriter:
         )
 
     def totals(self) -> tuple[int, int]:
-        row = self.conn.execute("SELECT bytes, count FROM totals").fetchone()
-        return int(row[0]), int(row[1])
+        got = dict(self.conn.execute("SELECT k, v FROM state WHERE k IN ('bytes', 'count')"))
+        return int(got.get("bytes", 0)), int(got.get("count", 0))
 
     # -- volumes --------------------------------------------------------------------
     def add_volume(
@@ -412,17 +410,29 @@ class SQLiteIndex(Index):
         ]
 
     def volumes(self) -> list[dict[str, Any]]:
-        cur = self.reader.execute("SELECT * FROM volumes ORDER BY id")
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur]
+        conn = self.reader
+        conn.execute("BEGIN")  # one snapshot for both reads
+        try:
+            cur = conn.execute("SELECT * FROM volumes ORDER BY id")
+            names = [d[0] for d in cur.description]
+            vols = [dict(zip(names, r, strict=True)) for r in cur]
+            state = dict(conn.execute("SELECT k, v FROM state WHERE k IN ('hwm', 'next_seq')"))
+        finally:
+            conn.execute("COMMIT")
+        for v in vols:
+            if v["state"] == "active":
+                # the active volume grows with every commit; its size lives in `state`
+                v["size"] = state.get("hwm", v["size"])
+                v["max_seq"] = state.get("next_seq", 1) - 1
+        return vols
 
     def state(self, name: str, default: int = 0) -> int:
         row = self.reader.execute("SELECT v FROM state WHERE k = ?", (name,)).fetchone()
         return int(row[0]) if row else default
 
     def totals(self) -> tuple[int, int]:
-        row = self.reader.execute("SELECT bytes, count FROM totals").fetchone()
-        return int(row[0]), int(row[1])
+        got = dict(self.reader.execute("SELECT k, v FROM state WHERE k IN ('bytes', 'count')"))
+        return int(got.get("bytes", 0)), int(got.get("count", 0))
 
     def changes(self, since: int, limit: int) -> list[tuple[int, bytes, str, int, bytes | None]]:
         return list(

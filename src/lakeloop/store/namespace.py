@@ -15,6 +15,7 @@ the record with one ``pread``; the record's CRC32C is checked before any byte is
 from __future__ import annotations
 
 import builtins
+import errno
 import hashlib
 import io
 import json
@@ -29,8 +30,10 @@ import zstandard
 
 from lakeloop.errors import (
     ChecksumError,
+    InsufficientSpace,
     InvalidInput,
     InvalidKey,
+    LakeloopError,
     NamespaceUnavailable,
     NotFound,
     QuotaExceeded,
@@ -123,6 +126,12 @@ class _Op:
     result: Any = None
 
 
+def _io_error(exc: OSError, op: str, target: str) -> LakeloopError:
+    """An OSError as lakeloop's error: InsufficientSpace for a full disk, else StoreError."""
+    cls = InsufficientSpace if exc.errno in (errno.ENOSPC, errno.EDQUOT) else StoreError
+    return cls(exc.strerror or str(exc), op=op, target=target)
+
+
 def _prefix_upper(prefix: bytes) -> bytes | None:
     """The smallest byte string greater than every string starting with *prefix*."""
     p = bytearray(prefix)
@@ -196,7 +205,7 @@ class Namespace:
         """
         try:
             active_vol = self._index.state("active_vol", 0)
-            needed = os.path.exists(self._vol_path(self._index.state("next_vol", 1)))
+            needed = self._unknown_volume(active_vol)[1] >= 0
             if active_vol and not needed:
                 hwm = self._index.state("hwm", rec.VOLUME_HEADER_SIZE)
                 try:
@@ -401,11 +410,13 @@ class Namespace:
                 )
             if durable:
                 self._fs.sync_dir(self._blob_dir)
-        except BaseException:
+        except BaseException as exc:
             try:
                 os.unlink(path)
             except OSError:
                 pass
+            if isinstance(exc, OSError):  # a full disk, an I/O error: lakeloop's errors
+                raise _io_error(exc, "put", f"{self.name}/{key}") from None
             raise
         desc = json.dumps({"file": name, "chunk": self._settings["blob_chunk_size"]}).encode()
         op = _Op(
@@ -489,13 +500,13 @@ class Namespace:
                             )
                         data = bytes(data)
                     if len(item) > 2 or content_type is not None:
-                        opts: dict[str, Any] = item[2] if len(item) > 2 else {}  # type: ignore[misc]
+                        opts: dict[str, Any] = item[2] if len(item) > 2 else {}
                         ct = opts.get("content_type", content_type)
                         meta, _md = self._check_meta(key, ct, opts.get("metadata"), "put_many")
                     else:
                         ct, meta = None, b""
                     if len(data) > threshold:
-                        big.append((key, data, dict(item[2]) if len(item) > 2 else {}))  # type: ignore[misc]
+                        big.append((key, data, dict(item[2]) if len(item) > 2 else {}))
                         continue
                     total_bytes += len(data)
                     total_count += 1
@@ -538,9 +549,11 @@ class Namespace:
                     for f in touched:
                         f.sync()
             self._after_commit()
-        except BaseException:
+        except BaseException as exc:
             # The transaction rolled back: cut what was appended, so nothing of it stays.
             self._rollback_appends()
+            if isinstance(exc, OSError):
+                raise _io_error(exc, "put_many", self.name) from None
             raise
         finally:
             self._lock.release()
@@ -699,7 +712,7 @@ class Namespace:
         except BaseException as exc:
             err = exc
             if isinstance(exc, OSError):
-                err = StoreError(f"{exc.strerror or exc}", op="put", target=self.name)
+                err = _io_error(exc, "put", self.name)
             for op in batch:
                 if not op.done:
                     op.error = err
@@ -860,9 +873,9 @@ class Namespace:
         active.write(b"".join(parts))
         parts.clear()
         self._dirty = True
+        self._batches += 1
         if sync:
             self._sync_policy(active)
-        self._batches += 1
         if w is None:
             # (every statement hands the GIL over twice: the fast path has one)
             self._index.upsert_autocommit(rows)
@@ -964,15 +977,7 @@ class Namespace:
         self._reset_writer()
         os.makedirs(self._vol_dir, exist_ok=True)
         active_vol = self._index.state("active_vol", 0)
-        # A volume file the index never allocated: a volume roll (or the first volume)
-        # whose transaction the index lost, by a crash before the commit or a power loss
-        # that took SQLite's last, not yet synced (synchronous=NORMAL) transactions. Its
-        # records may have been acknowledged: rebuild the index from the volumes.
-        unknown = self._vol_path(self._index.state("next_vol", 1))
-        try:
-            unknown_size = os.stat(unknown).st_size
-        except FileNotFoundError:
-            unknown_size = -1
+        unknown, unknown_size = self._unknown_volume(active_vol)
         if unknown_size > rec.VOLUME_HEADER_SIZE:
             self.last_recovery = self._rebuild_locked(reason="volume newer than the index")
             self._refresh_after_rebuild()
@@ -999,6 +1004,29 @@ class Namespace:
         self._active_id = active_vol
         if actual > hwm:
             self._recover_tail(hwm, actual)
+
+    def _unknown_volume(self, active_vol: int) -> tuple[str, int]:
+        """A volume file the index never allocated -> (path, size), or ("", -1).
+
+        The file at ``next_vol`` is one: a volume roll (or the first volume) whose
+        transaction the index lost, by a crash before the commit or a power loss that
+        took SQLite's last, not yet synced (synchronous=NORMAL) transactions. With no
+        volume registered at all (the index was deleted), any volume file is one. If it
+        holds records, they may have been acknowledged: the index must be rebuilt.
+        """
+        paths = [self._vol_path(self._index.state("next_vol", 1))]
+        if active_vol == 0 and os.path.isdir(self._vol_dir):
+            paths += [os.path.join(self._vol_dir, n) for n in os.listdir(self._vol_dir)
+                      if n.endswith(".vol")]
+        found = ("", -1)
+        for path in paths:
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                continue
+            if size > found[1]:
+                found = (path, size)
+        return found
 
     def _refresh_after_rebuild(self) -> None:
         self._index.close()
