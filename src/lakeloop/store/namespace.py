@@ -473,6 +473,8 @@ class Namespace:
         quota_bytes = self.setting("quota_bytes")
         quota_objects = self.setting("quota_objects")
         md5 = hashlib.md5
+        # chunks well below the volume size, so volumes roll close to their size
+        chunk_limit = max(min(_BULK_CHUNK_BYTES, self.setting("volume_size") // 4), 1)
         self._lock.acquire(self._settings["lock_timeout"], op="put_many")
         try:
             self._refresh()
@@ -531,7 +533,7 @@ class Namespace:
                     )
                     chunk_bytes += len(data)
                     count += 1
-                    if chunk_bytes >= _BULK_CHUNK_BYTES or len(chunk) >= _BULK_CHUNK_COUNT:
+                    if chunk_bytes >= chunk_limit or len(chunk) >= _BULK_CHUNK_COUNT:
                         self._bulk_flush(chunk, chunk_bytes, w, touched, acc, pipe)
                         chunk, chunk_bytes = [], 0
                 if chunk:
@@ -546,8 +548,8 @@ class Namespace:
                     )
                     w.advance(self._next_seq, self._active.size())
                 if self.setting("sync") != "none":
-                    for f in touched:
-                        f.sync()
+                    # volumes sealed on the way were synced when they were sealed
+                    self._active.sync()
             self._after_commit()
         except BaseException as exc:
             # The transaction rolled back: cut what was appended, so nothing of it stays.
@@ -1016,8 +1018,11 @@ class Namespace:
         """
         paths = [self._vol_path(self._index.state("next_vol", 1))]
         if active_vol == 0 and os.path.isdir(self._vol_dir):
-            paths += [os.path.join(self._vol_dir, n) for n in os.listdir(self._vol_dir)
-                      if n.endswith(".vol")]
+            paths += [
+                os.path.join(self._vol_dir, n)
+                for n in os.listdir(self._vol_dir)
+                if n.endswith(".vol")
+            ]
         found = ("", -1)
         for path in paths:
             try:
