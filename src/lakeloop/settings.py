@@ -156,7 +156,7 @@ SETTINGS: dict[str, Setting] = {
             "sync_interval",
             0.1,
             _parse_float,
-            "seconds between background fsyncs when sync = 'batch'",
+            "seconds between fsyncs when sync = 'batch' (a crash can lose this window)",
         ),
         Setting(
             "max_key_bytes",

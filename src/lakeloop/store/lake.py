@@ -96,9 +96,9 @@ class Lake:
         self._closed = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if background and settings["auto_compact"]:
+        if background:
             self._thread = threading.Thread(
-                target=self._compactor, name="lakeloop-compactor", daemon=True
+                target=self._maintain, name="lakeloop-maintenance", daemon=True
             )
             self._thread.start()
 
@@ -272,13 +272,27 @@ class Lake:
         if ns is not None:
             ns.close()
 
-    def _compactor(self) -> None:
+    def _maintain(self) -> None:
+        """Background work: flush ``sync = "batch"`` namespaces every ``sync_interval``,
+        and compact where a threshold is crossed every ``compaction_interval``."""
         from lakeloop.store._compact import compact, plan
 
-        interval = float(self.settings["compaction_interval"])
-        while not self._stop.wait(interval):
+        compact_every = float(self.settings["compaction_interval"])
+        flush_every = max(float(self.settings["sync_interval"]), 0.01)
+        tick = min(compact_every, flush_every)
+        next_compaction = time.monotonic() + compact_every
+        while not self._stop.wait(tick):
             with self._lock:
                 open_now = list(self._open.values())
+            for ns in open_now:
+                if ns._dirty and ns.setting("sync") == "batch":
+                    try:
+                        ns.flush()
+                    except Exception:
+                        log.exception("background flush of %s failed", ns.name)
+            if not self.settings["auto_compact"] or time.monotonic() < next_compaction:
+                continue
+            next_compaction = time.monotonic() + compact_every
             for ns in open_now:
                 if self._stop.is_set():
                     return

@@ -191,6 +191,7 @@ class Namespace:
         self._fds: dict[int, int] = {}
         self._fds_lock = threading.Lock()
         self._retired_fds: builtins.list[int] = []
+        self._lock_for_reopen = threading.Lock()
         self._local = threading.local()
         self.last_recovery: dict[str, Any] | None = None
         self._recover_at_open()
@@ -582,17 +583,24 @@ class Namespace:
         thread (both release the GIL), so encoding the next chunk overlaps with them."""
         assert self._active is not None
         est = data_bytes + len(chunk) * (rec.HEADER_SIZE + 40)
-        if self._active.size() + pipe.pending_bytes + est > self.setting("volume_size"):
+        if pipe.end is None or pipe.file is not self._active:
+            pipe.drain()
+            pipe.file, pipe.end = self._active, self._active.size()
+        if pipe.end + est > self.setting("volume_size"):
             pipe.drain()  # the roll needs every earlier append done
             self._maybe_roll(est, w)
+            pipe.file, pipe.end = self._active, self._active.size()
         active = self._active
         if active not in touched:
             touched.append(active)
         vol = self._active_id
-        start = active.size() + pipe.pending_bytes
+        # where this chunk will land: after every chunk queued before it (the file's own
+        # size lags while the pipeline thread is still writing)
+        start = pipe.end
         self._undo.append((active, start))
         seq = self._next_seq
         out, rows, live, logical = rec.encode_bulk(chunk, seq, time.time_ns(), vol, start)
+        pipe.end = start + len(out)
         self._next_seq = seq + len(chunk)
         self._dirty = True
 
@@ -1033,6 +1041,25 @@ class Namespace:
                 found = (path, size)
         return found
 
+    def _index_replaced(self) -> bool:
+        """Reopen the index if fsck rebuilt it in another process (a new file).
+
+        Checked on misses only: a rebuild is rare, and a stale reader still reads
+        correct, verified bytes."""
+        try:
+            ino = os.stat(self._index_path).st_ino
+        except FileNotFoundError:
+            return False
+        if ino == self._index_ino:
+            return False
+        with self._lock_for_reopen:
+            if os.stat(self._index_path).st_ino != self._index_ino:
+                old = self._index
+                self._index = SQLiteIndex(self._index_path)
+                self._index_ino = os.stat(self._index_path).st_ino
+                old.close()
+        return True
+
     def _refresh_after_rebuild(self) -> None:
         self._index.close()
         self._index = SQLiteIndex(self._index_path)
@@ -1196,6 +1223,8 @@ class Namespace:
         for attempt in range(3):
             if version is None:
                 loc = self._index.locate(kb)
+                if loc is None and self._index_replaced():
+                    loc = self._index.locate(kb)
                 if loc is None:
                     raise NotFound("no such object", op=op, target=label)
                 seq, vol, off, length = loc[0], loc[1], loc[2], loc[3]
@@ -1581,6 +1610,8 @@ class _Pipeline:
         self._error: BaseException | None = None
         self._closed = False
         self.pending_bytes = 0
+        self.file: Any = None  # the file the queued chunks go to, and where they end
+        self.end: int | None = None
         self._thread = threading.Thread(target=self._run, name="lakeloop-bulk", daemon=True)
 
     def __enter__(self) -> _Pipeline:
