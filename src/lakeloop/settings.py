@@ -171,6 +171,13 @@ SETTINGS: dict[str, Setting] = {
             "largest user metadata of one object, as JSON bytes (S3 allows 2 KB of headers)",
         ),
         Setting(
+            "read_cache_entries",
+            65536,
+            _parse_int,
+            "object locations a namespace keeps in memory per process (bounded; dropped "
+            "whenever a writer takes the namespace's lock; 0 turns the cache off)",
+        ),
+        Setting(
             "lock_timeout",
             30.0,
             _parse_float,

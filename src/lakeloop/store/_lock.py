@@ -11,6 +11,8 @@ import time
 
 from lakeloop.errors import LockTimeout
 
+_COUNTER = struct.Struct("<Q")
+
 __all__ = ["ProcessLock"]
 
 
@@ -71,11 +73,22 @@ class ProcessLock:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         return self._fd
 
-    def _bump(self) -> None:
+    def _mapped(self) -> mmap.mmap:
         if self._map is None:
-            if os.fstat(self._fd).st_size < 8:
-                os.ftruncate(self._fd, 8)
-            self._map = mmap.mmap(self._fd, 8)
+            fd = self._open()
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)
+            self._map = mmap.mmap(fd, 8)
+        return self._map
+
+    def counter(self) -> int:
+        """The shared counter, without taking the lock: it changes whenever any process
+        (this one included) takes the lock."""
+        return int(_COUNTER.unpack_from(self._map or self._mapped())[0])
+
+    def _bump(self) -> None:
+        self._mapped()
+        assert self._map is not None
         current = struct.unpack_from("<Q", self._map)[0]
         self.others_held = current != self._mine
         self._mine = (current + 1) & 0xFFFFFFFFFFFFFFFF

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from collections import OrderedDict
+
 import zstandard
 
 from lakeloop.errors import (
@@ -192,6 +194,11 @@ class Namespace:
         self._fds_lock = threading.Lock()
         self._retired_fds: builtins.list[int] = []
         self._lock_for_reopen = threading.Lock()
+        self._locations_max = int(settings["read_cache_entries"])
+        self._locations: OrderedDict[bytes, Any] | None = (
+            OrderedDict() if self._locations_max > 0 else None
+        )
+        self._locations_tag = -1
         self._local = threading.local()
         self.last_recovery: dict[str, Any] | None = None
         self._recover_at_open()
@@ -1260,11 +1267,31 @@ class Namespace:
 
     def _get_fast(self, key: str) -> bytes | None:
         """One lookup and one ``pread`` for a plain record; ``None`` sends the caller down
-        the general path (blob, compressed, moved, damaged, bad key, missing)."""
+        the general path (blob, compressed, moved, damaged, bad key, missing).
+
+        Locations come from a bounded cache while no writer has held the namespace's
+        writer lock since they were looked up (every writer bumps a shared counter before
+        it changes anything), else from the index."""
         kb = key.encode("utf-8", "surrogatepass")
-        loc = self._index.locate(kb)
+        cache = self._locations
+        loc = None
+        if cache is not None:
+            tag = self._lock.counter()
+            if tag != self._locations_tag:
+                cache.clear()
+                self._locations_tag = tag
+            loc = cache.get(kb)
         if loc is None:
-            return None
+            loc = self._index.locate(kb)
+            if loc is None:
+                return None
+            if cache is not None:
+                if len(cache) >= self._locations_max:
+                    try:
+                        cache.popitem(last=False)
+                    except KeyError:
+                        pass
+                cache[kb] = loc
         seq, vol, off, length = loc[0], loc[1], loc[2], loc[3]
         fd = self._fds.get(vol)
         try:
@@ -1273,7 +1300,10 @@ class Namespace:
             buf = os.pread(fd, length, off)
         except OSError:
             return None
-        return rec.plain_payload(buf, seq, kb)
+        data = rec.plain_payload(buf, seq, kb)
+        if data is None and cache is not None:
+            cache.pop(kb, None)
+        return data
 
     def _payload(self, r: rec.Record, vol: int, label: str) -> bytes:
         if r.flags & rec.ZSTD:
