@@ -367,3 +367,22 @@ def test_closed_lake_refuses(tmp_path: Path) -> None:
         ns.put("k", b"x")
     with pytest.raises(Exception, match="closed"):
         lake.namespace("photos")
+
+
+def test_cached_locations_never_serve_stale_bytes(tmp_path: Path) -> None:
+    """Two handles on one lake (as two processes would have): the reader's location cache
+    must notice every write made through the other handle."""
+    with Lake.open(tmp_path / "l", create=True, background=False) as a:
+        a.create_namespace("photos").put("k", b"v1")
+        with Lake.open(tmp_path / "l", background=False) as b:
+            reader, writer = a.namespace("photos"), b.namespace("photos")
+            for _ in range(3):
+                assert reader.get("k") == b"v1"  # cached now
+            writer.put("k", b"v2")
+            assert reader.get("k") == b"v2"
+            writer.delete("k")
+            with pytest.raises(NotFound):
+                reader.get("k")
+            writer.put("k", b"v3")
+            writer.compact()  # moves it to another volume
+            assert reader.get("k") == b"v3"
