@@ -12,6 +12,7 @@ import time
 from lakeloop.errors import LockTimeout
 
 _COUNTER = struct.Struct("<Q")
+_QUICK_TRIES = (0.0001, 0.0001, 0.0002, 0.0002, 0.0)
 
 __all__ = ["ProcessLock"]
 
@@ -27,6 +28,11 @@ class ProcessLock:
     as it gets the lock: ``others_held`` tells a holder whether anyone else held the lock
     since it last released it, so it may trust what it cached about the locked data.
     Bumping before doing anything means even a holder killed mid-way is noticed.
+
+    Waiting is done by a helper thread blocked in ``flock`` (the kernel wakes it the
+    moment the lock is free, which polling cannot match); the caller waits for it with
+    its timeout. A helper whose caller gave up releases the lock as soon as it gets it,
+    unless a later caller has claimed it in the meantime.
     """
 
     def __init__(self, path: str, label: str) -> None:
@@ -38,6 +44,10 @@ class ProcessLock:
         self._map: mmap.mmap | None = None
         self._mine = -1  # counter value of our own latest hold
         self.others_held = True
+        self._guard = threading.Lock()  # between a caller and its helper thread
+        self._waiter: threading.Thread | None = None
+        self._waiter_got = threading.Event()
+        self._waiter_abandoned = False
 
     def acquire(self, timeout: float, *, op: str = "lock") -> None:
         deadline = time.monotonic() + timeout
@@ -96,18 +106,48 @@ class ProcessLock:
 
     def _lock_file(self, deadline: float, timeout: float, op: str) -> None:
         fd = self._open()
-        pause = 0.0005
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with self._guard:
+            pending = self._waiter is not None
+            if pending:
+                self._waiter_abandoned = False  # claim the helper a caller gave up on
+        if not pending:
+            # a few quick tries first: a lock that frees within half a millisecond is
+            # not worth a thread
+            for pause in _QUICK_TRIES:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    if pause and time.monotonic() + pause < deadline:
+                        time.sleep(pause)
+            self._waiter_got.clear()
+            self._waiter_abandoned = False
+            self._waiter = threading.Thread(
+                target=self._wait_for_lock, args=(fd,), name="lakeloop-lock-wait", daemon=True
+            )
+            self._waiter.start()
+        got = self._waiter_got.wait(max(deadline - time.monotonic(), 0.0))
+        with self._guard:
+            if got or self._waiter_got.is_set():
+                self._waiter = None
+                self._waiter_got.clear()
                 return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(
-                        f"writer lock not granted within {timeout:g}s", op=op, target=self.label
-                    ) from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.02)
+            self._waiter_abandoned = True
+        raise LockTimeout(f"writer lock not granted within {timeout:g}s", op=op, target=self.label)
+
+    def _wait_for_lock(self, fd: int) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            with self._guard:
+                self._waiter = None
+            return
+        with self._guard:
+            if self._waiter_abandoned:
+                fcntl.flock(fd, fcntl.LOCK_UN)  # nobody wants it any more
+                self._waiter = None
+                return
+            self._waiter_got.set()
 
     def release(self) -> None:
         self._depth -= 1
@@ -116,6 +156,8 @@ class ProcessLock:
         self._thread_lock.release()
 
     def close(self) -> None:
+        with self._guard:
+            self._waiter_abandoned = True
         if self._map is not None:
             self._map.close()
             self._map = None
