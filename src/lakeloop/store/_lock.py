@@ -48,6 +48,7 @@ class ProcessLock:
         self._waiter: threading.Thread | None = None
         self._waiter_got = threading.Event()
         self._waiter_abandoned = False
+        self._fd_orphaned = False
 
     def acquire(self, timeout: float, *, op: str = "lock") -> None:
         deadline = time.monotonic() + timeout
@@ -146,6 +147,8 @@ class ProcessLock:
             if self._waiter_abandoned:
                 fcntl.flock(fd, fcntl.LOCK_UN)  # nobody wants it any more
                 self._waiter = None
+                if self._fd_orphaned:
+                    os.close(fd)  # close() left it to us, being still in use here
                 return
             self._waiter_got.set()
 
@@ -158,9 +161,11 @@ class ProcessLock:
     def close(self) -> None:
         with self._guard:
             self._waiter_abandoned = True
+            # a helper still blocked in flock owns the descriptor until it returns
+            self._fd_orphaned = self._waiter is not None
         if self._map is not None:
             self._map.close()
             self._map = None
-        if self._fd >= 0:
+        if self._fd >= 0 and not self._fd_orphaned:
             os.close(self._fd)
-            self._fd = -1
+        self._fd = -1
