@@ -40,7 +40,7 @@ import errno
 import os
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from lakeloop.store._fs import FileLayer, OSFileLayer, WritableFile
@@ -138,7 +138,7 @@ class _CutFile(WritableFile):
         self._closed = False
         node.handles += 1
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         self._layer._write(self._node, self._inner, data)
 
     def sync(self) -> None:
@@ -283,7 +283,9 @@ class PowerCutLayer(FileLayer):
                 raise
             return f
 
-    def _write(self, node: _Node, inner: WritableFile, data: bytes | memoryview) -> None:
+    def _write(
+        self, node: _Node, inner: WritableFile, data: bytes | bytearray | memoryview
+    ) -> None:
         with self._mutex:
             self._begin("write", node.path)
             actual = _real_size(node.path)
@@ -475,10 +477,12 @@ class FaultLayer(FileLayer):
     ``fail_after_bytes=N``: matching writes succeed until N bytes were written through
     the layer; the write that crosses the budget writes what fits and raises.
     ``fail_on_write=k``: the k-th matching write raises without writing.
+    Once tripped, every later matching write fails as well (a full disk stays full)
+    until ``heal()``.
+    ``fail_ops``: other operations ("create", "sync", "sync_dir", "rename", "unlink")
+    that fail on every matching path while the layer is armed, tripped or not.
     ``match``: a predicate on the path; only matching files count and fail (default all).
-    ``error``: the errno raised (ENOSPC by default). ``fail_sync=True`` makes ``sync``
-    of a matching file fail too once the layer has tripped. Once tripped, every later
-    matching write fails as well (a full disk stays full) until ``heal()``.
+    ``error``: the errno raised (ENOSPC by default). ``armed = False`` pauses it all.
     """
 
     def __init__(
@@ -487,16 +491,19 @@ class FaultLayer(FileLayer):
         *,
         fail_after_bytes: int | None = None,
         fail_on_write: int | None = None,
+        fail_ops: Collection[str] = (),
         match: Callable[[str], bool] | None = None,
         error: int = errno.ENOSPC,
-        fail_sync: bool = False,
     ) -> None:
+        unknown = set(fail_ops) - {"create", "sync", "sync_dir", "rename", "unlink"}
+        if unknown:
+            raise ValueError(f"unknown operations {sorted(unknown)}")
         self.base = base or OSFileLayer()
         self.fail_after_bytes = fail_after_bytes
         self.fail_on_write = fail_on_write
+        self.fail_ops = frozenset(fail_ops)
         self.match = match
         self.error = error
-        self.fail_sync = fail_sync
         self.bytes_written = 0
         self.writes = 0
         self.failures = 0
@@ -513,12 +520,18 @@ class FaultLayer(FileLayer):
     def _matches(self, path: str) -> bool:
         return self.armed and (self.match is None or bool(self.match(path)))
 
-    def _fail(self, path: str) -> OSError:
+    def _fail(self, path: str, *, trip: bool = True) -> OSError:
         self.failures += 1
-        self.tripped = True
+        self.tripped = self.tripped or trip  # (failing writes keep failing)
         return OSError(self.error, os.strerror(self.error), path)
 
-    def _write(self, inner: WritableFile, data: bytes | memoryview) -> None:
+    def _check(self, op: str, path: str) -> None:
+        if op in self.fail_ops:
+            with self._mutex:
+                if self._matches(path):
+                    raise self._fail(path, trip=False)
+
+    def _write(self, inner: WritableFile, data: bytes | bytearray | memoryview) -> None:
         path = inner.path
         with self._mutex:
             if not self._matches(path):
@@ -540,25 +553,26 @@ class FaultLayer(FileLayer):
                 raise self._fail(path)
 
     def _sync(self, inner: WritableFile) -> None:
-        if self.fail_sync:
-            with self._mutex:
-                if self.tripped and self._matches(inner.path):
-                    raise self._fail(inner.path)
+        self._check("sync", inner.path)
         inner.sync()
 
     def create(self, path: str) -> WritableFile:
+        self._check("create", path)
         return _FaultFile(self, self.base.create(path))
 
     def open_append(self, path: str) -> WritableFile:
         return _FaultFile(self, self.base.open_append(path))
 
     def sync_dir(self, path: str) -> None:
+        self._check("sync_dir", path)
         self.base.sync_dir(path)
 
     def rename(self, src: str, dst: str) -> None:
+        self._check("rename", dst)
         self.base.rename(src, dst)
 
     def unlink(self, path: str) -> None:
+        self._check("unlink", path)
         self.base.unlink(path)
 
     def disk_free(self, path: str) -> int:
@@ -571,7 +585,7 @@ class _FaultFile(WritableFile):
         self._inner = inner
         self.path = inner.path
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         self._layer._write(self._inner, data)
 
     def sync(self) -> None:

@@ -87,11 +87,17 @@ def fsck(
 
 def _rebuild(lake: Lake, ns: Namespace, report: FsckReport, reason: str) -> None:
     name = ns.name
-    ns._lock.acquire(ns._settings["lock_timeout"], op="rebuild index")
+    # The compaction lock too (taken first, as compaction does): a compaction running
+    # meanwhile would swap into the replaced index and delete volumes the new one uses.
+    ns._compact_lock.acquire(max(ns._settings["lock_timeout"], 600.0), op="rebuild index")
     try:
-        result = ns._rebuild_locked(reason=reason)
+        ns._lock.acquire(ns._settings["lock_timeout"], op="rebuild index")
+        try:
+            result = ns._rebuild_locked(reason=reason)
+        finally:
+            ns._lock.release()
     finally:
-        ns._lock.release()
+        ns._compact_lock.release()
     lake._forget(name)
     report.repairs.append(
         f"{name}: index rebuilt from {result['volumes']} volumes "
@@ -199,6 +205,9 @@ def _check_namespace(ns: Namespace, report: FsckReport, *, repair: bool, deep: b
         )
     # blobs
     referenced = index.referenced_blobs()
+    # blobs of overwritten objects that the writer deletes later (in batches) are known
+    # garbage, not orphans
+    referenced |= {r[0] for r in index.reader.execute("SELECT name FROM dead_blobs")}
     blob_dir = ns._blob_dir
     if os.path.isdir(blob_dir):
         now = time.time()

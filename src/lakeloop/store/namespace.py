@@ -993,14 +993,15 @@ class Namespace:
         self._reset_writer()
         os.makedirs(self._vol_dir, exist_ok=True)
         active_vol = self._index.state("active_vol", 0)
-        unknown, unknown_size = self._unknown_volume(active_vol)
-        if unknown_size > rec.VOLUME_HEADER_SIZE:
-            self.last_recovery = self._rebuild_locked(reason="volume newer than the index")
-            self._refresh_after_rebuild()
-            return
-        if unknown_size >= 0:
-            self._fs.unlink(unknown)  # only a header: a roll that crashed before commit
         if active_vol == 0:
+            unknown, unknown_size = self._unknown_volume(active_vol)
+            if unknown_size > rec.VOLUME_HEADER_SIZE:
+                # volumes with records, none registered: the index was lost or deleted
+                self.last_recovery = self._rebuild_locked(reason="volumes unknown to the index")
+                self._refresh_after_rebuild()
+                return
+            if unknown_size >= 0:
+                self._fs.unlink(unknown)  # only a header: a crash before the first commit
             self._create_first_volume()
             active_vol = self._index.state("active_vol", 0)
         hwm = self._index.state("hwm", rec.VOLUME_HEADER_SIZE)
@@ -1020,6 +1021,36 @@ class Namespace:
         self._active_id = active_vol
         if actual > hwm:
             self._recover_tail(hwm, actual)
+        self._roll_forward()
+
+    def _roll_forward(self) -> None:
+        """Take over a volume that a roll created but the index lost (``_unknown_volume``):
+        seal the active volume, make that one active and index its records as a tail.
+        One more transaction, not a rebuild: safe while another process compacts."""
+        while True:
+            assert self._active is not None
+            vol = self._index.state("next_vol", 1)
+            path = self._vol_path(vol)
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                return
+            if size <= rec.VOLUME_HEADER_SIZE:
+                self._fs.unlink(path)  # only a header: a roll that crashed before its commit
+                return
+            with self._index.write() as w:
+                w.update_volume(
+                    self._active_id,
+                    state="sealed",
+                    sealed_ns=time.time_ns(),
+                    size=self._active.size(),
+                )
+                w.add_volume(vol, "active", time.time_ns(), rec.VOLUME_HEADER_SIZE, self._next_seq)
+                w.set_state(active_vol=vol, next_vol=vol + 1, hwm=rec.VOLUME_HEADER_SIZE)
+            self._active.close()
+            self._active = self._fs.open_append(path)
+            self._active_id = vol
+            self._recover_tail(rec.VOLUME_HEADER_SIZE, size)
 
     def _unknown_volume(self, active_vol: int) -> tuple[str, int]:
         """A volume file the index never allocated -> (path, size), or ("", -1).
@@ -1028,7 +1059,7 @@ class Namespace:
         transaction the index lost, by a crash before the commit or a power loss that
         took SQLite's last, not yet synced (synchronous=NORMAL) transactions. With no
         volume registered at all (the index was deleted), any volume file is one. If it
-        holds records, they may have been acknowledged: the index must be rebuilt.
+        holds records, they may have been acknowledged: they must be indexed.
         """
         paths = [self._vol_path(self._index.state("next_vol", 1))]
         if active_vol == 0 and os.path.isdir(self._vol_dir):
