@@ -106,22 +106,39 @@ def _rebuild(lake: Lake, ns: Namespace, report: FsckReport, reason: str) -> None
 
 
 def _rebuild_unopenable(lake: Lake, name: str, report: FsckReport) -> None:
+    from lakeloop.store._lock import ProcessLock
     from lakeloop.store._rebuild import rebuild_index
 
     root = str(lake._ns_path(name))
     index_path = os.path.join(root, "index.sqlite")
-    # Move the damaged index aside (kept for inspection), then rebuild from the volumes.
-    for suffix in ("", "-wal", "-shm"):
-        src = index_path + suffix
-        if os.path.exists(src):
-            os.replace(src, os.path.join(root, f"index.damaged-{int(time.time())}.sqlite{suffix}"))
+    timeout = lake.settings["lock_timeout"]
+    # The same locks, in the same order, as compaction and a writer take: nobody may
+    # write or swap into this namespace while its index is replaced.
+    compact_lock = ProcessLock(os.path.join(root, "compact.lock"), f"namespace {name}")
+    writer_lock = ProcessLock(os.path.join(root, "writer.lock"), f"namespace {name}")
+    compact_lock.acquire(max(timeout, 600.0), op="rebuild index")
+    try:
+        writer_lock.acquire(timeout, op="rebuild index")
+        try:
+            # Move the damaged index aside (kept for inspection), then rebuild.
+            stamp = int(time.time())
+            for suffix in ("", "-wal", "-shm"):
+                src = index_path + suffix
+                if os.path.exists(src):
+                    os.replace(src, os.path.join(root, f"index.damaged-{stamp}.sqlite{suffix}"))
 
-    class _Bare:
-        pass
+            class _Bare:
+                pass
 
-    bare: Any = _Bare()
-    bare.root, bare.name = root, name
-    result = rebuild_index(bare, reason="index could not be opened")
+            bare: Any = _Bare()
+            bare.root, bare.name = root, name
+            result = rebuild_index(bare, reason="index could not be opened")
+        finally:
+            writer_lock.release()
+            writer_lock.close()
+    finally:
+        compact_lock.release()
+        compact_lock.close()
     report.problems[-1]["repaired"] = True
     report.repairs.append(
         f"{name}: unreadable index moved aside and rebuilt ({result['objects']} objects)"

@@ -47,6 +47,21 @@ _LAKE_FILE = "lake.toml"
 _NS_DIR = "namespaces"
 
 
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def check_namespace_name(name: object, *, internal: bool = False) -> str:
     """Validate a namespace name (S3 bucket rules; ``_name`` for lakeloop's own data)."""
     if not isinstance(name, str):
@@ -133,8 +148,10 @@ class Lake:
             (root / _NS_DIR).mkdir(exist_ok=True)
             header = "# lakeloop lake settings; `lakeloop config` lists every setting.\n"
             tmp = root / (_LAKE_FILE + ".tmp")
-            tmp.write_text(header + tomli_w.dumps(values))
+            _write_durably(tmp, (header + tomli_w.dumps(values)).encode())
             os.replace(tmp, lake_file)
+            _sync_dir(root)
+            _sync_dir(root.parent)
         elif settings:
             raise AlreadyExists(
                 "settings can only be given when the lake is created",
@@ -191,11 +208,14 @@ class Lake:
         tmp.mkdir(parents=True)
         try:
             (tmp / "volumes").mkdir()
-            (tmp / "namespace.toml").write_text(
+            (tmp / "blobs").mkdir()
+            _write_durably(
+                tmp / "namespace.toml",
                 tomli_w.dumps(
                     {"name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-                )
+                ).encode(),
             )
+            _sync_dir(tmp)  # its entries first, then the rename that publishes it
             try:
                 os.rename(tmp, path)
             except OSError:

@@ -396,7 +396,10 @@ class Namespace:
             return self.put(
                 key, bytes(head), content_type=content_type, metadata=metadata, md5=supplied
             )
-        os.makedirs(self._blob_dir, exist_ok=True)
+        if not os.path.isdir(self._blob_dir):
+            os.makedirs(self._blob_dir, exist_ok=True)
+            if self.setting("sync") != "none":
+                self._fs.sync_dir(self.root)  # the folder's name must outlive a power cut
         name = f"{time.time_ns():x}-{os.urandom(6).hex()}.blob"
         path = self._blob_path(name)
         durable = self.setting("sync") != "none"
@@ -1121,10 +1124,8 @@ class Namespace:
 
     def _new_volume_file(self, vol: int) -> WritableFile:
         path = self._vol_path(vol)
-        try:
-            os.unlink(path)  # a leftover from a crash before its volume was registered
-        except FileNotFoundError:
-            pass
+        if os.path.exists(path):
+            self._fs.unlink(path)  # a leftover from a crash before its volume was registered
         f = self._fs.create(path)
         f.write(rec.encode_volume_header(vol, time.time_ns()))
         if self.setting("sync") != "none":
