@@ -1,11 +1,12 @@
 """``make demo``: the store on real files, end to end, on the embedded default (no servers).
 
-It ingests a real directory of small files (Python's own standard library, present on
-every machine that runs lakeloop), reads every object back and checks it against the
+It ingests real directories of small files (Python's own standard library and the
+installed packages, present on every machine that runs lakeloop), reads every object
+back and checks it against the
 file on disk, deletes and overwrites a third of them, compacts (with zstd and a trained
 dictionary), runs fsck, and prints what happened.
 
-    python -m lakeloop.demo [--lake PATH] [--source DIR]
+    python -m lakeloop.demo [--lake PATH] [--source DIR ...]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def _human(n: float) -> str:
 def _files(source: Path) -> list[tuple[Path, str]]:
     out = []
     for root, dirs, files in os.walk(source):
+        # compiled caches change under our feet; other packages come as their own source
         dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", "site-packages"))
         for name in sorted(files):
             path = Path(root) / name
@@ -52,21 +54,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lake", default="demo-lake", help="where to create the demo lake")
     parser.add_argument(
         "--source",
-        default=sysconfig.get_paths()["stdlib"],
-        help="a directory of real files to ingest (default: Python's standard library)",
+        nargs="+",
+        default=[sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]],
+        help="directories of real files to ingest (default: Python's standard library and "
+        "the installed packages)",
     )
     args = parser.parse_args(argv)
     console = Console(highlight=False)
     lake_path = Path(args.lake)
     if lake_path.exists():
         shutil.rmtree(lake_path)
-    source = Path(args.source)
-    files = _files(source)
+    files: list[tuple[Path, str]] = []
+    seen: set[str] = set()
+    for src in args.source:
+        source = Path(src)
+        prefix = source.name if source.name not in seen else f"{source.name}-{len(seen)}"
+        seen.add(prefix)
+        files += [(path, f"{prefix}/{key}") for path, key in _files(source)]
     total = sum(p.stat().st_size for p, _ in files)
     console.rule("[bold]lakeloop store demo")
     console.print(
-        f"source: [bold]{source}[/bold] — {len(files):,} real files, {_human(total)} "
-        f"(median {_human(sorted(p.stat().st_size for p, _ in files)[len(files) // 2])})"
+        f"sources: [bold]{', '.join(args.source)}[/bold]\n{len(files):,} real files, "
+        f"{_human(total)} (median "
+        f"{_human(sorted(p.stat().st_size for p, _ in files)[len(files) // 2])})"
     )
     summary: list[tuple[str, str]] = []
 
@@ -80,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     with Lake.open(lake_path, create=True, settings={"volume_size": "16MiB"}) as lake:
-        ns = lake.create_namespace("stdlib")
+        ns = lake.create_namespace("python")
         # 1. ingest, durable batches
         t0 = time.perf_counter()
         with progress() as bar:
@@ -184,14 +194,14 @@ def main(argv: list[str] | None = None) -> None:
         for row in summary:
             table.add_row(*row)
         console.print(table)
-        usage = Table(title="namespace stdlib")
-        for col in ("objects", "logical bytes", "volumes on disk", "bytes per object"):
+        usage = Table(title="namespace python")
+        for col in ("objects", "logical bytes", "volumes (compressed)", "blobs"):
             usage.add_column(col, justify="right")
         usage.add_row(
             f"{after['objects']:,}",
             _human(after["bytes"]),
             f"{_human(after['volume_bytes'])} in {after['volumes']}",
-            f"{after['volume_bytes'] / max(after['objects'], 1):.0f}",
+            f"{_human(after['blob_bytes'])} in {after['blobs']}",
         )
         console.print(usage)
         if not check.ok:
@@ -199,8 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     console.print(
         "\nExplore it:\n"
         f"  .venv/bin/lakeloop --lake {lake_path} ns list\n"
-        f"  .venv/bin/lakeloop --lake {lake_path} ls stdlib/json/ --limit 5\n"
-        f"  .venv/bin/lakeloop --lake {lake_path} get stdlib/json/__init__.py | head\n"
+        f"  .venv/bin/lakeloop --lake {lake_path} ls python/{files[0][1].split('/')[0]}/json/"
+        " --limit 5\n"
+        f"  .venv/bin/lakeloop --lake {lake_path} du\n"
         f"  .venv/bin/lakeloop --lake {lake_path} fsck"
     )
 
