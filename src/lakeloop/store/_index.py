@@ -229,12 +229,13 @@ class IndexWriter:
             " WHERE k IN ('bytes', 'count')",
             (size, count),
         )
-        # walks `deleted` (usually empty), probing objects by key
-        self.conn.execute(
-            "DELETE FROM deleted WHERE EXISTS (SELECT 1 FROM objects o"
-            " WHERE o.key = deleted.key AND o.seq >= ?)",
-            (first_seq,),
-        )
+        # keys put again after a delete are no longer deleted: walk the new rows (a rowid
+        # range) and probe `deleted` by key, skipping it outright when it is empty
+        if self.conn.execute("SELECT EXISTS (SELECT 1 FROM deleted)").fetchone()[0]:
+            self.conn.execute(
+                "DELETE FROM deleted WHERE key IN (SELECT key FROM objects WHERE seq >= ?)",
+                (first_seq,),
+            )
 
     def delete(self, key: bytes, seq: int) -> None:
         self.conn.execute("DELETE FROM objects WHERE key = ?", (key,))
