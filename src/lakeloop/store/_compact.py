@@ -318,7 +318,7 @@ def _points_into(conn: sqlite3.Connection, vol: int, start: int, end: int) -> bo
     return bool(row[0])
 
 
-def _train_dictionary(ns: Namespace, vols: list[int], live: Any) -> bytes | None:
+def _train_dictionary(ns: Namespace, vols: list[int], live_in: Any) -> bytes | None:
     samples: list[bytes | bytearray | memoryview] = []
     total = 0
     for vol in vols:
@@ -327,7 +327,7 @@ def _train_dictionary(ns: Namespace, vols: list[int], live: Any) -> bytes | None
             for r in rec.scan_volume(fd):
                 if isinstance(r, rec.Corrupt) or r.flags & (rec.TOMBSTONE | rec.BLOB | rec.DICT):
                     continue
-                if r.size > _DICT_MAX_RECORD or not live(r.seq):
+                if r.size > _DICT_MAX_RECORD or r.seq not in live_in(vol):
                     continue
                 data = _payload(ns, vol, r)
                 samples.append(data)
@@ -381,15 +381,22 @@ def _run(ns: Namespace, picked: list[dict[str, Any]], report: CompactionReport) 
         " len INTEGER, flags INTEGER)"
     )
 
-    def live(seq: int) -> bool:
-        return (
-            conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM objects WHERE seq = ?1)"
-                " OR EXISTS (SELECT 1 FROM versions WHERE seq = ?1)",
-                (seq,),
-            ).fetchone()[0]
-            == 1
-        )
+    live_sets: dict[int, set[int]] = {}
+
+    def live_in(vol: int) -> set[int]:
+        """Versions (current or pinned) stored in *vol*, read once per volume: one query
+        instead of one per record; bounded by what one volume holds."""
+        if vol not in live_sets:
+            live_sets.clear()
+            live_sets[vol] = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT seq FROM objects WHERE vol = ?1 UNION ALL "
+                    "SELECT seq FROM versions WHERE vol = ?1",
+                    (vol,),
+                )
+            }
+        return live_sets[vol]
 
     def latest_tombstone(key: bytes, seq: int) -> bool:
         row = conn.execute("SELECT seq FROM deleted WHERE key = ?", (key,)).fetchone()
@@ -399,7 +406,7 @@ def _run(ns: Namespace, picked: list[dict[str, Any]], report: CompactionReport) 
     level = ns._settings["compression_level"]
     min_saving = ns._settings["compression_min_saving"]
     dict_bytes = (
-        _train_dictionary(ns, vol_ids, live)
+        _train_dictionary(ns, vol_ids, live_in)
         if compress and ns.setting("compression_dict")
         else None
     )
@@ -451,7 +458,7 @@ def _run(ns: Namespace, picked: list[dict[str, Any]], report: CompactionReport) 
                         else:
                             report.records_dropped += 1
                         continue
-                    if not live(r.seq):
+                    if r.seq not in live_in(vol):
                         report.records_dropped += 1
                         continue
                     flags = r.flags

@@ -256,19 +256,20 @@ def encode_bulk(
     return out, rows, off - offset, logical
 
 
-_PLAIN_MASK = TOMBSTONE | BLOB | ZSTD | DICT
+_PLAIN_MASK = TOMBSTONE | BLOB | DICT
 _unpack_header = RECORD_HEADER.unpack_from
 
 
-def plain_payload(buf: bytes, seq: int, key: bytes) -> bytes | None:
-    """The data of *buf* if it is a verified, plain record of *seq* and *key*, else None.
+def inline_payload(buf: bytes, seq: int, key: bytes) -> tuple[int, bytes, int] | None:
+    """(flags, stored data, logical size) of *buf* if it is a verified record of *seq*
+    and *key* holding its data inline (plain or ZSTD), else None.
 
     The hot path of ``get``: no objects are built; any doubt returns None and the caller
     takes the general path (which reports corruption properly).
     """
     if len(buf) < HEADER_SIZE:
         return None
-    magic, flags, _r, key_len, meta_len, rseq, _ts, data_len, _size, _md5, crc = _unpack_header(buf)
+    magic, flags, _r, key_len, meta_len, rseq, _ts, data_len, size, _md5, crc = _unpack_header(buf)
     end = HEADER_SIZE + key_len + meta_len + data_len
     if magic != RECORD_MAGIC or rseq != seq or flags & _PLAIN_MASK or end > len(buf):
         return None
@@ -277,7 +278,7 @@ def plain_payload(buf: bytes, seq: int, key: bytes) -> bytes | None:
         return None
     if view[HEADER_SIZE : HEADER_SIZE + key_len] != key:
         return None
-    return buf[end - data_len : end]
+    return flags, buf[end - data_len : end], size
 
 
 def encode_volume_header(volume_id: int, created_ns: int) -> bytes:

@@ -1331,9 +1331,19 @@ class Namespace:
             buf = os.pread(fd, length, off)
         except OSError:
             return None
-        data = rec.plain_payload(buf, seq, kb)
-        if data is None and cache is not None:
-            cache.pop(kb, None)
+        got = rec.inline_payload(buf, seq, kb)
+        if got is None:
+            if cache is not None:
+                cache.pop(kb, None)
+            return None
+        flags, data, size = got
+        if flags & rec.ZSTD:
+            try:
+                data = self._decompressor(vol).decompress(data, max_output_size=size)
+            except zstandard.ZstdError:
+                return None  # the general path reports it
+            if len(data) != size:
+                return None
         return data
 
     def _payload(self, r: rec.Record, vol: int, label: str) -> bytes:
