@@ -40,6 +40,7 @@ from lakeloop.errors import (
     QuotaExceeded,
     StoreError,
 )
+from lakeloop.settings import SETTINGS
 from lakeloop.store import _record as rec
 from lakeloop.store._blob import BlobReader, write_blob
 from lakeloop.store._fs import FileLayer, WritableFile
@@ -58,7 +59,7 @@ _BULK_CHUNK_COUNT = 2048
 _GROUP_WAIT = 0.0003  # seconds a group-commit leader waits for writers still preparing
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ObjectInfo:
     """What ``put`` and ``stat`` return: everything about one version of an object."""
 
@@ -160,6 +161,8 @@ class Namespace:
         self._blob_dir = os.path.join(root, "blobs")
         self._index_path = os.path.join(root, "index.sqlite")
         self._closed = False
+        # settings are fixed for the life of a Lake: resolve them once
+        self._effective = {n: settings.for_namespace(name, n) for n in SETTINGS}
         try:
             self._index = SQLiteIndex(self._index_path)
             self._index_ino = os.stat(self._index_path).st_ino
@@ -233,7 +236,7 @@ class Namespace:
     # ------------------------------------------------------------------ settings
     def setting(self, name: str) -> Any:
         """The effective value of a setting for this namespace."""
-        return self._settings.for_namespace(self.name, name)
+        return self._effective[name]
 
     def _vol_path(self, vol: int) -> str:
         return os.path.join(self._vol_dir, f"{vol:010d}.vol")
@@ -255,7 +258,7 @@ class Namespace:
             ) from None
         if not kb:
             raise InvalidKey("key is empty", op=op, target=self.name)
-        limit = self._settings["max_key_bytes"]
+        limit = self._effective["max_key_bytes"]
         if len(kb) > limit:
             raise InvalidKey(
                 f"key is {len(kb)} bytes; the limit is {limit}",
