@@ -56,7 +56,8 @@ _LIST_PAGE = 1000
 _SCAN_WINDOW = 8 << 20
 _BULK_CHUNK_BYTES = 4 << 20
 _BULK_CHUNK_COUNT = 2048
-_GROUP_WAIT = 0.0003  # seconds a group-commit leader waits for writers still preparing
+_GROUP_WAIT = 0.0005  # seconds a group-commit leader waits for writers about to queue
+_WRITER_MEMORY = 0.005  # a thread that put within this many seconds counts as a writer
 
 
 @dataclass(slots=True)
@@ -182,6 +183,7 @@ class Namespace:
         self._leader_active = False
         self._joined = threading.Condition(self._mu)  # same lock: "an op was queued"
         self._writers = 0  # threads between entering a write call and queueing their op
+        self._seen_writers: dict[int, float] = {}  # thread -> when it last entered a put
         # writer state, valid while no other process has held the writer lock since
         self._active: WritableFile | None = None
         self._active_id = 0
@@ -662,6 +664,16 @@ class Namespace:
     def _enter(self) -> None:
         with self._cv:
             self._writers += 1
+            self._seen_writers[threading.get_ident()] = time.monotonic()
+
+    def _active_writers(self) -> int:
+        """Threads that put something within the last few milliseconds (under _cv)."""
+        now = time.monotonic()
+        seen = self._seen_writers
+        stale = [t for t, at in seen.items() if now - at > _WRITER_MEMORY]
+        for t in stale:
+            del seen[t]
+        return len(seen)
 
     def _commit(self, op: _Op, *, entered: bool = False) -> None:
         """Queue *op* and return once it is committed (or raise its error).
@@ -692,10 +704,12 @@ class Namespace:
                 return
         while True:
             with self._cv:
-                # Writers that are still hashing/encoding will queue in a moment: wait a
-                # fraction of an fsync for them, so the whole group shares one fsync.
+                # Threads that wrote a moment ago are about to queue again (they are
+                # hashing, or just woke from the last group): wait a fraction of an fsync
+                # for them, so that all of them share the next fsync and index commit.
+                expected = self._active_writers()
                 deadline = 0.0
-                while self._writers > 0:
+                while len(self._queue) < expected or self._writers > 0:
                     now = time.monotonic()
                     if not deadline:
                         deadline = now + _GROUP_WAIT
