@@ -171,6 +171,13 @@ SETTINGS: dict[str, Setting] = {
             "largest user metadata of one object, as JSON bytes (S3 allows 2 KB of headers)",
         ),
         Setting(
+            "index_prefetch",
+            256 * 1024**2,
+            parse_size,
+            "when a namespace is opened, ask the kernel to read up to this much of its index "
+            "ahead in the background, so cold reads cost one disk access (0: off)",
+        ),
+        Setting(
             "read_cache_entries",
             65536,
             _parse_int,

@@ -40,12 +40,14 @@ class Row(NamedTuple):
 
 
 _SCHEMA = """
+-- Keyed by the object key itself (WITHOUT ROWID): a lookup walks one B-tree, so a cold
+-- read costs one index leaf and one record, not a key-index leaf and a table leaf too.
 CREATE TABLE IF NOT EXISTS objects(
-    seq INTEGER PRIMARY KEY,
-    key BLOB NOT NULL UNIQUE,
+    key BLOB PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
     vol INTEGER NOT NULL, off INTEGER NOT NULL, len INTEGER NOT NULL,
     size INTEGER NOT NULL, md5 BLOB NOT NULL, flags INTEGER NOT NULL,
-    mtime INTEGER NOT NULL, meta TEXT, blob TEXT);
+    mtime INTEGER NOT NULL, meta TEXT, blob TEXT) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS objects_vol ON objects(vol, off);
 CREATE TABLE IF NOT EXISTS versions(
     seq INTEGER PRIMARY KEY,

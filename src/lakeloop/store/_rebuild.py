@@ -150,9 +150,10 @@ def rebuild_index(ns: Namespace, *, reason: str) -> dict[str, Any]:
     conn.execute("CREATE INDEX scan_key ON scan(key, seq)")
     conn.execute("CREATE TEMP TABLE latest AS SELECT key, max(seq) AS seq FROM scan GROUP BY key")
     conn.execute(
-        "INSERT INTO objects SELECT s.seq, s.key, s.vol, s.off, s.len, s.size, s.md5, s.flags,"
+        "INSERT INTO objects(seq, key, vol, off, len, size, md5, flags, mtime, meta, blob)"
+        " SELECT s.seq, s.key, s.vol, s.off, s.len, s.size, s.md5, s.flags,"
         " s.mtime, s.meta, s.blob FROM scan s JOIN latest l ON s.seq = l.seq"
-        " WHERE (s.flags & 1) = 0 ORDER BY s.seq"
+        " WHERE (s.flags & 1) = 0 ORDER BY s.key"
     )
     conn.execute(
         "INSERT INTO deleted SELECT s.key, s.seq FROM scan s JOIN latest l ON s.seq = l.seq"

@@ -174,6 +174,7 @@ class Namespace:
                 target=name,
                 hint=f"run `lakeloop fsck --rebuild-index {name}` to rebuild it from the volumes",
             ) from None
+        self._prefetch_index()
         self._lock = ProcessLock(os.path.join(root, "writer.lock"), f"namespace {name}")
         self._compact_lock = ProcessLock(os.path.join(root, "compact.lock"), f"namespace {name}")
         # group commit
@@ -234,6 +235,26 @@ class Namespace:
             self._reset_writer()  # read-only, or worse: the first writer tries again
         finally:
             self._lock.release()
+
+    def _prefetch_index(self) -> None:
+        """Ask the kernel to read the index ahead, in the background, so that a cold read
+        costs one disk access (the record) instead of one per B-tree level as well."""
+        budget = self._effective["index_prefetch"]
+        for path in (self._index_path, self._index_path + "-wal"):
+            if budget <= 0:
+                return
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                size = min(os.fstat(fd).st_size, budget)
+                os.posix_fadvise(fd, 0, size, os.POSIX_FADV_WILLNEED)
+                budget -= size
+            except OSError:
+                pass  # advice only
+            finally:
+                os.close(fd)
 
     # ------------------------------------------------------------------ settings
     def setting(self, name: str) -> Any:
