@@ -57,6 +57,19 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False)
 
 
+def _info_doc(info: Any) -> dict[str, Any]:
+    """An ObjectInfo as JSON-ready fields (``ls --json`` and ``stat``)."""
+    return {
+        "key": info.key,
+        "size": info.size,
+        "etag": info.etag,
+        "version": info.version,
+        "mtime": info.mtime,
+        "content_type": info.content_type,
+        "metadata": info.metadata,
+    }
+
+
 def _split_target(target: str) -> tuple[str, str]:
     """``ns/some/key`` -> ("ns", "some/key"); ``ns`` -> ("ns", "")."""
     name, _, rest = target.partition("/")
@@ -371,18 +384,7 @@ def ls(
     for info in ns.list(prefix=prefix, start_after=start_after, limit=limit):
         n += 1
         if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "key": info.key,
-                        "size": info.size,
-                        "etag": info.etag,
-                        "version": info.version,
-                        "mtime": info.mtime,
-                        "content_type": info.content_type,
-                    }
-                )
-            )
+            click.echo(json.dumps(_info_doc(info)))
         else:
             import time
 
@@ -423,21 +425,7 @@ def stat(state: _State, target: str, version: int | None) -> None:
     """Show an object's metadata (JSON)."""
     name, key = _split_target(target)
     info = state.lake().namespace(name).stat(key, version=version)
-    click.echo(
-        json.dumps(
-            {
-                "namespace": info.namespace,
-                "key": info.key,
-                "size": info.size,
-                "etag": info.etag,
-                "version": info.version,
-                "mtime": info.mtime,
-                "content_type": info.content_type,
-                "metadata": info.metadata,
-            },
-            indent=2,
-        )
-    )
+    click.echo(json.dumps({"namespace": info.namespace, **_info_doc(info)}, indent=2))
 
 
 # ---------------------------------------------------------------------------- maintenance

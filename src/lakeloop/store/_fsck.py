@@ -315,6 +315,19 @@ def _check_volume(
             pi += 1
             return row
 
+        def bad_row(row: tuple[int, bytes, int, int], kind: str) -> None:
+            """An index row with no matching record: the object is lost."""
+            report.problems.append(
+                {
+                    "namespace": name,
+                    "kind": kind,
+                    "volume": path,
+                    "offset": row[2],
+                    "key": row[1].decode(errors="replace"),
+                }
+            )
+            lost.append((row[0], row[1]))
+
         row = next_row()
         for item in rec.scan_volume(fd):
             if isinstance(item, rec.Corrupt):
@@ -334,41 +347,14 @@ def _check_volume(
                 continue
             report.records += 1
             while row is not None and row[2] < item.offset:
-                report.problems.append(
-                    {
-                        "namespace": name,
-                        "kind": "dangling-index-row",
-                        "volume": path,
-                        "offset": row[2],
-                        "key": row[1].decode(errors="replace"),
-                    }
-                )
-                lost.append((row[0], row[1]))
+                bad_row(row, "dangling-index-row")
                 row = next_row()
             if row is not None and row[2] == item.offset:
                 if row[0] != item.seq or row[1] != item.key:
-                    report.problems.append(
-                        {
-                            "namespace": name,
-                            "kind": "index-mismatch",
-                            "volume": path,
-                            "offset": row[2],
-                            "key": row[1].decode(errors="replace"),
-                        }
-                    )
-                    lost.append((row[0], row[1]))
+                    bad_row(row, "index-mismatch")
                 row = next_row()
         while row is not None:
-            report.problems.append(
-                {
-                    "namespace": name,
-                    "kind": "dangling-index-row",
-                    "volume": path,
-                    "offset": row[2],
-                    "key": row[1].decode(errors="replace"),
-                }
-            )
-            lost.append((row[0], row[1]))
+            bad_row(row, "dangling-index-row")
             row = next_row()
     finally:
         os.close(fd)
