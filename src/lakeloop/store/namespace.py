@@ -519,7 +519,6 @@ class Namespace:
             with self._index.write() as w, _Pipeline() as pipe:
                 total_bytes, total_count = w.totals()
                 first_seq = self._next_seq
-                touched: builtins.list[WritableFile] = []
                 acc: dict[int, builtins.list[int]] = {}
                 chunk: builtins.list[tuple[bytes, bytes, bytes, bytes, str | None]] = []
                 chunk_bytes = 0
@@ -570,10 +569,10 @@ class Namespace:
                     chunk_bytes += len(data)
                     count += 1
                     if chunk_bytes >= chunk_limit or len(chunk) >= _BULK_CHUNK_COUNT:
-                        self._bulk_flush(chunk, chunk_bytes, w, touched, acc, pipe)
+                        self._bulk_flush(chunk, chunk_bytes, w, acc, pipe)
                         chunk, chunk_bytes = [], 0
                 if chunk:
-                    self._bulk_flush(chunk, chunk_bytes, w, touched, acc, pipe)
+                    self._bulk_flush(chunk, chunk_bytes, w, acc, pipe)
                 pipe.drain()
                 if count:
                     w.add_bulk(
@@ -610,7 +609,6 @@ class Namespace:
         chunk: builtins.list[tuple[bytes, bytes, bytes, bytes, str | None]],
         data_bytes: int,
         w: Any,
-        touched: builtins.list[WritableFile],
         acc: dict[int, builtins.list[int]],
         pipe: _Pipeline,
     ) -> None:
@@ -626,8 +624,6 @@ class Namespace:
             self._maybe_roll(est, w)
             pipe.file, pipe.end = self._active, self._active.size()
         active = self._active
-        if active not in touched:
-            touched.append(active)
         vol = self._active_id
         # where this chunk will land: after every chunk queued before it (the file's own
         # size lags while the pipeline thread is still writing)
@@ -643,7 +639,7 @@ class Namespace:
             active.write(out)
             w.upsert(rows)
 
-        pipe.submit(append_and_index, len(out))
+        pipe.submit(append_and_index)
         slot = acc.setdefault(vol, [0, 0, 0])
         slot[0] += live
         slot[1] += len(rows)
@@ -761,7 +757,7 @@ class Namespace:
             with self._writing("put"):
                 try:
                     self._undo = []
-                    self._append_and_index(batch, None, sync=True, touched=None)
+                    self._append_and_index(batch, None, sync=True)
                 except BaseException:
                     self._rollback_appends()
                     raise
@@ -802,7 +798,6 @@ class Namespace:
         w: Any,
         *,
         sync: bool,
-        touched: builtins.list[WritableFile] | None,
     ) -> None:
         """Append *batch*'s records, sync (if asked), and record them in the index.
 
@@ -829,7 +824,7 @@ class Namespace:
                 simple = False
             if not simple:
                 with self._index.write() as txn:
-                    self._append_and_index(batch, txn, sync=sync, touched=touched)
+                    self._append_and_index(batch, txn, sync=sync)
                 return
         now = time.time_ns()
         ready: builtins.list[_Op] = []
@@ -875,8 +870,6 @@ class Namespace:
             self._maybe_roll(size_est, w)
         active = self._active
         assert active is not None
-        if touched is not None and active not in touched:
-            touched.append(active)
         vol = self._active_id
         off = active.size()
         self._undo.append((active, off))
@@ -1714,11 +1707,10 @@ class _Pipeline:
     """One background thread running submitted jobs in order (bulk load's write stage)."""
 
     def __init__(self) -> None:
-        self._jobs: list[tuple[Any, int]] = []
+        self._jobs: list[Any] = []
         self._cv = threading.Condition()
         self._error: BaseException | None = None
         self._closed = False
-        self.pending_bytes = 0
         self.file: Any = None  # the file the queued chunks go to, and where they end
         self.end: int | None = None
         self._thread = threading.Thread(target=self._run, name="lakeloop-bulk", daemon=True)
@@ -1740,7 +1732,7 @@ class _Pipeline:
                     self._cv.wait()
                 if not self._jobs:
                     return
-                job, size = self._jobs[0]
+                job = self._jobs[0]
             try:
                 if self._error is None:
                     job()
@@ -1748,17 +1740,15 @@ class _Pipeline:
                 self._error = exc
             with self._cv:
                 self._jobs.pop(0)
-                self.pending_bytes -= size
                 self._cv.notify_all()
 
-    def submit(self, job: Any, size: int) -> None:
+    def submit(self, job: Any) -> None:
         with self._cv:
             # at most two chunks in flight: memory stays bounded
             while len(self._jobs) >= 2:
                 self._cv.wait()
             self._raise()
-            self._jobs.append((job, size))
-            self.pending_bytes += size
+            self._jobs.append(job)
             self._cv.notify_all()
 
     def drain(self) -> None:
