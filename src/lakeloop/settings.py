@@ -159,6 +159,13 @@ SETTINGS: dict[str, Setting] = {
             "seconds between fsyncs when sync = 'batch' (a crash can lose this window)",
         ),
         Setting(
+            "group_commit_wait",
+            0.0005,
+            _parse_float,
+            "seconds a group-commit leader waits for threads that wrote a moment ago, so "
+            "that they share its fsync (0: commit at once)",
+        ),
+        Setting(
             "max_key_bytes",
             1024,
             _parse_int,

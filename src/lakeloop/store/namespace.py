@@ -56,7 +56,6 @@ _LIST_PAGE = 1000
 _SCAN_WINDOW = 8 << 20
 _BULK_CHUNK_BYTES = 4 << 20
 _BULK_CHUNK_COUNT = 2048
-_GROUP_WAIT = 0.0005  # seconds a group-commit leader waits for writers about to queue
 _WRITER_MEMORY = 0.005  # a thread that put within this many seconds counts as a writer
 
 
@@ -719,36 +718,33 @@ class Namespace:
                 if op.error is not None:
                     raise op.error
                 return
-        while True:
+        with self._cv:
+            # Threads that wrote a moment ago are about to queue again (they are hashing,
+            # or just woke from the last group): wait a fraction of an fsync for them, so
+            # that all of them share the next fsync and index commit.
+            expected = self._active_writers()
+            patience = self._effective["group_commit_wait"]
+            deadline = time.monotonic() + patience
+            while len(self._queue) < expected or self._writers > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._joined.wait(left)
+            batch, self._queue = self._queue, []
+        try:
+            self._run_batch(batch)
+        finally:
+            for other in batch:
+                other.done = True
+                if other is not op and other.wake is not None:
+                    other.wake.release()
             with self._cv:
-                # Threads that wrote a moment ago are about to queue again (they are
-                # hashing, or just woke from the last group): wait a fraction of an fsync
-                # for them, so that all of them share the next fsync and index commit.
-                expected = self._active_writers()
-                deadline = 0.0
-                while len(self._queue) < expected or self._writers > 0:
-                    now = time.monotonic()
-                    if not deadline:
-                        deadline = now + _GROUP_WAIT
-                    elif now >= deadline:
-                        break
-                    self._joined.wait(deadline - now)
-                batch, self._queue = self._queue, []
-            try:
-                self._run_batch(batch)
-            finally:
-                for other in batch:
-                    other.done = True
-                    if other is not op and other.wake is not None:
-                        other.wake.release()
-                with self._cv:
-                    if self._queue:
-                        nxt = self._queue[0]
-                        assert nxt.wake is not None
-                        nxt.wake.release()  # it leads the next group
-                    else:
-                        self._leader_active = False
-            break
+                if self._queue:
+                    nxt = self._queue[0]
+                    assert nxt.wake is not None
+                    nxt.wake.release()  # it leads the next group
+                else:
+                    self._leader_active = False
         if op.error is not None:
             raise op.error
 
