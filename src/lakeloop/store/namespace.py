@@ -1334,7 +1334,12 @@ class Namespace:
         cache = self._locations
         loc = None
         if cache is not None:
-            tag = self._lock.counter()
+            try:
+                tag = self._lock.counter()
+            except OSError:  # the lock file cannot be mapped (a read-only lake): no cache
+                self._locations = cache = None
+                tag = self._locations_tag
+        if cache is not None:
             if tag != self._locations_tag:
                 cache.clear()
                 self._locations_tag = tag
