@@ -483,7 +483,7 @@ def fsck(
     else:
         for p in report.problems:
             where = " ".join(f"{k}={p[k]}" for k in ("volume", "offset", "key", "path") if k in p)
-            mark = "repaired" if p.get("repaired") else "PROBLEM"
+            mark = "repaired" if p.get("repaired") else "residue" if p.get("residue") else "PROBLEM"
             click.echo(f"{mark}: {p['namespace']}: {p['kind']} {where} {p.get('detail', '')}")
         for r in report.repairs:
             click.echo(f"repair: {r}")

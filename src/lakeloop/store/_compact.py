@@ -124,11 +124,44 @@ def plan(ns: Namespace, *, force: bool) -> tuple[list[dict[str, Any]], str]:
     return picked, ", ".join(sorted(reasons))
 
 
+ORPHAN_BLOB_AGE = 600.0  # seconds without a write after which an unreferenced blob is residue
+
+
+def orphan_blobs(ns: Namespace) -> list[str]:
+    """Blob files no index row names, untouched for ``ORPHAN_BLOB_AGE``: what a put killed
+    between writing its blob and committing its record leaves. A blob being written is
+    touched by every chunk, and a written one is committed within ``lock_timeout``."""
+    if not os.path.isdir(ns._blob_dir):
+        return []
+    age = max(ORPHAN_BLOB_AGE, 2 * ns._settings["lock_timeout"])
+    referenced = ns._index.referenced_blobs()
+    referenced |= {r[0] for r in ns._index.reader.execute("SELECT name FROM dead_blobs")}
+    now = time.time()
+    return [
+        e.path
+        for e in os.scandir(ns._blob_dir)
+        if e.name not in referenced and now - e.stat().st_mtime >= age
+    ]
+
+
 def cleanup_leftovers(ns: Namespace) -> int:
-    """Delete volumes a crashed compaction left (``compacting`` or ``retired``)."""
+    """Delete what crashes left: volumes of a crashed compaction (``compacting`` or
+    ``retired``) and orphan blobs. -> how many were deleted."""
+    removed = 0
+    candidates = orphan_blobs(ns)
+    if candidates:
+        with ns._writing("compact"):  # no commit can name one of them meanwhile
+            still = set(orphan_blobs(ns))
+            for path in candidates:
+                if path in still:
+                    try:
+                        ns._fs.unlink(path)
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
     leftovers = [v for v in ns._index.volumes() if v["state"] in ("compacting", "retired")]
     if not leftovers:
-        return 0
+        return removed
     for v in leftovers:
         try:
             ns._fs.unlink(ns._vol_path(v["id"]))
@@ -138,7 +171,7 @@ def cleanup_leftovers(ns: Namespace) -> int:
     with ns._writing("compact"), ns._index.write() as w:
         for v in leftovers:
             w.remove_volume(v["id"])
-    return len(leftovers)
+    return removed + len(leftovers)
 
 
 def compact(ns: Namespace, *, force: bool = True) -> CompactionReport:

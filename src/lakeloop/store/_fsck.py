@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FsckReport", "fsck"]
 
-_ORPHAN_BLOB_AGE = 600.0
-
 
 @dataclass
 class FsckReport:
@@ -44,7 +42,9 @@ class FsckReport:
 
     @property
     def ok(self) -> bool:
-        return not any(not p.get("repaired") for p in self.problems)
+        """No damage left: repaired problems and crash residue (which holds no
+        acknowledged data) do not count."""
+        return not any(not (p.get("repaired") or p.get("residue")) for p in self.problems)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -166,7 +166,7 @@ def _check_namespace(ns: Namespace, report: FsckReport, *, repair: bool, deep: b
         try:
             n = cleanup_leftovers(ns)
             if n:
-                report.repairs.append(f"{name}: removed {n} volumes left by a crashed compaction")
+                report.repairs.append(f"{name}: removed {n} leftovers of crashes (volumes, blobs)")
         finally:
             ns._compact_lock.release()
     index = ns._index  # (a refresh may have rebuilt it)
@@ -220,29 +220,20 @@ def _check_namespace(ns: Namespace, report: FsckReport, *, repair: bool, deep: b
                 "detail": f"totals {index.totals()} != rows {tuple(totals)}",
             }
         )
-    # blobs
-    referenced = index.referenced_blobs()
-    # blobs of overwritten objects that the writer deletes later (in batches) are known
-    # garbage, not orphans
-    referenced |= {r[0] for r in index.reader.execute("SELECT name FROM dead_blobs")}
-    blob_dir = ns._blob_dir
-    if os.path.isdir(blob_dir):
-        now = time.time()
-        for blob_entry in os.scandir(blob_dir):
-            if blob_entry.name in referenced:
-                continue
-            if now - blob_entry.stat().st_mtime < _ORPHAN_BLOB_AGE:
-                continue  # may belong to a put in progress
-            problem: dict[str, Any] = {
-                "namespace": name,
-                "kind": "orphan-blob",
-                "path": blob_entry.path,
-            }
-            if repair:
-                os.unlink(blob_entry.path)
-                problem["repaired"] = True
-                report.repairs.append(f"{name}: deleted orphan blob {blob_entry.name}")
-            report.problems.append(problem)
+    # blobs nobody references: residue of a put killed before its commit. The recovery
+    # step above deletes them when it could take the locks; otherwise they are reported,
+    # and do not fail the check (they hold no acknowledged data).
+    from lakeloop.store._compact import orphan_blobs
+
+    for path in orphan_blobs(ns):
+        problem: dict[str, Any] = {"namespace": name, "kind": "orphan-blob", "path": path}
+        if repair:
+            os.unlink(path)
+            problem["repaired"] = True
+            report.repairs.append(f"{name}: deleted orphan blob {os.path.basename(path)}")
+        else:
+            problem["residue"] = True
+        report.problems.append(problem)
     if deep:
         for row in index.reader.execute(
             "SELECT seq, key, size, blob FROM objects WHERE blob IS NOT NULL"

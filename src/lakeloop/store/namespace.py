@@ -42,6 +42,7 @@ from lakeloop.errors import (
 )
 from lakeloop.settings import SETTINGS
 from lakeloop.store import _record as rec
+from lakeloop.store import _recovery
 from lakeloop.store._blob import BlobReader, write_blob
 from lakeloop.store._fs import FileLayer, WritableFile
 from lakeloop.store._index import Row, SQLiteIndex
@@ -205,35 +206,7 @@ class Namespace:
         self._locations_tag = -1
         self._local = threading.local()
         self.last_recovery: dict[str, Any] | None = None
-        self._recover_at_open()
-
-    def _recover_at_open(self) -> None:
-        """Run crash recovery now if a crash left work for it (see ``_refresh``).
-
-        After a power loss the index may be behind the volumes (SQLite's last commits
-        are not fsynced): readers must see every acknowledged write at once, not only
-        after the next write. Cheap when there is nothing to do; skipped when another
-        process holds the writer lock (it recovered) or the lake cannot be written.
-        """
-        try:
-            active_vol = self._index.state("active_vol", 0)
-            needed = self._unknown_volume(active_vol)[1] >= 0
-            if active_vol and not needed:
-                hwm = self._index.state("hwm", rec.VOLUME_HEADER_SIZE)
-                try:
-                    needed = os.stat(self._vol_path(active_vol)).st_size != hwm
-                except FileNotFoundError:
-                    needed = True
-            if not needed or not self._lock.try_acquire():
-                return
-        except Exception:
-            return
-        try:
-            self._refresh()
-        except Exception:
-            self._reset_writer()  # read-only, or worse: the first writer tries again
-        finally:
-            self._lock.release()
+        _recovery.recover_at_open(self)
 
     def _prefetch_index(self) -> None:
         """Ask the kernel to read the index ahead, in the background, so that a cold read
@@ -1004,109 +977,11 @@ class Namespace:
         self._active = None
 
     def _refresh(self) -> None:
-        """Bring this process's writer state up to date (called under the writer lock).
+        """Bring the writer state up to date (under the writer lock): see ``_recovery``."""
+        _recovery.refresh(self)
 
-        Another process may have written, rolled a volume or compacted since we last held
-        the lock; a crash may have left an unindexed or torn tail on the active volume.
-        """
-        if self._active is not None and not self._lock.others_held:
-            return  # nobody else wrote since we did: what we cached is still true
-        try:
-            ino = os.stat(self._index_path).st_ino
-        except FileNotFoundError:
-            ino = -1
-        if ino != self._index_ino:
-            # The index was rebuilt (fsck) by another process: reopen it.
-            self._index.close()
-            self._index = SQLiteIndex(self._index_path)
-            self._index_ino = os.stat(self._index_path).st_ino
-        self._reset_writer()
-        os.makedirs(self._vol_dir, exist_ok=True)
-        active_vol = self._index.state("active_vol", 0)
-        if active_vol == 0:
-            unknown, unknown_size = self._unknown_volume(active_vol)
-            if unknown_size > rec.VOLUME_HEADER_SIZE:
-                # volumes with records, none registered: the index was lost or deleted
-                self.last_recovery = self._rebuild_locked(reason="volumes unknown to the index")
-                self._refresh_after_rebuild()
-                return
-            if unknown_size >= 0:
-                self._fs.unlink(unknown)  # only a header: a crash before the first commit
-            self._create_first_volume()
-            active_vol = self._index.state("active_vol", 0)
-        hwm = self._index.state("hwm", rec.VOLUME_HEADER_SIZE)
-        self._next_seq = self._index.state("next_seq", 1)
-        path = self._vol_path(active_vol)
-        try:
-            actual = os.stat(path).st_size
-        except FileNotFoundError:
-            actual = -1
-        if actual < hwm:
-            # The index knows records the volume lost (a power cut under sync="none", or
-            # damage): the volumes are the truth, so rebuild the index from them.
-            self.last_recovery = self._rebuild_locked(reason="active volume shorter than index")
-            self._refresh_after_rebuild()
-            return
-        self._active = self._fs.open_append(path)
-        self._active_id = active_vol
-        if actual > hwm:
-            self._recover_tail(hwm, actual)
-        self._roll_forward()
-
-    def _roll_forward(self) -> None:
-        """Take over a volume that a roll created but the index lost (``_unknown_volume``):
-        seal the active volume, make that one active and index its records as a tail.
-        One more transaction, not a rebuild: safe while another process compacts."""
-        while True:
-            assert self._active is not None
-            vol = self._index.state("next_vol", 1)
-            path = self._vol_path(vol)
-            try:
-                size = os.stat(path).st_size
-            except FileNotFoundError:
-                return
-            if size <= rec.VOLUME_HEADER_SIZE:
-                self._fs.unlink(path)  # only a header: a roll that crashed before its commit
-                return
-            with self._index.write() as w:
-                w.update_volume(
-                    self._active_id,
-                    state="sealed",
-                    sealed_ns=time.time_ns(),
-                    size=self._active.size(),
-                )
-                w.add_volume(vol, "active", time.time_ns(), rec.VOLUME_HEADER_SIZE, self._next_seq)
-                w.set_state(active_vol=vol, next_vol=vol + 1, hwm=rec.VOLUME_HEADER_SIZE)
-            self._active.close()
-            self._active = self._fs.open_append(path)
-            self._active_id = vol
-            self._recover_tail(rec.VOLUME_HEADER_SIZE, size)
-
-    def _unknown_volume(self, active_vol: int) -> tuple[str, int]:
-        """A volume file the index never allocated -> (path, size), or ("", -1).
-
-        The file at ``next_vol`` is one: a volume roll (or the first volume) whose
-        transaction the index lost, by a crash before the commit or a power loss that
-        took SQLite's last, not yet synced (synchronous=NORMAL) transactions. With no
-        volume registered at all (the index was deleted), any volume file is one. If it
-        holds records, they may have been acknowledged: they must be indexed.
-        """
-        paths = [self._vol_path(self._index.state("next_vol", 1))]
-        if active_vol == 0 and os.path.isdir(self._vol_dir):
-            paths += [
-                os.path.join(self._vol_dir, n)
-                for n in os.listdir(self._vol_dir)
-                if n.endswith(".vol")
-            ]
-        found = ("", -1)
-        for path in paths:
-            try:
-                size = os.stat(path).st_size
-            except FileNotFoundError:
-                continue
-            if size > found[1]:
-                found = (path, size)
-        return found
+    def _rebuild_locked(self, reason: str) -> dict[str, Any]:
+        return _recovery.rebuild_locked(self, reason)
 
     def _index_replaced(self) -> bool:
         """Reopen the index if fsck rebuilt it in another process (a new file).
@@ -1126,28 +1001,6 @@ class Namespace:
                 self._index_ino = os.stat(self._index_path).st_ino
                 old.close()
         return True
-
-    def _refresh_after_rebuild(self) -> None:
-        self._index.close()
-        self._index = SQLiteIndex(self._index_path)
-        self._index_ino = os.stat(self._index_path).st_ino
-        active_vol = self._index.state("active_vol", 0)
-        if active_vol == 0:  # no volume file survived (a power cut under sync="none")
-            self._create_first_volume()
-            active_vol = self._index.state("active_vol", 0)
-        self._next_seq = self._index.state("next_seq", 1)
-        self._active = self._fs.open_append(self._vol_path(active_vol))
-        self._active_id = active_vol
-
-    def _create_first_volume(self) -> None:
-        with self._index.write() as w:
-            vol = max(w.get_state("next_vol", 1), 1)
-            self._new_volume_file(vol)
-            next_seq = w.get_state("next_seq", 1)
-            w.add_volume(vol, "active", time.time_ns(), rec.VOLUME_HEADER_SIZE, next_seq)
-            w.set_state(
-                active_vol=vol, next_vol=vol + 1, hwm=rec.VOLUME_HEADER_SIZE, next_seq=next_seq
-            )
 
     def _new_volume_file(self, vol: int) -> WritableFile:
         path = self._vol_path(vol)
@@ -1182,69 +1035,6 @@ class Namespace:
         self._active.close()
         self._active = new
         self._active_id = vol
-
-    def _recover_tail(self, hwm: int, actual: int) -> None:
-        """Index the complete records past the index's high-water mark; cut a torn tail."""
-        assert self._active is not None
-        fd = os.open(self._vol_path(self._active_id), os.O_RDONLY)
-        good_end = hwm
-        applied = 0
-        try:
-            records: builtins.list[rec.Record] = []
-            for item in rec.scan_volume(fd, hwm, actual):
-                if isinstance(item, rec.Corrupt):
-                    break
-                records.append(item)
-                good_end = item.offset + item.length
-        finally:
-            os.close(fd)
-        if good_end < actual:
-            self._active.truncate(good_end)
-        if self.setting("sync") != "none":
-            self._active.sync()
-        if records:
-            with self._index.write() as w:
-                for r in records:
-                    if r.flags & rec.DICT:
-                        continue
-                    if r.is_tombstone:
-                        w.delete(r.key, r.seq)
-                    else:
-                        meta = r.meta.decode() if r.meta else None
-                        blob = json.loads(r.data)["file"] if r.flags & rec.BLOB else None
-                        w.upsert(
-                            [
-                                (
-                                    r.seq,
-                                    r.key,
-                                    self._active_id,
-                                    r.offset,
-                                    r.length,
-                                    r.size,
-                                    r.md5,
-                                    r.flags,
-                                    r.ts_ns,
-                                    meta,
-                                    blob,
-                                )
-                            ]
-                        )
-                    applied += 1
-                    self._next_seq = max(self._next_seq, r.seq + 1)
-                w.grow_volume(self._active_id, good_end, records[0].seq, records[-1].seq)
-                w.set_state(next_seq=self._next_seq, hwm=good_end)
-        else:
-            with self._index.write() as w:
-                w.set_state(hwm=good_end)
-        self.last_recovery = {"indexed_tail_records": applied, "cut_bytes": actual - good_end}
-
-    def _rebuild_locked(self, reason: str) -> dict[str, Any]:
-        from lakeloop.store._rebuild import rebuild_index
-
-        self._reset_writer()
-        self._index.close()
-        report = rebuild_index(self, reason=reason)
-        return report
 
     # ------------------------------------------------------------------ reads
     def _fd(self, vol: int) -> int:
