@@ -113,7 +113,9 @@ def verify(ns: Any, model: Model, *, limit: int = 20) -> list[str]:
 
 
 def fsck_problems(report: Any) -> list[dict[str, Any]]:
-    return [p for p in report.problems if not p.get("repaired")]
+    """What fsck found that is damage: not repaired, and not crash residue (an orphan blob
+    of a put killed before its commit holds no acknowledged data)."""
+    return [p for p in report.problems if not (p.get("repaired") or p.get("residue"))]
 
 
 def summary(items: Iterable[Any], limit: int = 8) -> str:
