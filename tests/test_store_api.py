@@ -386,3 +386,18 @@ def test_cached_locations_never_serve_stale_bytes(tmp_path: Path) -> None:
             writer.put("k", b"v3")
             writer.compact()  # moves it to another volume
             assert reader.get("k") == b"v3"
+
+
+def test_sync_batch_is_flushed_in_the_background(tmp_path: Path) -> None:
+    import time
+
+    settings = {"sync": "batch", "sync_interval": 0.05}
+    with Lake.open(tmp_path / "l", create=True, settings=settings) as lake:
+        ns = lake.create_namespace("photos")
+        ns.put("a", b"1")
+        ns.put("b", b"2")  # within the interval: written, not yet fsynced
+        deadline = time.monotonic() + 10
+        while ns._dirty and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not ns._dirty, "the maintenance thread did not fsync the batch"
+        assert ns.get("b") == b"2"

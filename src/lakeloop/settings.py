@@ -375,6 +375,10 @@ class Settings:
             return table[name]
         return self._values[name]
 
+    def namespace_values(self, name: str) -> set[Any]:
+        """Every value a ``[namespaces.*]`` table gives setting *name*."""
+        return {t[name] for t in self._ns_tables.values() if name in t}
+
     def namespace_overrides(self, namespace: str) -> dict[str, Any]:
         return dict(self._ns_tables.get(namespace, {}))
 

@@ -299,7 +299,11 @@ class Lake:
 
         compact_every = float(self.settings["compaction_interval"])
         flush_every = max(float(self.settings["sync_interval"]), 0.01)
-        tick = min(compact_every, flush_every)
+        # wake for flushes only if some namespace can be in sync = "batch"
+        batch = self.settings["sync"] == "batch" or "batch" in self.settings.namespace_values(
+            "sync"
+        )
+        tick = min(compact_every, flush_every) if batch else compact_every
         next_compaction = time.monotonic() + compact_every
         while not self._stop.wait(tick):
             with self._lock:
