@@ -544,14 +544,7 @@ def test_rebuild_index_waits_for_a_running_compaction(tmp_path: Path) -> None:
     errors: list[BaseException] = []
     with open_lake(tmp_path / "lake", layer) as lake:
         ns = lake.namespace("photos")
-
-        def compact() -> None:
-            try:
-                ns.compact()
-            except BaseException as exc:
-                errors.append(exc)
-
-        worker = threading.Thread(target=compact)
+        worker = threading.Thread(target=lambda: _catch(errors, ns.compact))
         worker.start()
         assert layer.paused.wait(30)  # compaction is copying now
         with open_lake(tmp_path / "lake") as other:  # "another process"

@@ -185,7 +185,7 @@ def compact(ns: Namespace, *, force: bool = True) -> CompactionReport:
             _seal_active_if_used(ns)
         picked, reason = plan(ns, force=force)
         report.reason = reason
-        if not picked or (len(picked) == 1 and not _worth_rewriting(ns, picked[0], force)):
+        if not picked or (len(picked) == 1 and not _worth_rewriting(ns, picked[0])):
             report.skipped = "no volume crosses a compaction threshold"
             return report
         _run(ns, picked, report)
@@ -214,7 +214,7 @@ def compact_volumes(ns: Namespace, ids: list[int]) -> CompactionReport:
         ns._compact_lock.release()
 
 
-def _worth_rewriting(ns: Namespace, v: dict[str, Any], force: bool) -> bool:
+def _worth_rewriting(ns: Namespace, v: dict[str, Any]) -> bool:
     body = max(v["size"] - rec.VOLUME_HEADER_SIZE, 1)
     has_garbage = v["live_bytes"] < body
     wants_compression = ns.setting("compression") != "none" and not v["compressed"]

@@ -138,7 +138,6 @@ ON CONFLICT(key) DO UPDATE SET seq = excluded.seq, vol = excluded.vol, off = exc
     len = excluded.len, size = excluded.size, md5 = excluded.md5, flags = excluded.flags,
     mtime = excluded.mtime, meta = excluded.meta, blob = excluded.blob
 """
-_UPSERT = f"INSERT INTO objects({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) {_ON_CONFLICT}"
 _ROW_MARKS = "(?,?,?,?,?,?,?,?,?,?,?)"
 _MULTI_MAX = 256  # rows per multi-row statement (11 parameters each)
 

@@ -34,7 +34,7 @@ from lakeloop.errors import (
     NamespaceUnavailable,
     NotFound,
 )
-from lakeloop.settings import SETTINGS, Settings
+from lakeloop.settings import Settings
 from lakeloop.store._fs import FileLayer, OSFileLayer
 from lakeloop.store.namespace import Namespace
 
@@ -349,7 +349,3 @@ class Lake:
 
     def __repr__(self) -> str:
         return f"<Lake {str(self.root)!r}>"
-
-
-# Keep the names of every setting importable from here too (documentation tests use it).
-SETTING_NAMES = tuple(SETTINGS)

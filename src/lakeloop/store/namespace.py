@@ -511,7 +511,7 @@ class Namespace:
                     if len(item) > 2 or content_type is not None:
                         opts: dict[str, Any] = item[2] if len(item) > 2 else {}
                         ct = opts.get("content_type", content_type)
-                        meta, _md = self._check_meta(key, ct, opts.get("metadata"), "put_many")
+                        meta, _ = self._check_meta(key, ct, opts.get("metadata"), "put_many")
                     else:
                         ct, meta = None, b""
                     if len(data) > threshold:
