@@ -14,69 +14,34 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-if TYPE_CHECKING:
-    from lakeloop.store import Lake
+from lakeloop.cli._common import _console, _human, _info_doc, _split_target, _State
 
 __all__ = ["cli", "main"]
 
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+# Command groups that live in their own modules, imported only when used so that
+# ``lakeloop --help`` stays fast. Each later package adds one line here.
+_LAZY_COMMANDS: dict[str, str] = {}
 
 
-class _State:
-    def __init__(self, lake_path: str, debug: bool) -> None:
-        self.lake_path = lake_path
-        self.debug = debug
-        self._lake: Lake | None = None
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY_COMMANDS])
 
-    def lake(self) -> Lake:
-        if self._lake is None:
-            from lakeloop.store import Lake
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in _LAZY_COMMANDS:
+            import importlib
 
-            self._lake = Lake.open(self.lake_path, background=False)
-        return self._lake
-
-    def close(self) -> None:
-        if self._lake is not None:
-            self._lake.close()
-            self._lake = None
+            module, _, attr = _LAZY_COMMANDS[name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, name)
 
 
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False)
-
-
-def _info_doc(info: Any) -> dict[str, Any]:
-    """An ObjectInfo as JSON-ready fields (``ls --json`` and ``stat``)."""
-    return {
-        "key": info.key,
-        "size": info.size,
-        "etag": info.etag,
-        "version": info.version,
-        "mtime": info.mtime,
-        "content_type": info.content_type,
-        "metadata": info.metadata,
-    }
-
-
-def _split_target(target: str) -> tuple[str, str]:
-    """``ns/some/key`` -> ("ns", "some/key"); ``ns`` -> ("ns", "")."""
-    name, _, rest = target.partition("/")
-    return name, rest
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--lake",
     "lake_path",
