@@ -282,6 +282,44 @@ SETTINGS: dict[str, Setting] = {
             _ratio,
             "keep a record compressed only if that saves at least this share of its bytes",
         ),
+        # catalog
+        Setting("search_limit", 50, _parse_int, "results per search page unless asked otherwise"),
+        Setting("search_max_limit", 1000, _parse_int, "most results one search page may ask for"),
+        Setting(
+            "search_count_cap",
+            10000,
+            _parse_int,
+            "a search counts matches up to this many, then says the total is capped",
+        ),
+        Setting(
+            "search_refresh_max",
+            200000,
+            _parse_int,
+            "most store changes a search indexes before answering (the rest: reported as lag)",
+        ),
+        Setting("preview_max_bytes", 1024**2, parse_size, "most bytes a table/JSON preview reads"),
+        Setting("preview_rows", 20, _parse_int, "rows a table preview shows"),
+        Setting("preview_columns", 50, _parse_int, "columns a table preview shows"),
+        Setting("preview_text_bytes", 1024, parse_size, "bytes of text a text/JSON preview shows"),
+        Setting("preview_cell_chars", 200, _parse_int, "characters one table cell shows"),
+        Setting("preview_thumbnail_px", 128, _parse_int, "longest side of an image thumbnail"),
+        Setting(
+            "preview_image_max_bytes", 64 * 1024**2, parse_size, "largest image a preview decodes"
+        ),
+        Setting("preview_timeout", 10.0, _parse_float, "seconds a preview may take"),
+        Setting(
+            "stats_max_tables",
+            1000,
+            _parse_int,
+            "most table objects whose columns one stats call reads (cached ones are free)",
+        ),
+        Setting(
+            "stats_max_table_bytes",
+            256 * 1024**2,
+            parse_size,
+            "tables larger than this are left out of column statistics",
+        ),
+        Setting("stats_max_columns", 100, _parse_int, "most columns per table in statistics"),
     ]
 }
 

@@ -436,11 +436,14 @@ class SQLiteIndex(Index):
         got = dict(self.reader.execute("SELECT k, v FROM state WHERE k IN ('bytes', 'count')"))
         return int(got.get("bytes", 0)), int(got.get("count", 0))
 
-    def changes(self, since: int, limit: int) -> list[tuple[int, bytes, str, int, bytes | None]]:
+    def changes(
+        self, since: int, limit: int
+    ) -> list[tuple[int, bytes, str, int, bytes | None, int, str | None]]:
         return list(
             self.reader.execute(
-                "SELECT seq, key, 'put', size, md5 FROM objects WHERE seq > ?1 "
-                "UNION ALL SELECT seq, key, 'delete', 0, NULL FROM deleted WHERE seq > ?1 "
+                "SELECT seq, key, 'put', size, md5, mtime, meta FROM objects WHERE seq > ?1 "
+                "UNION ALL SELECT seq, key, 'delete', 0, NULL, 0, NULL FROM deleted "
+                "WHERE seq > ?1 "
                 "ORDER BY seq LIMIT ?2",
                 (since, limit),
             )

@@ -106,6 +106,9 @@ class Change:
     op: str
     size: int
     etag: str | None
+    mtime: float = 0.0
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -1403,13 +1406,17 @@ class Namespace:
             page = self._index.changes(since, _LIST_PAGE if left is None else min(left, _LIST_PAGE))
             if not page:
                 return
-            for seq, key, kind, size, md5 in page:
+            for seq, key, kind, size, md5, mtime, meta_text in page:
+                meta = rec.decode_meta(meta_text)
                 yield Change(
                     seq=seq,
                     key=key.decode("utf-8"),
                     op=kind,
                     size=size,
                     etag=md5.hex() if md5 else None,
+                    mtime=mtime / 1e9,
+                    content_type=meta.get("ct"),
+                    metadata=dict(meta.get("m", {})),
                 )
             since = page[-1][0]
             if left is not None:

@@ -1,0 +1,465 @@
+"""The search index of one namespace: a SQLite file beside the lake's namespaces.
+
+``<lake>/catalog/<namespace>.sqlite`` holds one row per live object (key, size, mtime,
+content type, etag, version, user metadata) with B-tree indexes for prefix, content type,
+size and time, a metadata table for exact ``name = value`` matches, and an FTS5 table
+with the trigram tokenizer over keys and text metadata for substring, LIKE/GLOB and
+full-text queries.
+
+The index is derived data. It follows the namespace's change feed (``ns.changes``): a
+search first applies whatever was put or deleted since the last one, so it is current
+without adding any work to the store's put path. Delete the file and it is rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lakeloop.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from lakeloop.store import Namespace
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects(
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    ctype TEXT NOT NULL,
+    etag TEXT,
+    version INTEGER NOT NULL,
+    meta TEXT NOT NULL,
+    text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS objects_ctype ON objects(ctype, key);
+CREATE INDEX IF NOT EXISTS objects_size ON objects(size);
+CREATE INDEX IF NOT EXISTS objects_mtime ON objects(mtime);
+CREATE TABLE IF NOT EXISTS meta(
+    name TEXT NOT NULL, value TEXT NOT NULL, id INTEGER NOT NULL,
+    PRIMARY KEY(name, value, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS meta_id ON meta(id);
+CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
+    key, text, content='objects', content_rowid='id', tokenize='trigram');
+CREATE TRIGGER IF NOT EXISTS objects_ai AFTER INSERT ON objects BEGIN
+    INSERT INTO fts(rowid, key, text) VALUES (new.id, new.key, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS objects_ad AFTER DELETE ON objects BEGIN
+    INSERT INTO fts(fts, rowid, key, text) VALUES ('delete', old.id, old.key, old.text);
+    DELETE FROM meta WHERE id = old.id;
+END;
+CREATE TABLE IF NOT EXISTS state(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS table_stats(
+    etag TEXT PRIMARY KEY, stats TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+_SORTS = {
+    "key": "key",
+    "size": "size",
+    "mtime": "mtime",
+}
+
+# metadata whose values are full-text searchable: everything but long opaque values
+_MAX_TEXT_VALUE = 512
+# tags share the metadata table under a name no user metadata can have
+_TAG = "\x00tag"
+
+
+@dataclass
+class Query:
+    """What to search for; every field is optional and they combine with AND.
+
+    ``text``: full text over keys and text metadata (every word must occur, substring
+    match, case-insensitive). ``key``: substring of the key (case-insensitive).
+    ``glob``: shell pattern over the whole key (``*``, ``?``, ``[...]``; case-sensitive).
+    ``prefix``: key prefix. ``content_type``: exact, or ``image/*``. ``min_size`` /
+    ``max_size`` (bytes, inclusive), ``after`` / ``before`` (mtime, seconds since the
+    epoch, inclusive / exclusive). ``metadata``: user metadata that must be equal
+    (a value of ``"*"`` only asks that the name exists). ``tags``: tags every result
+    carries (the comma-separated ``tags`` metadata value).
+    """
+
+    text: str | None = None
+    key: str | None = None
+    glob: str | None = None
+    prefix: str | None = None
+    content_type: str | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    after: float | None = None
+    before: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        for name in ("text", "key", "glob", "prefix", "content_type"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InvalidInput(f"{name} must be a string", op="search", target=name)
+        for name in ("min_size", "max_size"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise InvalidInput(
+                    f"{name} must be a non-negative integer", op="search", target=name
+                )
+        for name in ("after", "before"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise InvalidInput(f"{name} must be a number (epoch seconds)", op="search")
+        if not isinstance(self.metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.metadata.items()
+        ):
+            raise InvalidInput("metadata must map names to string values", op="search")
+        if not isinstance(self.tags, list | tuple) or not all(
+            isinstance(t, str) for t in self.tags
+        ):
+            raise InvalidInput("tags must be a list of strings", op="search")
+
+
+def tags_of(metadata: dict[str, str]) -> list[str]:
+    return [t.strip() for t in metadata.get("tags", "").split(",") if t.strip()]
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _glob_literals(pattern: str) -> list[str]:
+    """Literal runs of a glob pattern (outside ``*``, ``?`` and ``[...]``)."""
+    runs: list[str] = []
+    cur: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c in "*?":
+            runs.append("".join(cur))
+            cur = []
+        elif c == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                cur.append(c)
+            else:
+                runs.append("".join(cur))
+                cur = []
+                i = end
+        else:
+            cur.append(c)
+        i += 1
+    runs.append("".join(cur))
+    return [r for r in runs if r]
+
+
+def _glob_prefix(pattern: str) -> str:
+    m = re.match(r"[^*?\[]*", pattern)
+    return m.group(0) if m else ""
+
+
+def _fts_phrase(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
+
+
+def prefix_upper(prefix: str) -> str | None:
+    """The smallest string above every string that starts with *prefix* (None: no bound)."""
+    raw = prefix.encode()
+    while raw and raw[-1] == 0xFF:
+        raw = raw[:-1]
+    if not raw:
+        return None
+    # compare as UTF-8 bytes: SQLite's BINARY collation does, and so does the store
+    return (raw[:-1] + bytes([raw[-1] + 1])).decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class Row:
+    namespace: str
+    key: str
+    size: int
+    mtime: float
+    content_type: str
+    etag: str | None
+    version: int
+    metadata: dict[str, str]
+
+
+class NamespaceIndex:
+    """The search index of one namespace (see the module docstring)."""
+
+    def __init__(self, path: Path, namespace: str) -> None:
+        self.path = path
+        self.namespace = namespace
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        self.conn.executescript(_SCHEMA)
+
+    # ------------------------------------------------------------------ sync
+    def _state(self, k: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT v FROM state WHERE k = ?", (k,)).fetchone()
+        return default if row is None else row[0]
+
+    @property
+    def synced_seq(self) -> int:
+        return int(self._state("seq", 0))
+
+    def refresh(self, ns: Namespace, identity: str, max_changes: int | None = None) -> int:
+        """Apply the namespace's changes since the last refresh; -> how many were applied.
+
+        *identity* names this incarnation of the namespace (its creation stamp): if it
+        differs from the one indexed, or the feed went backwards, the index starts over.
+        """
+        with self._lock:
+            seq = self.synced_seq
+            if self._state("identity") != identity or seq > ns.last_seq:
+                self._reset(identity)
+                seq = 0
+            if seq >= ns.last_seq:
+                return 0
+            applied = 0
+            batch: list[Any] = []
+            for change in ns.changes(since=seq, limit=max_changes):
+                batch.append(change)
+                if len(batch) >= 5000:
+                    applied += self._apply(batch)
+                    batch = []
+            if batch:
+                applied += self._apply(batch)
+            return applied
+
+    def _reset(self, identity: str) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("DELETE FROM objects")
+            self.conn.execute("DELETE FROM meta")
+            self.conn.execute("INSERT INTO fts(fts) VALUES ('delete-all')")
+            self.conn.execute("DELETE FROM state")
+            self.conn.execute("INSERT INTO state VALUES ('identity', ?)", (identity,))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _apply(self, changes: Sequence[Any]) -> int:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for c in changes:
+                conn.execute("DELETE FROM objects WHERE key = ?", (c.key,))
+                if c.op != "put":
+                    continue
+                meta = c.metadata or {}
+                text = " ".join(
+                    v for v in meta.values() if isinstance(v, str) and len(v) <= _MAX_TEXT_VALUE
+                )
+                cur = conn.execute(
+                    "INSERT INTO objects(key, size, mtime, ctype, etag, version, meta, text) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        c.key,
+                        c.size,
+                        c.mtime,
+                        c.content_type or "application/octet-stream",
+                        c.etag,
+                        c.seq,
+                        json.dumps(meta, ensure_ascii=False, sort_keys=True),
+                        text,
+                    ),
+                )
+                oid = cur.lastrowid
+                rows = [(name, value, oid) for name, value in meta.items()]
+                rows += [(_TAG, t, oid) for t in tags_of(meta)]
+                if rows:
+                    conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?, ?)", rows)
+            conn.execute(
+                "INSERT OR REPLACE INTO state VALUES ('seq', ?)", (max(c.seq for c in changes),)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(changes)
+
+    # ------------------------------------------------------------------ query
+    def _where(self, q: Query) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        if q.prefix:
+            where.append("o.key >= ?")
+            args.append(q.prefix)
+            upper = prefix_upper(q.prefix)
+            if upper is not None:
+                where.append("o.key < ?")
+                args.append(upper)
+        if q.glob:
+            gp = _glob_prefix(q.glob)
+            if gp:
+                where.append("o.key >= ?")
+                args.append(gp)
+                upper = prefix_upper(gp)
+                if upper is not None:
+                    where.append("o.key < ?")
+                    args.append(upper)
+            where.append("o.key GLOB ?")
+            args.append(q.glob)
+            literals = [lit for lit in _glob_literals(q.glob) if len(lit) >= 3]
+            if literals and not gp:
+                # the trigram index narrows the candidates; GLOB above decides exactly
+                where.append("o.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
+                args.append(" AND ".join("key:" + _fts_phrase(lit) for lit in literals))
+        if q.key:
+            if len(q.key) >= 3:
+                where.append("o.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
+                args.append("key:" + _fts_phrase(q.key))
+            else:
+                where.append("o.key LIKE ? ESCAPE '\\'")
+                args.append("%" + _like_escape(q.key) + "%")
+        if q.text:
+            words = q.text.split()
+            long_words = [w for w in words if len(w) >= 3]
+            if long_words:
+                where.append("o.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
+                args.append(" AND ".join(_fts_phrase(w) for w in long_words))
+            for w in words:
+                if len(w) < 3:  # shorter than a trigram: no index can help
+                    where.append("(o.key LIKE ? ESCAPE '\\' OR o.text LIKE ? ESCAPE '\\')")
+                    pat = "%" + _like_escape(w) + "%"
+                    args += [pat, pat]
+        if q.content_type:
+            if q.content_type.endswith("/*"):
+                major = q.content_type[:-1]
+                where.append("o.ctype >= ? AND o.ctype < ?")
+                args += [major, major[:-1] + "0"]
+            else:
+                where.append("o.ctype = ?")
+                args.append(q.content_type)
+        if q.min_size is not None:
+            where.append("o.size >= ?")
+            args.append(q.min_size)
+        if q.max_size is not None:
+            where.append("o.size <= ?")
+            args.append(q.max_size)
+        if q.after is not None:
+            where.append("o.mtime >= ?")
+            args.append(float(q.after))
+        if q.before is not None:
+            where.append("o.mtime < ?")
+            args.append(float(q.before))
+        for name, value in q.metadata.items():
+            if value == "*":
+                where.append("o.id IN (SELECT id FROM meta WHERE name = ?)")
+                args.append(name)
+            else:
+                where.append("o.id IN (SELECT id FROM meta WHERE name = ? AND value = ?)")
+                args += [name, value]
+        for tag in q.tags:
+            where.append("o.id IN (SELECT id FROM meta WHERE name = ? AND value = ?)")
+            args += [_TAG, tag]
+        return where, args
+
+    def search(
+        self,
+        q: Query,
+        *,
+        sort: str,
+        descending: bool,
+        limit: int,
+        cursor: tuple[Any, str, str] | None,
+    ) -> list[tuple[Any, Row]]:
+        """Up to *limit* rows after *cursor* = (sort value, namespace, key), in order."""
+        col = _SORTS[sort]
+        where, args = self._where(q)
+        if cursor is not None:
+            cval, cns, ckey = cursor
+            cmp = "<" if descending else ">"
+            if self.namespace == cns:
+                where.append(f"(o.{col} {cmp} ? OR (o.{col} = ? AND o.key {cmp} ?))")
+                args += [cval, cval, ckey]
+            elif (self.namespace > cns) != descending:
+                where.append(f"o.{col} {cmp}= ?")
+                args.append(cval)
+            else:
+                where.append(f"o.{col} {cmp} ?")
+                args.append(cval)
+        direction = "DESC" if descending else "ASC"
+        order = f"o.{col} {direction}" + ("" if col == "key" else f", o.key {direction}")
+        sql = (
+            "SELECT o.key, o.size, o.mtime, o.ctype, o.etag, o.version, o.meta, "
+            f"o.{col} FROM objects o"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + f" ORDER BY {order} LIMIT ?"
+        )
+        out = []
+        for key, size, mtime, ctype, etag, version, meta, sortval in self.conn.execute(
+            sql, [*args, limit]
+        ):
+            row = Row(self.namespace, key, size, mtime, ctype, etag, version, json.loads(meta))
+            out.append((sortval, row))
+        return out
+
+    def count(self, q: Query, cap: int) -> int:
+        """How many objects match, counting at most ``cap + 1``."""
+        where, args = self._where(q)
+        sql = "SELECT count(*) FROM (SELECT 1 FROM objects o" + (
+            " WHERE " + " AND ".join(where) if where else ""
+        )
+        return int(self.conn.execute(sql + " LIMIT ?)", [*args, cap + 1]).fetchone()[0])
+
+    def rows(self, prefix: str = "") -> Iterator[Row]:
+        """Every indexed object under *prefix*, in key order."""
+        q = Query(prefix=prefix or None)
+        where, args = self._where(q)
+        sql = "SELECT key, size, mtime, ctype, etag, version, meta FROM objects o" + (
+            " WHERE " + " AND ".join(where) if where else ""
+        )
+        for key, size, mtime, ctype, etag, version, meta in self.conn.execute(
+            sql + " ORDER BY key", args
+        ):
+            yield Row(self.namespace, key, size, mtime, ctype, etag, version, json.loads(meta))
+
+    def aggregate(self, prefix: str) -> dict[str, Any]:
+        """Count, bytes, a log2 size histogram and content types under *prefix*."""
+        where, args = self._where(Query(prefix=prefix or None))
+        cond = " WHERE " + " AND ".join(where) if where else ""
+        count, total = self.conn.execute(
+            f"SELECT count(*), coalesce(sum(size), 0) FROM objects o{cond}", args
+        ).fetchone()
+        types = dict(
+            self.conn.execute(
+                f"SELECT ctype, count(*) FROM objects o{cond} GROUP BY ctype ORDER BY 2 DESC",
+                args,
+            ).fetchall()
+        )
+        hist: dict[int, int] = {}
+        for size, n in self.conn.execute(
+            f"SELECT size, count(*) FROM objects o{cond} GROUP BY size", args
+        ):
+            bucket = max(int(size), 1).bit_length() - 1  # [2**b, 2**(b+1))
+            hist[bucket] = hist.get(bucket, 0) + n
+        return {"count": count, "bytes": total, "size_log2": hist, "content_types": types}
+
+    def cached_table_stats(self, etag: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT stats FROM table_stats WHERE etag = ?", (etag,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def cache_table_stats(self, etag: str, stats: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO table_stats VALUES (?, ?)", (etag, json.dumps(stats))
+        )
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error:
+            pass
