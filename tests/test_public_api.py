@@ -77,3 +77,25 @@ def test_every_setting_has_help_and_is_documented() -> None:
     for name, setting in SETTINGS.items():
         assert setting.help and len(setting.help) > 10
         assert f"`{name}`" in doc, f"{name} is missing from docs/settings.md"
+
+
+def test_catalog_surface() -> None:
+    import lakeloop.catalog
+
+    assert sorted(lakeloop.catalog.__all__) == [
+        "Catalog",
+        "Dataset",
+        "Diff",
+        "Entry",
+        "Limits",
+        "Preview",
+        "Previewer",
+        "Query",
+        "SearchResult",
+        "Snapshot",
+        "parse_ref",
+        "sniff",
+        "split_of",
+    ]
+    methods = {m for m in dir(lakeloop.catalog.Catalog) if not m.startswith("_")}
+    assert {"search", "preview", "stats", "snapshot", "dataset", "resolve"} <= methods

@@ -24,7 +24,13 @@ __all__ = ["cli", "main"]
 
 # Command groups that live in their own modules, imported only when used so that
 # ``lakeloop --help`` stays fast. Each later package adds one line here.
-_LAZY_COMMANDS: dict[str, str] = {}
+_LAZY_COMMANDS: dict[str, str] = {
+    "dataset": "lakeloop.cli.catalog:dataset",
+    "preview": "lakeloop.cli.catalog:preview",
+    "search": "lakeloop.cli.catalog:search",
+    "snapshot": "lakeloop.cli.catalog:snapshot",
+    "stats": "lakeloop.cli.catalog:stats",
+}
 
 
 class _LazyGroup(click.Group):
