@@ -28,7 +28,7 @@ objects = st.lists(
         st.sampled_from(TYPES),
         st.dictionaries(
             st.sampled_from(["color", "tags", "k"]),
-            st.sampled_from(META_VALUES + ["x,y", "y"]),
+            st.sampled_from([*META_VALUES, "x,y", "y"]),
             max_size=2,
         ),
     ),
@@ -121,29 +121,31 @@ def all_pages(cat: Catalog, q: dict[str, Any], **kw: Any) -> list[dict[str, Any]
 def test_search_matches_brute_force(
     objs: list[Any], qs: list[dict[str, Any]], deletes: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        with Lake.open(Path(tmp) / "lake", create=True, background=False) as lake:
-            for name in ("ns1", "ns2"):
-                lake.create_namespace(name)
-            cat = Catalog(lake)
-            half = len(objs) // 2
-            for name, key, size, ctype, meta in objs[:half]:
-                lake.namespace(name).put(key, b"x" * size, content_type=ctype, metadata=meta)
-            cat.refresh()  # index some, then change more: the catalog must follow
-            for name, key, size, ctype, meta in objs[half:]:
-                lake.namespace(name).put(key, b"y" * size, content_type=ctype, metadata=meta)
-            for name, key, *_ in objs[:deletes]:
-                lake.namespace(name).delete(key, missing_ok=True)
-            for q in qs:
-                if q.get("text", "x").strip() == "":
-                    q.pop("text")
-                expect = brute(lake, ["ns1", "ns2"], q)
-                got = all_pages(cat, q, limit=7)
-                assert [(i["key"], i["namespace"]) for i in got] == expect, q
-                page = cat.search(**q, limit=3)
-                assert page.total == len(expect)
-                assert not page.total_capped
-            cat.close()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Lake.open(Path(tmp) / "lake", create=True, background=False) as lake,
+    ):
+        for name in ("ns1", "ns2"):
+            lake.create_namespace(name)
+        cat = Catalog(lake)
+        half = len(objs) // 2
+        for name, key, size, ctype, meta in objs[:half]:
+            lake.namespace(name).put(key, b"x" * size, content_type=ctype, metadata=meta)
+        cat.refresh()  # index some, then change more: the catalog must follow
+        for name, key, size, ctype, meta in objs[half:]:
+            lake.namespace(name).put(key, b"y" * size, content_type=ctype, metadata=meta)
+        for name, key, *_ in objs[:deletes]:
+            lake.namespace(name).delete(key, missing_ok=True)
+        for q in qs:
+            if q.get("text", "x").strip() == "":
+                q.pop("text")
+            expect = brute(lake, ["ns1", "ns2"], q)
+            got = all_pages(cat, q, limit=7)
+            assert [(i["key"], i["namespace"]) for i in got] == expect, q
+            page = cat.search(**q, limit=3)
+            assert page.total == len(expect)
+            assert not page.total_capped
+        cat.close()
 
 
 def test_sort_by_size_and_mtime_pages_through_every_match(lake: Lake) -> None:
