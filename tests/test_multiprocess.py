@@ -142,3 +142,47 @@ def test_lock_timeout_and_namespace_isolation(tmp_path: Path, short_lock_timeout
         for stream in (holder.stdin, holder.stdout, holder.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_another_process_opening_and_closing_the_lake_leaves_our_index_working(
+    tmp_path: Path,
+) -> None:
+    """A process that opens a namespace and exits must not take the index's WAL away
+    from a process still using it (found by the catalog benchmark: a prefetch that
+    closed its own descriptor of index.sqlite dropped SQLite's POSIX locks)."""
+    import threading
+
+    root = tmp_path / "lake"
+    script = (
+        "import sys\n"
+        "from lakeloop import Lake\n"
+        "with Lake.open(sys.argv[1], background=False) as lake:\n"
+        "    ns = lake.namespace('shared')\n"
+        "    assert sum(1 for _ in ns.list()) >= 100\n"
+    )
+    with Lake.open(root, create=True, background=False) as lake:
+        ns = lake.create_namespace("shared")
+        ns.put_many((f"k{i}", b"x") for i in range(100))
+        for round_ in range(3):
+            proc = subprocess.run(
+                [sys.executable, "-c", script, str(root)], capture_output=True, timeout=60
+            )
+            assert proc.returncode == 0, proc.stderr
+            errors: list[BaseException] = []
+
+            def write(t: int, r: int = round_, errors: list[BaseException] = errors) -> None:
+                try:
+                    for i in range(20):
+                        ns.put(f"r{r}/t{t}/{i}", b"y" * 100)
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            assert errors == []
+            assert (root / "namespaces" / "shared" / "index.sqlite-wal").exists()
+    with Lake.open(root, background=False) as lake:
+        assert sum(1 for _ in lake.namespace("shared").list()) == 100 + 3 * 80

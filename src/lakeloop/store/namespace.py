@@ -167,6 +167,10 @@ class Namespace:
         self._closed = False
         # settings are fixed for the life of a Lake: resolve them once
         self._effective = {n: settings.for_namespace(name, n) for n in SETTINGS}
+        # Before any SQLite connection exists: closing another descriptor of the index
+        # file would drop the POSIX locks SQLite holds on it in this process, and a
+        # closing connection in another process could then delete the live WAL.
+        self._prefetch_index()
         try:
             self._index = SQLiteIndex(self._index_path)
             self._index_ino = os.stat(self._index_path).st_ino
@@ -177,7 +181,6 @@ class Namespace:
                 target=name,
                 hint=f"run `lakeloop fsck --rebuild-index {name}` to rebuild it from the volumes",
             ) from None
-        self._prefetch_index()
         self._lock = ProcessLock(os.path.join(root, "writer.lock"), f"namespace {name}")
         self._compact_lock = ProcessLock(os.path.join(root, "compact.lock"), f"namespace {name}")
         # group commit
