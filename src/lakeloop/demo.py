@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import mimetypes
 import os
 import random
 import shutil
 import sysconfig
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -95,9 +97,10 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         with progress() as bar:
             task = bar.add_task("ingest (durable batches)", total=len(files))
-            batch: list[tuple[str, bytes]] = []
+            batch: list[tuple[str, bytes, dict[str, Any]]] = []
             for path, key in files:
-                batch.append((key, path.read_bytes()))
+                ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                batch.append((key, path.read_bytes(), {"content_type": ctype}))
                 if len(batch) == 1000:
                     ns.put_many(batch)
                     bar.advance(task, len(batch))
@@ -145,7 +148,38 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
 
-        # 4. churn: delete a sixth, overwrite a sixth
+        # 4. the catalog: index, search, preview, and an immutable snapshot
+        from lakeloop.catalog import Catalog
+
+        cat = Catalog(lake)
+        t0 = time.perf_counter()
+        cat.refresh()
+        index_s = time.perf_counter() - t0
+        found = cat.search("test", content_type="text/x-python", limit=5)
+        shown = f"{found.total:,}+" if found.total_capped else f"{found.total:,}"
+        summary.append(
+            (
+                "catalog",
+                f"indexed {len(files):,} objects in {index_s:.1f}s; search 'test' in Python "
+                f"files: {shown} matches in {found.took_ms:.1f} ms",
+            )
+        )
+        if found.items:
+            p = cat.preview(f"python/{found.items[0]['key']}")
+            first = p.data.get("text", "").strip().splitlines()[:1]
+            summary.append(
+                ("preview", f"{found.items[0]['key']}: {first[0][:60] if first else ''}")
+            )
+        snap = cat.snapshot("python/", dataset="demo", labels="{label}/{name}")
+        summary.append(
+            (
+                "snapshot",
+                f"{snap.ref}: {snap.count:,} objects, {len(snap.labels)} labels, "
+                f"train {snap.splits.get('train', 0):,} / eval {snap.splits.get('eval', 0):,}",
+            )
+        )
+
+        # 5. churn: delete a sixth, overwrite a sixth
         rng.shuffle(keys)
         sixth = len(keys) // 6
         for key in keys[:sixth]:
@@ -162,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
 
-        # 5. compaction
+        # 6. compaction
         console.print("compacting (copy live records, train a zstd dictionary, swap)...")
         report = ns.compact()
         after = ns.usage()
@@ -179,7 +213,28 @@ def main(argv: list[str] | None = None) -> None:
         if gone:
             raise SystemExit("demo failed: a deleted object is still there")
 
-        # 6. fsck
+        # 7. the snapshot still reads exactly what it recorded
+        t0 = time.perf_counter()
+        mismatches = 0
+        with progress() as bar:
+            entries = snap.entries()
+            task = bar.add_task("re-read the snapshot", total=len(entries))
+            for entry in entries:
+                expected = hashlib.md5(by_key[entry.key].read_bytes()).hexdigest()
+                if hashlib.md5(snap.read(entry)).hexdigest() != expected:
+                    mismatches += 1
+                bar.advance(task)
+        summary.append(
+            (
+                "snapshot after churn",
+                f"{len(entries):,} objects re-read after deletes, overwrites and compaction: "
+                f"{mismatches} mismatches, {time.perf_counter() - t0:.1f}s",
+            )
+        )
+        if mismatches:
+            raise SystemExit(f"demo failed: {mismatches} snapshot objects changed")
+
+        # 8. fsck
         check = lake.fsck()
         summary.append(
             (
@@ -212,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
         f"  .venv/bin/lakeloop --lake {lake_path} ls python/{files[0][1].split('/')[0]}/json/"
         " --limit 5\n"
         f"  .venv/bin/lakeloop --lake {lake_path} du\n"
+        f"  .venv/bin/lakeloop --lake {lake_path} search test --type text/x-python\n"
+        f"  .venv/bin/lakeloop --lake {lake_path} dataset show demo@latest\n"
         f"  .venv/bin/lakeloop --lake {lake_path} fsck"
     )
 
