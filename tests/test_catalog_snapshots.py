@@ -211,3 +211,56 @@ def test_the_cli_finds_previews_and_snapshots(tmp_path: Path) -> None:
     assert "error:" in run(
         "snapshot", "create", "pets/", "--dataset", "pets", "--eval-fraction", "2", rc=2
     )
+
+
+_SNAPSHOT_LOOP = """
+import sys
+from lakeloop import Lake
+from lakeloop.catalog import Catalog
+root = sys.argv[1]
+with Lake.open(root, background=False) as lake:
+    ns = lake.namespace("pets")
+    cat = Catalog(lake)
+    i = 0
+    while True:
+        i += 1
+        ns.put(f"new/{i:06d}", b"v" * (i % 97))
+        ns.put(f"cat/{i % 50:05d}.bin", b"over" * i)  # overwrite: old versions need pins
+        cat.snapshot("pets/", dataset="pets", labels="{label}/{name}")
+        print(i, flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.7, 1.1])
+def test_kill_9_while_snapshotting_leaves_every_recorded_snapshot_whole(
+    tmp_path: Path, delay: float
+) -> None:
+    import time
+
+    root = tmp_path / "lake"
+    with Lake.open(root, create=True, background=False) as lake:
+        _fill(lake.create_namespace("pets"), 300)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SNAPSHOT_LOOP, str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()  # at least one snapshot finished
+    time.sleep(delay)
+    proc.kill()
+    proc.communicate()
+    with Lake.open(root, background=False) as lake:
+        cat = Catalog(lake)
+        snaps = cat.dataset("pets").snapshots()
+        assert snaps and [s.number for s in snaps] == list(range(1, len(snaps) + 1))
+        ns = lake.namespace("pets")
+        for s in snaps:
+            assert hashlib.sha256(s.manifest()).hexdigest() == s.id
+            for e in s.entries():
+                s.read(e)  # every recorded version is still there, MD5 checked
+        cat.gc()
+        assert set(ns.pins()) == {f"snapshot:{s.id}" for s in snaps}
+        manifests = {i.key for i in lake.internal_namespace("_catalog").list(prefix="snapshots/")}
+        assert manifests == {f"snapshots/{s.id}.jsonl" for s in snaps}
+        assert lake.fsck().ok

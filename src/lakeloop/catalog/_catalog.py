@@ -463,6 +463,11 @@ class Catalog:
         parse_ref(ref)
         return self.datasets.resolve(ref)
 
+    def gc(self) -> dict[str, int]:
+        """Release pins and manifests no snapshot owns (left by a crash while one was
+        being made); -> {namespace: pins released}."""
+        return self.datasets.gc()
+
     def close(self) -> None:
         with self._lock:
             for idx in self._indexes.values():

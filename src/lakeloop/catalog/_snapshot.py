@@ -515,6 +515,28 @@ class Datasets:
             self._store.delete(f"datasets/{name}.json", missing_ok=True)
         return len(snaps)
 
+    def gc(self) -> dict[str, int]:
+        """Release pins and manifests that no dataset names (left by a crash between
+        pinning and recording a snapshot); -> {namespace: pins released}."""
+        released: dict[str, int] = {}
+        with self._Locked(self._lock_path):
+            live = set()
+            for name in self.names():
+                record = self._record(name)
+                if record is not None:
+                    live |= {s["id"] for s in record["snapshots"]}
+            for ns_name in self.lake.namespaces():
+                ns = self.lake.namespace(ns_name)
+                for holder in ns.pins():
+                    if holder.startswith("snapshot:") and holder[9:] not in live:
+                        ns.unpin(holder)
+                        released[ns_name] = released.get(ns_name, 0) + 1
+            for info in list(self._store.list(prefix="snapshots/")):
+                sid = info.key[len("snapshots/") :].removesuffix(".jsonl")
+                if sid not in live:
+                    self._store.delete(info.key, missing_ok=True)
+        return released
+
     def diff(self, old_ref: str, new_ref: str) -> Diff:
         old, new = self.resolve(old_ref), self.resolve(new_ref)
         a = {e.key: e for e in old.entries()}

@@ -410,3 +410,15 @@ def dataset_drop(state: _State, name: str) -> None:
     """Drop a dataset and all its snapshots (their pins are released)."""
     n = _catalog(state).datasets.delete(name)
     click.echo(f"dropped dataset {name} ({n} snapshots)")
+
+
+@dataset.command("gc")
+@click.pass_obj
+def dataset_gc(state: _State) -> None:
+    """Release pins and manifests left by a snapshot that crashed half-way."""
+    released = _catalog(state).gc()
+    total = sum(released.values())
+    click.echo(
+        f"released {total} orphan snapshot pins"
+        + (f" in {', '.join(released)}" if released else "")
+    )
