@@ -113,39 +113,52 @@ def all_pages(cat: Catalog, q: dict[str, Any], **kw: Any) -> list[dict[str, Any]
 
 
 @settings(
-    max_examples=40,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(objs=objects, qs=st.lists(queries, min_size=1, max_size=4), deletes=st.integers(0, 5))
+@given(
+    objs=objects,
+    qs=st.lists(queries, min_size=1, max_size=4),
+    deletes=st.integers(0, 5),
+    selective=st.sampled_from([0, 3, 5000]),
+)
 def test_search_matches_brute_force(
-    objs: list[Any], qs: list[dict[str, Any]], deletes: int
+    objs: list[Any], qs: list[dict[str, Any]], deletes: int, selective: int
 ) -> None:
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        Lake.open(Path(tmp) / "lake", create=True, background=False) as lake,
-    ):
-        for name in ("ns1", "ns2"):
-            lake.create_namespace(name)
-        cat = Catalog(lake)
-        half = len(objs) // 2
-        for name, key, size, ctype, meta in objs[:half]:
-            lake.namespace(name).put(key, b"x" * size, content_type=ctype, metadata=meta)
-        cat.refresh()  # index some, then change more: the catalog must follow
-        for name, key, size, ctype, meta in objs[half:]:
-            lake.namespace(name).put(key, b"y" * size, content_type=ctype, metadata=meta)
-        for name, key, *_ in objs[:deletes]:
-            lake.namespace(name).delete(key, missing_ok=True)
-        for q in qs:
-            if q.get("text", "x").strip() == "":
-                q.pop("text")
-            expect = brute(lake, ["ns1", "ns2"], q)
-            got = all_pages(cat, q, limit=7)
-            assert [(i["key"], i["namespace"]) for i in got] == expect, q
-            page = cat.search(**q, limit=3)
-            assert page.total == len(expect)
-            assert not page.total_capped
-        cat.close()
+    """Both query plans (id sets for selective filters, row checks for the rest) agree
+    with a scan; ``selective`` moves the threshold between them."""
+    import lakeloop.catalog._search as search_module
+
+    search_module._SELECTIVE = selective
+    try:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            Lake.open(Path(tmp) / "lake", create=True, background=False) as lake,
+        ):
+            for name in ("ns1", "ns2"):
+                lake.create_namespace(name)
+            cat = Catalog(lake)
+            half = len(objs) // 2
+            for name, key, size, ctype, meta in objs[:half]:
+                lake.namespace(name).put(key, b"x" * size, content_type=ctype, metadata=meta)
+            cat.refresh()  # index some, then change more: the catalog must follow
+            for name, key, size, ctype, meta in objs[half:]:
+                lake.namespace(name).put(key, b"y" * size, content_type=ctype, metadata=meta)
+            for name, key, *_ in objs[:deletes]:
+                lake.namespace(name).delete(key, missing_ok=True)
+            for q in qs:
+                if q.get("text", "x").strip() == "":
+                    q.pop("text")
+                expect = brute(lake, ["ns1", "ns2"], q)
+                got = all_pages(cat, q, limit=7)
+                assert [(i["key"], i["namespace"]) for i in got] == expect, q
+                page = cat.search(**q, limit=3)
+                assert page.total == len(expect)
+                assert not page.total_capped
+            cat.close()
+    finally:
+        search_module._SELECTIVE = 5000
 
 
 def test_sort_by_size_and_mtime_pages_through_every_match(lake: Lake) -> None:

@@ -292,6 +292,12 @@ SETTINGS: dict[str, Setting] = {
             "a search counts matches up to this many, then says the total is capped",
         ),
         Setting(
+            "search_count_time",
+            0.05,
+            _parse_float,
+            "seconds a search spends counting matches; past it the total is a lower bound",
+        ),
+        Setting(
             "search_refresh_max",
             200000,
             _parse_int,

@@ -28,10 +28,11 @@ _CATALOG_DIR = "catalog"
 class SearchResult:
     """One page of search results.
 
-    ``total`` counts matches up to ``search_count_cap``; ``total_capped`` says the real
-    number is larger. ``next_cursor`` continues the search (None on the last page).
-    ``lag`` is the number of store changes not yet indexed when the search ran (0 when
-    current; see the ``search_refresh_max`` setting).
+    ``total`` counts matches up to ``search_count_cap`` (and for at most
+    ``search_count_time`` seconds); ``total_capped`` says the real number may be larger.
+    ``next_cursor`` continues the search (None on the last page). ``lag`` is the number
+    of store changes not yet indexed when the search ran (0 when current; see the
+    ``search_refresh_max`` setting).
     """
 
     items: list[dict[str, Any]]
@@ -232,6 +233,8 @@ class Catalog:
         names = self._readable(namespaces)
         cap = int(self._setting("search_count_cap"))
         refresh_max = int(self._setting("search_refresh_max"))
+        budget = float(self._setting("search_count_time"))
+        complete = True
         pages = []
         total = 0
         lag = 0
@@ -243,8 +246,10 @@ class Catalog:
             pages.append(
                 idx.search(q, sort=sort, descending=descending, limit=limit + 1, cursor=after)
             )
-            if total <= cap:
-                total += idx.count(q, cap)
+            if total <= cap and complete:
+                left = max(0.0, budget - (time.perf_counter() - t0))
+                n, complete = idx.count(q, cap, left)
+                total += n
 
         def order(item: tuple[Any, Row]) -> tuple[Any, str, str]:
             return (item[0], item[1].namespace, item[1].key)
@@ -258,7 +263,7 @@ class Catalog:
         return SearchResult(
             items=[_row_doc(r) for _, r in page],
             total=min(total, cap),
-            total_capped=total > cap,
+            total_capped=total > cap or not complete,
             next_cursor=next_cursor,
             lag=lag,
             took_ms=(time.perf_counter() - t0) * 1000,

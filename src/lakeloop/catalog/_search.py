@@ -17,6 +17,7 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,8 @@ _SORTS = {
 
 # metadata whose values are full-text searchable: everything but long opaque values
 _MAX_TEXT_VALUE = 512
+# a set filter matching fewer objects than this drives the query (see _where)
+_SELECTIVE = 5000
 # tags share the metadata table under a name no user metadata can have
 _TAG = "\x00tag"
 
@@ -323,6 +326,15 @@ class NamespaceIndex:
 
     # ------------------------------------------------------------------ query
     def _where(self, q: Query) -> tuple[list[str], list[Any]]:
+        """SQL conditions on ``objects o`` for *q*, planned for the data at hand.
+
+        Column filters (prefix, content type, size, time, glob) are plain predicates that
+        SQLite answers from its B-trees. Set filters (trigram matches, metadata, tags) can
+        run two ways: as an id set (``o.id IN (...)``, good when few objects match) or as a
+        check on each row while SQLite walks the sort order (good when many match: a page
+        fills after a few rows). Each set filter's match count is estimated, up to
+        ``_SELECTIVE``; the most selective one under that drives, the rest are row checks.
+        """
         where: list[str] = []
         args: list[Any] = []
         if q.prefix:
@@ -332,6 +344,20 @@ class NamespaceIndex:
             if upper is not None:
                 where.append("o.key < ?")
                 args.append(upper)
+        # (estimate sql, estimate args, id-set sql, row-check sql, row-check args)
+        sets: list[tuple[str, list[Any], str, str | None, list[Any]]] = []
+
+        def fts(match: str, check: str | None, check_args: list[Any]) -> None:
+            sets.append(
+                (
+                    "SELECT rowid FROM fts WHERE fts MATCH ?",
+                    [match],
+                    "o.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)",
+                    check,
+                    check_args,
+                )
+            )
+
         if q.glob:
             gp = _glob_prefix(q.glob)
             if gp:
@@ -345,25 +371,35 @@ class NamespaceIndex:
             args.append(q.glob)
             literals = [lit for lit in _glob_literals(q.glob) if len(lit) >= 3]
             if literals and not gp:
-                # the trigram index narrows the candidates; GLOB above decides exactly
-                where.append("o.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
-                args.append(" AND ".join("key:" + _fts_phrase(lit) for lit in literals))
+                # the trigram index may narrow the candidates; GLOB above decides exactly
+                fts(" AND ".join("key:" + _fts_phrase(lit) for lit in literals), "1", [])
         if q.key:
+            pat = "%" + _like_escape(q.key) + "%"
             if len(q.key) >= 3:
-                where.append("o.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
-                args.append("key:" + _fts_phrase(q.key))
+                fts(
+                    "key:" + _fts_phrase(q.key),
+                    "o.key LIKE ? ESCAPE '\\'" if q.key.isascii() else None,
+                    [pat],
+                )
             else:
                 where.append("o.key LIKE ? ESCAPE '\\'")
-                args.append("%" + _like_escape(q.key) + "%")
+                args.append(pat)
         if q.text:
             words = q.text.split()
             long_words = [w for w in words if len(w) >= 3]
+            like = "(o.key LIKE ? ESCAPE '\\' OR o.text LIKE ? ESCAPE '\\')"
             if long_words:
-                where.append("o.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
-                args.append(" AND ".join(_fts_phrase(w) for w in long_words))
+                pats = ["%" + _like_escape(w) + "%" for w in long_words]
+                fts(
+                    " AND ".join(_fts_phrase(w) for w in long_words),
+                    " AND ".join([like] * len(long_words))
+                    if all(w.isascii() for w in long_words)
+                    else None,
+                    [p for pat in pats for p in (pat, pat)],
+                )
             for w in words:
                 if len(w) < 3:  # shorter than a trigram: no index can help
-                    where.append("(o.key LIKE ? ESCAPE '\\' OR o.text LIKE ? ESCAPE '\\')")
+                    where.append(like)
                     pat = "%" + _like_escape(w) + "%"
                     args += [pat, pat]
         if q.content_type:
@@ -386,16 +422,47 @@ class NamespaceIndex:
         if q.before is not None:
             where.append("o.mtime < ?")
             args.append(float(q.before))
-        for name, value in q.metadata.items():
-            if value == "*":
-                where.append("o.id IN (SELECT id FROM meta WHERE name = ?)")
-                args.append(name)
+        pairs = list(q.metadata.items()) + [(_TAG, t) for t in q.tags]
+        for name, value in pairs:
+            if value == "*" and name != _TAG:
+                sets.append(
+                    (
+                        "SELECT id FROM meta WHERE name = ?",
+                        [name],
+                        "o.id IN (SELECT id FROM meta WHERE name = ?)",
+                        "EXISTS (SELECT 1 FROM meta m WHERE m.name = ? AND m.id = o.id)",
+                        [name],
+                    )
+                )
             else:
-                where.append("o.id IN (SELECT id FROM meta WHERE name = ? AND value = ?)")
-                args += [name, value]
-        for tag in q.tags:
-            where.append("o.id IN (SELECT id FROM meta WHERE name = ? AND value = ?)")
-            args += [_TAG, tag]
+                sets.append(
+                    (
+                        "SELECT id FROM meta WHERE name = ? AND value = ?",
+                        [name, value],
+                        "o.id IN (SELECT id FROM meta WHERE name = ? AND value = ?)",
+                        "EXISTS (SELECT 1 FROM meta m WHERE m.name = ? AND m.value = ? "
+                        "AND m.id = o.id)",
+                        [name, value],
+                    )
+                )
+        if not sets:
+            return where, args
+        estimates = [
+            int(
+                self.conn.execute(
+                    f"SELECT count(*) FROM ({est} LIMIT {_SELECTIVE})", est_args
+                ).fetchone()[0]
+            )
+            for est, est_args, *_ in sets
+        ]
+        driver = min(range(len(sets)), key=lambda i: estimates[i])
+        for i, (_est, est_args, id_set, check, check_args) in enumerate(sets):
+            if check is None or (i == driver and estimates[i] < _SELECTIVE):
+                where.append(id_set)
+                args += est_args
+            elif check != "1":
+                where.append(check)
+                args += check_args
         return where, args
 
     def search(
@@ -438,13 +505,22 @@ class NamespaceIndex:
             out.append((sortval, row))
         return out
 
-    def count(self, q: Query, cap: int) -> int:
-        """How many objects match, counting at most ``cap + 1``."""
+    def count(self, q: Query, cap: int, budget: float) -> tuple[int, bool]:
+        """How many objects match, up to ``cap + 1``, counting for at most *budget*
+        seconds; -> (count, complete). An incomplete count is a lower bound."""
         where, args = self._where(q)
-        sql = "SELECT count(*) FROM (SELECT 1 FROM objects o" + (
-            " WHERE " + " AND ".join(where) if where else ""
-        )
-        return int(self.conn.execute(sql + " LIMIT ?)", [*args, cap + 1]).fetchone()[0])
+        sql = "SELECT 1 FROM objects o" + (" WHERE " + " AND ".join(where) if where else "")
+        deadline = time.monotonic() + budget
+        n = 0
+        cur = self.conn.execute(sql + " LIMIT ?", [*args, cap + 1])
+        while True:
+            got = len(cur.fetchmany(2000))
+            n += got
+            if got < 2000:
+                return n, True
+            if time.monotonic() > deadline:
+                cur.close()
+                return n, False
 
     def rows(self, prefix: str = "") -> Iterator[Row]:
         """Every indexed object under *prefix*, in key order."""
