@@ -402,26 +402,34 @@ class NamespaceIndex:
                     where.append(like)
                     pat = "%" + _like_escape(w) + "%"
                     args += [pat, pat]
+        # range filters: an index helps only when few objects fall in the range; otherwise
+        # walking the sort order and checking each row fills a page sooner, so the column
+        # is written as +o.col, which keeps SQLite off its index
+        ranges: list[tuple[str, list[Any]]] = []
         if q.content_type:
             if q.content_type.endswith("/*"):
                 major = q.content_type[:-1]
-                where.append("o.ctype >= ? AND o.ctype < ?")
-                args += [major, major[:-1] + "0"]
+                ranges.append(("{c}ctype >= ? AND {c}ctype < ?", [major, major[:-1] + "0"]))
             else:
-                where.append("o.ctype = ?")
+                where.append("o.ctype = ?")  # (ctype, key): already in key order
                 args.append(q.content_type)
-        if q.min_size is not None:
-            where.append("o.size >= ?")
-            args.append(q.min_size)
-        if q.max_size is not None:
-            where.append("o.size <= ?")
-            args.append(q.max_size)
-        if q.after is not None:
-            where.append("o.mtime >= ?")
-            args.append(float(q.after))
-        if q.before is not None:
-            where.append("o.mtime < ?")
-            args.append(float(q.before))
+        if q.min_size is not None or q.max_size is not None:
+            lo = 0 if q.min_size is None else q.min_size
+            hi = 2**63 - 1 if q.max_size is None else q.max_size
+            ranges.append(("{c}size >= ? AND {c}size <= ?", [lo, hi]))
+        if q.after is not None or q.before is not None:
+            after = -1e300 if q.after is None else float(q.after)
+            before = 1e300 if q.before is None else float(q.before)
+            ranges.append(("{c}mtime >= ? AND {c}mtime < ?", [after, before]))
+        for cond, cond_args in ranges:
+            n = self.conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM objects o WHERE "
+                + cond.format(c="o.")
+                + f" LIMIT {_SELECTIVE})",
+                cond_args,
+            ).fetchone()[0]
+            where.append(cond.format(c="o." if n < _SELECTIVE else "+o."))
+            args += cond_args
         pairs = list(q.metadata.items()) + [(_TAG, t) for t in q.tags]
         for name, value in pairs:
             if value == "*" and name != _TAG:
