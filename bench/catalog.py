@@ -251,13 +251,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15, help="timed runs per query kind")
     ap.add_argument("--dir", help="where to build the lake (default: a temp dir)")
     ap.add_argument("--out", help="also write the tables as markdown here")
+    ap.add_argument("--keep", help="build the lake in this folder and keep it (reused if there)")
+    ap.add_argument("--no-scan", action="store_true", help="skip the brute-force scans")
     ap.add_argument("--only", default="search,indexing,preview")
     args = ap.parse_args()
     n = args.objects or (100_000 if args.quick else 10_000_000 if args.large else 1_000_000)
     parquet_bytes = 100 * 2**20 if args.quick else 2**30
     puts = 2_000 if args.quick else 10_000
     only = set(args.only.split(","))
-    base = Path(tempfile.mkdtemp(prefix="lakeloop-bench-", dir=args.dir))
+    keep = Path(args.keep) if args.keep else None
+    base = keep or Path(tempfile.mkdtemp(prefix="lakeloop-bench-", dir=args.dir))
+    reuse = keep is not None and (keep / "lake" / "catalog" / "photos.sqlite").exists()
     lines: list[str] = []
 
     def emit(s: str = "") -> None:
@@ -271,8 +275,11 @@ def main() -> None:
     try:
         root = base / "lake"
         with Lake.open(root, create=True, settings={"sync": "always"}, background=False) as lake:
-            ns = lake.create_namespace("photos")
-            if only & {"search", "indexing"}:
+            ns = lake.create_namespace("photos", exist_ok=True)
+            if reuse:
+                cat = Catalog(lake)
+                emit(f"reusing the lake in {root}")
+            elif only & {"search", "indexing"}:
                 t_load = load(lake, n)
                 emit(f"loaded {n:,} objects into the store in {t_load:.1f} s")
                 cat = Catalog(lake)
@@ -372,7 +379,8 @@ def main() -> None:
                     f"{100 * read / size:.2f} % |"
                 )
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(base, ignore_errors=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text("\n".join(lines) + "\n")

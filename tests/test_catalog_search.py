@@ -254,3 +254,34 @@ def test_bad_queries_are_clear_errors(lake: Lake) -> None:
     with pytest.raises(NotFound):
         cat.preview("nope/x")
     Query(text="ok").check()
+
+
+def test_concurrent_searches_while_writing(lake: Lake) -> None:
+    import threading
+
+    ns = lake.create_namespace("aaa")
+    ns.put_many((f"pre/{i:04d}", b"x") for i in range(500))
+    cat = Catalog(lake)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def searcher() -> None:
+        try:
+            while not stop.is_set():
+                page = cat.search(prefix="pre/", limit=10)
+                assert page.total == 500 and len(page.items) == 10
+                cat.search(key="new", limit=5)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(300):
+        ns.put(f"new/{i:04d}", b"y")
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert cat.search(key="new").total == 300
+    cat.close()

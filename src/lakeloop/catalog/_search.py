@@ -195,6 +195,8 @@ class NamespaceIndex:
         self.path = path
         self.namespace = namespace
         self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
@@ -217,8 +219,22 @@ class NamespaceIndex:
         return default if row is None else row[0]
 
     @property
+    def reader(self) -> sqlite3.Connection:
+        """This thread's connection for queries (WAL: readers never wait for the writer)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA cache_size=-16384")
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        return conn
+
+    @property
     def synced_seq(self) -> int:
-        return int(self._state("seq", 0))
+        row = self.reader.execute("SELECT v FROM state WHERE k = 'seq'").fetchone()
+        return 0 if row is None else int(row[0])
 
     def refresh(self, ns: Namespace, identity: str, max_changes: int | None = None) -> int:
         """Apply the namespace's changes since the last refresh; -> how many were applied.
@@ -227,7 +243,7 @@ class NamespaceIndex:
         differs from the one indexed, or the feed went backwards, the index starts over.
         """
         with self._lock:
-            seq = self.synced_seq
+            seq = int(self._state("seq", 0))
             if self._state("identity") != identity or seq > ns.last_seq:
                 self._reset(identity)
                 seq = 0
@@ -422,7 +438,7 @@ class NamespaceIndex:
             before = 1e300 if q.before is None else float(q.before)
             ranges.append(("{c}mtime >= ? AND {c}mtime < ?", [after, before]))
         for cond, cond_args in ranges:
-            n = self.conn.execute(
+            n = self.reader.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM objects o WHERE "
                 + cond.format(c="o.")
                 + f" LIMIT {_SELECTIVE})",
@@ -457,7 +473,7 @@ class NamespaceIndex:
             return where, args
         estimates = [
             int(
-                self.conn.execute(
+                self.reader.execute(
                     f"SELECT count(*) FROM ({est} LIMIT {_SELECTIVE})", est_args
                 ).fetchone()[0]
             )
@@ -506,7 +522,7 @@ class NamespaceIndex:
             + f" ORDER BY {order} LIMIT ?"
         )
         out = []
-        for key, size, mtime, ctype, etag, version, meta, sortval in self.conn.execute(
+        for key, size, mtime, ctype, etag, version, meta, sortval in self.reader.execute(
             sql, [*args, limit]
         ):
             row = Row(self.namespace, key, size, mtime, ctype, etag, version, json.loads(meta))
@@ -520,7 +536,7 @@ class NamespaceIndex:
         sql = "SELECT 1 FROM objects o" + (" WHERE " + " AND ".join(where) if where else "")
         deadline = time.monotonic() + budget
         n = 0
-        cur = self.conn.execute(sql + " LIMIT ?", [*args, cap + 1])
+        cur = self.reader.execute(sql + " LIMIT ?", [*args, cap + 1])
         while True:
             got = len(cur.fetchmany(2000))
             n += got
@@ -537,7 +553,7 @@ class NamespaceIndex:
         sql = "SELECT key, size, mtime, ctype, etag, version, meta FROM objects o" + (
             " WHERE " + " AND ".join(where) if where else ""
         )
-        for key, size, mtime, ctype, etag, version, meta in self.conn.execute(
+        for key, size, mtime, ctype, etag, version, meta in self.reader.execute(
             sql + " ORDER BY key", args
         ):
             yield Row(self.namespace, key, size, mtime, ctype, etag, version, json.loads(meta))
@@ -546,17 +562,17 @@ class NamespaceIndex:
         """Count, bytes, a log2 size histogram and content types under *prefix*."""
         where, args = self._where(Query(prefix=prefix or None))
         cond = " WHERE " + " AND ".join(where) if where else ""
-        count, total = self.conn.execute(
+        count, total = self.reader.execute(
             f"SELECT count(*), coalesce(sum(size), 0) FROM objects o{cond}", args
         ).fetchone()
         types = dict(
-            self.conn.execute(
+            self.reader.execute(
                 f"SELECT ctype, count(*) FROM objects o{cond} GROUP BY ctype ORDER BY 2 DESC",
                 args,
             ).fetchall()
         )
         hist: dict[int, int] = {}
-        for size, n in self.conn.execute(
+        for size, n in self.reader.execute(
             f"SELECT size, count(*) FROM objects o{cond} GROUP BY size", args
         ):
             bucket = max(int(size), 1).bit_length() - 1  # [2**b, 2**(b+1))
@@ -564,16 +580,22 @@ class NamespaceIndex:
         return {"count": count, "bytes": total, "size_log2": hist, "content_types": types}
 
     def cached_table_stats(self, etag: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT stats FROM table_stats WHERE etag = ?", (etag,)).fetchone()
+        row = self.reader.execute(
+            "SELECT stats FROM table_stats WHERE etag = ?", (etag,)
+        ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
     def cache_table_stats(self, etag: str, stats: dict[str, Any]) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO table_stats VALUES (?, ?)", (etag, json.dumps(stats))
-        )
+        with self._lock:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO table_stats VALUES (?, ?)", (etag, json.dumps(stats))
+            )
 
     def close(self) -> None:
-        try:
-            self.conn.close()
-        except sqlite3.Error:
-            pass
+        with self._lock:
+            conns, self._readers = [self.conn, *self._readers], []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
