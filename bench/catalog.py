@@ -172,7 +172,7 @@ def _indexer(root: str, stop: Any, out: Any) -> None:
         n = 0
         while not stop.is_set():
             n += cat.refresh(["photos"])
-            time.sleep(0.05)
+            time.sleep(0.25)
         n += cat.refresh(["photos"])
         out.put(n)
 
@@ -339,7 +339,7 @@ def main() -> None:
                 emit("\n## Store puts with and without a catalog indexer running\n")
                 emit(
                     "16 threads of durable 1 KB puts (sync = always), "
-                    "indexer = another process following the change feed every 50 ms\n"
+                    "indexer = another process following the change feed every 250 ms\n"
                 )
                 emit("| run | puts/s (median of 3) |")
                 emit("|---|---:|")
