@@ -121,7 +121,7 @@ def all_pages(cat: Catalog, q: dict[str, Any], **kw: Any) -> list[dict[str, Any]
     objs=objects,
     qs=st.lists(queries, min_size=1, max_size=4),
     deletes=st.integers(0, 5),
-    selective=st.sampled_from([0, 3, 5000]),
+    selective=st.sampled_from([0, 3, 100_000]),
 )
 def test_search_matches_brute_force(
     objs: list[Any], qs: list[dict[str, Any]], deletes: int, selective: int
@@ -130,7 +130,7 @@ def test_search_matches_brute_force(
     with a scan; ``selective`` moves the threshold between them."""
     import lakeloop.catalog._search as search_module
 
-    search_module._SELECTIVE = selective
+    search_module._SELECTIVE = (selective, selective)
     try:
         with (
             tempfile.TemporaryDirectory() as tmp,
@@ -158,7 +158,7 @@ def test_search_matches_brute_force(
                 assert not page.total_capped
             cat.close()
     finally:
-        search_module._SELECTIVE = 5000
+        search_module._SELECTIVE = (2000, 50_000)
 
 
 def test_sort_by_size_and_mtime_pages_through_every_match(lake: Lake) -> None:

@@ -243,6 +243,7 @@ class Catalog:
             idx = self._index(name)
             idx.refresh(ns, self._identity(name), refresh_max)
             lag += max(0, ns.last_seq - idx.synced_seq)
+            idx.new_query()
             pages.append(
                 idx.search(q, sort=sort, descending=descending, limit=limit + 1, cursor=after)
             )

@@ -62,8 +62,9 @@ _SORTS = {
 
 # metadata whose values are full-text searchable: everything but long opaque values
 _MAX_TEXT_VALUE = 512
-# a set filter matching fewer objects than this drives the query (see _where)
-_SELECTIVE = 5000
+# a filter matching fewer than 2 % of the objects (but at least the first and at most the
+# second number) is answered from its index; more, and rows are checked in sort order
+_SELECTIVE = (2000, 50_000)
 # tags share the metadata table under a name no user metadata can have
 _TAG = "\x00tag"
 
@@ -231,6 +232,29 @@ class NamespaceIndex:
                 self._readers.append(conn)
         return conn
 
+    def _ids(self, sql: str, args: list[Any], limit: int) -> list[int]:
+        """The first *limit* ids *sql* yields, remembered by this thread until the next
+        ``new_query`` (a search asks twice: for its page and for its count)."""
+        memo_key = (sql, tuple(args), limit, self.synced_seq)
+        memo: dict[Any, list[int]] = getattr(self._local, "memo", {})
+        if memo_key not in memo:
+            memo[memo_key] = [r[0] for r in self.reader.execute(f"{sql} LIMIT {limit}", args)]
+            self._local.memo = memo
+        return memo[memo_key]
+
+    def new_query(self) -> None:
+        self._local.memo = {}
+
+    def _threshold(self) -> int:
+        low, high = _SELECTIVE
+        row = self.reader.execute("SELECT v FROM state WHERE k = 'count'").fetchone()
+        if row is None:  # an index from before the count was kept: count once
+            with self._lock:
+                n = self.conn.execute("SELECT count(*) FROM objects").fetchone()[0]
+                self.conn.execute("INSERT OR REPLACE INTO state VALUES ('count', ?)", (n,))
+            row = (n,)
+        return max(low, min(high, int(row[0]) // 50))
+
     @property
     def synced_seq(self) -> int:
         row = self.reader.execute("SELECT v FROM state WHERE k = 'seq'").fetchone()
@@ -334,6 +358,10 @@ class NamespaceIndex:
             conn.execute(
                 "INSERT OR REPLACE INTO state VALUES ('seq', ?)", (max(c.seq for c in changes),)
             )
+            conn.execute(
+                "INSERT OR REPLACE INTO state VALUES ('count', ?)",
+                (int(self._state("count", 0)) + len(rows) - len(old),),
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -341,7 +369,7 @@ class NamespaceIndex:
         return len(changes)
 
     # ------------------------------------------------------------------ query
-    def _where(self, q: Query) -> tuple[list[str], list[Any]]:
+    def _where(self, q: Query, *, counting: bool = False) -> tuple[list[str], list[Any]]:
         """SQL conditions on ``objects o`` for *q*, planned for the data at hand.
 
         Column filters (prefix, content type, size, time, glob) are plain predicates that
@@ -349,8 +377,11 @@ class NamespaceIndex:
         run two ways: as an id set (``o.id IN (...)``, good when few objects match) or as a
         check on each row while SQLite walks the sort order (good when many match: a page
         fills after a few rows). Each set filter's match count is estimated, up to
-        ``_SELECTIVE``; the most selective one under that drives, the rest are row checks.
+        a threshold (2 % of the objects, within ``_SELECTIVE`` bounds); the most selective
+        one under it drives, the rest are row checks. *counting* plans for a count instead,
+        where the narrowest index always wins (a count visits every match anyway).
         """
+        limit = self._threshold()
         where: list[str] = []
         args: list[Any] = []
         if q.prefix:
@@ -404,15 +435,9 @@ class NamespaceIndex:
             words = q.text.split()
             long_words = [w for w in words if len(w) >= 3]
             like = "(o.key LIKE ? ESCAPE '\\' OR o.text LIKE ? ESCAPE '\\')"
-            if long_words:
-                pats = ["%" + _like_escape(w) + "%" for w in long_words]
-                fts(
-                    " AND ".join(_fts_phrase(w) for w in long_words),
-                    " AND ".join([like] * len(long_words))
-                    if all(w.isascii() for w in long_words)
-                    else None,
-                    [p for pat in pats for p in (pat, pat)],
-                )
+            for w in long_words:  # one filter a word: the rarest drives, the rest check
+                pat = "%" + _like_escape(w) + "%"
+                fts(_fts_phrase(w), like if w.isascii() else None, [pat, pat])
             for w in words:
                 if len(w) < 3:  # shorter than a trigram: no index can help
                     where.append(like)
@@ -441,10 +466,10 @@ class NamespaceIndex:
             n = self.reader.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM objects o WHERE "
                 + cond.format(c="o.")
-                + f" LIMIT {_SELECTIVE})",
+                + f" LIMIT {limit})",
                 cond_args,
             ).fetchone()[0]
-            where.append(cond.format(c="o." if n < _SELECTIVE else "+o."))
+            where.append(cond.format(c="o." if counting or n < limit else "+o."))
             args += cond_args
         pairs = list(q.metadata.items()) + [(_TAG, t) for t in q.tags]
         for name, value in pairs:
@@ -471,17 +496,27 @@ class NamespaceIndex:
                 )
         if not sets:
             return where, args
-        estimates = [
-            int(
-                self.reader.execute(
-                    f"SELECT count(*) FROM ({est} LIMIT {_SELECTIVE})", est_args
-                ).fetchone()[0]
-            )
-            for est, est_args, *_ in sets
-        ]
+        fts_sets = [x for x in sets if x[0].endswith("fts MATCH ?")]
+        if counting and len(fts_sets) > 1:
+            # one MATCH with AND: the full-text engine intersects its lists faster than
+            # rows can be checked one by one
+            match = " AND ".join(f"({x[1][0]})" for x in fts_sets)
+            sets = [x for x in sets if x not in fts_sets]
+            where.append("o.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
+            args.append(match)
+            if not sets:
+                return where, args
+        # each set filter's first `limit` ids: how selective it is, and, when it drives,
+        # the id set itself (so a page and its count do not run the same match again)
+        found = [self._ids(est, est_args, limit) for est, est_args, *_ in sets]
+        estimates = [len(ids) for ids in found]
         driver = min(range(len(sets)), key=lambda i: estimates[i])
         for i, (_est, est_args, id_set, check, check_args) in enumerate(sets):
-            if check is None or (i == driver and estimates[i] < _SELECTIVE):
+            drives = i == driver and (counting or estimates[i] < limit)
+            if drives and estimates[i] < limit:
+                where.append("o.id IN (SELECT value FROM json_each(?))")
+                args.append(json.dumps(found[i]))
+            elif check is None or drives:
                 where.append(id_set)
                 args += est_args
             elif check != "1":
@@ -532,7 +567,7 @@ class NamespaceIndex:
     def count(self, q: Query, cap: int, budget: float) -> tuple[int, bool]:
         """How many objects match, up to ``cap + 1``, counting for at most *budget*
         seconds; -> (count, complete). An incomplete count is a lower bound."""
-        where, args = self._where(q)
+        where, args = self._where(q, counting=True)
         sql = "SELECT 1 FROM objects o" + (" WHERE " + " AND ".join(where) if where else "")
         deadline = time.monotonic() + budget
         n = 0
