@@ -167,3 +167,19 @@ def test_column_statistics_merge_across_tables_and_are_cached(lake: Lake, cat: C
     assert again["computed_now"] == 1  # only the unreadable one is tried again
     assert again["columns"] == t["columns"]
     assert s["count"] == 3 and s["content_types"]["text/csv"] == 2
+
+
+def test_prefix_statistics_come_from_the_index(lake: Lake, cat: Catalog) -> None:
+    ns = lake.create_namespace("pets")
+    for i in range(30):
+        label = ("cat", "dog", "fox")[i % 3]
+        ns.put(f"a/{i}.bin", bytes(i * 10), metadata={"label": label}, content_type="x/y")
+    ns.put("b/other.bin", bytes(5000), metadata={"label": "owl"})
+    s = cat.stats("pets/a/")
+    assert s["count"] == 30 and s["bytes"] == sum(i * 10 for i in range(30))
+    assert s["labels"] == {"cat": 10, "dog": 10, "fox": 10}
+    assert s["content_types"] == {"x/y": 30}
+    assert sum(s["size_log2"].values()) == 30 and s["size_log2"][0] == 1  # size 0
+    whole = cat.stats("pets")
+    assert whole["count"] == 31 and whole["labels"]["owl"] == 1
+    assert "labels" not in cat.stats("pets/b/x")

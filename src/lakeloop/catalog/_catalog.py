@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from lakeloop.catalog._preview import Limits, Preview, build_preview
 from lakeloop.catalog._search import NamespaceIndex, Query, Row
 from lakeloop.catalog._snapshot import Datasets, Diff, Snapshot, parse_ref
-from lakeloop.catalog._stats import merge_table_stats, table_format, table_stats
+from lakeloop.catalog._stats import TABLE_TYPES, merge_table_stats, table_format, table_stats
 from lakeloop.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -367,19 +367,14 @@ class Catalog:
         idx = self._index(name)
         idx.refresh(ns, self._identity(name))
         out = {"target": target, **idx.aggregate(prefix)}
-        labels: dict[str, int] = {}
-        for row in idx.rows(prefix):
-            label = row.metadata.get("label")
-            if label is not None:
-                labels[label] = labels.get(label, 0) + 1
-        if labels:
-            out["labels"] = dict(sorted(labels.items()))
+        if not out["labels"]:
+            del out["labels"]
         if columns:
             out["table"] = self._table_stats(
                 name,
                 [
                     (r.key, r.etag or "", r.content_type, r.size, r.version)
-                    for r in idx.rows(prefix)
+                    for r in idx.tables(prefix, list(TABLE_TYPES))
                 ],
             )
         return out

@@ -612,7 +612,37 @@ class NamespaceIndex:
         ):
             bucket = max(int(size), 1).bit_length() - 1  # [2**b, 2**(b+1))
             hist[bucket] = hist.get(bucket, 0) + n
-        return {"count": count, "bytes": total, "size_log2": hist, "content_types": types}
+        if prefix:
+            label_sql = (
+                "SELECT m.value, count(*) FROM meta m JOIN objects o ON o.id = m.id "
+                f"WHERE m.name = 'label' AND {' AND '.join(where)} GROUP BY m.value"
+            )
+        else:
+            label_sql = "SELECT value, count(*) FROM meta WHERE name = 'label' GROUP BY value"
+        labels = dict(self.reader.execute(label_sql, args if prefix else []).fetchall())
+        return {
+            "count": count,
+            "bytes": total,
+            "size_log2": hist,
+            "content_types": types,
+            "labels": dict(sorted(labels.items())),
+        }
+
+    def tables(self, prefix: str, content_types: list[str]) -> Iterator[Row]:
+        """Objects under *prefix* whose content type is one of *content_types*, or whose
+        key ends like a table file (.csv, .tsv, .jsonl, .parquet)."""
+        where, args = self._where(Query(prefix=prefix or None))
+        marks = ",".join("?" * len(content_types))
+        cond = (" AND ".join(where) + " AND ") if where else ""
+        sql = (
+            "SELECT key, size, mtime, ctype, etag, version, meta FROM objects o WHERE "
+            f"{cond}(o.ctype IN ({marks}) OR o.key LIKE '%.csv' OR o.key LIKE '%.tsv' "
+            "OR o.key LIKE '%.jsonl' OR o.key LIKE '%.parquet') ORDER BY o.key"
+        )
+        for key, size, mtime, ctype, etag, version, meta in self.reader.execute(
+            sql, [*args, *content_types]
+        ):
+            yield Row(self.namespace, key, size, mtime, ctype, etag, version, json.loads(meta))
 
     def cached_table_stats(self, etag: str) -> dict[str, Any] | None:
         row = self.reader.execute(
