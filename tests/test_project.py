@@ -96,7 +96,7 @@ def test_found_at_the_git_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     empty = tmp_path / "elsewhere"
     empty.mkdir()
     subprocess.run(["git", "-C", str(empty), "init", "-q"], check=True)
-    with pytest.raises(NotFound, match="no lakeloop.toml"):
+    with pytest.raises(NotFound, match=r"no lakeloop\.toml"):
         find_project(empty)
     with pytest.raises(NotFound):
         load_project(empty / "lakeloop.toml")
@@ -200,7 +200,7 @@ def test_bad_lock(tmp_path: Path, text: str, match: str) -> None:
 def test_every_key_is_documented() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "project.md").read_text()
     for prefix, keys in (
-        ("", PROJECT_KEYS),
+        ("project.", PROJECT_KEYS),
         ("gate.", GATE_KEYS),
         ("gate.acceptance.", ACCEPTANCE_KEYS),
     ):
