@@ -347,6 +347,7 @@ def test_policy_from_dict_refuses_unknown_keys() -> None:
         ([0, 0], [1, 0], [1, 0], Policy(metric="recall@3"), [1, 1], "no group"),
         ([1, 0], ["a", "b"], ["a", "b"], Policy(metric="rmse"), None, "numeric"),
         ([1, 0], [[1], [0, 1]], [1, 0], Policy(), None, "array|ragged|mixed"),
+        ([1, 0], [[1], [0]], [[1], [0]], Policy(), None, "at least 2 columns"),
     ],
 )
 def test_input_errors(y, a, b, policy, groups, match) -> None:  # type: ignore[no-untyped-def]

@@ -148,7 +148,7 @@ def compare(
     """
     import numpy as np
 
-    from lakeloop.gate.metrics import metric_spec, prepare
+    from lakeloop.gate.metrics import metric_spec, prepare, validate
     from lakeloop.gate.stats import exact_mcnemar, paired_bootstrap
 
     if not isinstance(policy, Policy):
@@ -156,22 +156,21 @@ def compare(
             "policy must be a lakeloop.gate.Policy", op="compare", target=type(policy).__name__
         )
     spec = metric_spec(policy.metric)
-    evaluation = prepare(policy.metric, y_true, champion, candidate, k=policy.k, groups=groups)
     if spec.exact_test and groups is None:
-        y = np.asarray(y_true)
-        a, b = np.asarray(champion), np.asarray(candidate)
+        y, a, b = validate(policy.metric, y_true, champion, candidate)
         right_a = (a.argmax(axis=1) if a.ndim == 2 else a) == y
         right_b = (b.argmax(axis=1) if b.ndim == 2 else b) == y
         n = len(y)
         ev = exact_mcnemar(
-            int((right_a & ~right_b).sum()),
-            int((right_b & ~right_a).sum()),
+            int(np.count_nonzero(right_a & ~right_b)),
+            int(np.count_nonzero(right_b & ~right_a)),
             n,
             confidence=policy.confidence,
             tolerance=policy.tolerance,
         )
         champion_value, candidate_value = float(right_a.mean()), float(right_b.mean())
     else:
+        evaluation = prepare(policy.metric, y_true, champion, candidate, k=policy.k, groups=groups)
         ev, champion_value, candidate_value = paired_bootstrap(
             evaluation,
             higher_is_better=spec.higher_is_better,

@@ -19,7 +19,7 @@ import numpy as np
 
 from lakeloop.errors import InvalidEvaluation, InvalidPolicy
 
-__all__ = ["METRICS", "MetricSpec", "PairedEvaluation", "metric_spec", "prepare"]
+__all__ = ["METRICS", "MetricSpec", "PairedEvaluation", "metric_spec", "prepare", "validate"]
 
 Array = np.ndarray
 
@@ -65,12 +65,13 @@ class PairedEvaluation:
     """Both models' metric values under weights over ``units`` (see the module docstring)."""
 
     units: int
+    weight_dtype: type = np.float64  # the dtype ``values`` wants its weights in
 
     def values(self, weights: Array) -> tuple[Array, Array]:
         raise NotImplementedError
 
     def observed(self) -> tuple[float, float]:
-        a, b = self.values(np.ones((1, self.units)))
+        a, b = self.values(np.ones((1, self.units), dtype=self.weight_dtype))
         return float(a[0]), float(b[0])
 
 
@@ -78,13 +79,15 @@ class _RatioOfSums(PairedEvaluation):
     """Metrics computed from column sums of per-unit statistics (column 0 counts rows)."""
 
     def __init__(self, stats_a: Array, stats_b: Array, finish: Callable[[Array], Array]) -> None:
-        self.stacked = np.hstack([stats_a, stats_b]).astype(np.float64)
+        # one contiguous row per statistic: the weighted sums walk memory in order
+        self.columns = np.ascontiguousarray(np.hstack([stats_a, stats_b]).T, dtype=np.float64)
         self.width = stats_a.shape[1]
-        self.units = self.stacked.shape[0]
+        self.units = self.columns.shape[1]
         self.finish = finish
 
     def values(self, weights: Array) -> tuple[Array, Array]:
-        sums = weights @ self.stacked
+        # einsum rather than a matrix product: no BLAS threads to start for each resample
+        sums = np.einsum("ij,kj->ik", weights, self.columns)
         with np.errstate(divide="ignore", invalid="ignore"):
             return self.finish(sums[:, : self.width]), self.finish(sums[:, self.width :])
 
@@ -96,6 +99,8 @@ class _Auc(PairedEvaluation):
     (positive, negative) pairs ordered correctly, ties counting one half, computed from a
     prefix sum of the negatives' weights.
     """
+
+    weight_dtype = np.uint8  # whole-number weights: exact integer prefix sums
 
     def __init__(
         self,
@@ -119,38 +124,45 @@ class _Auc(PairedEvaluation):
 
 
 class _AucPart:
-    def __init__(self, scores: Array, positive: Array) -> None:
-        order = np.argsort(scores, kind="stable")
-        ranked = scores[order]
-        new_value = np.empty(len(ranked), dtype=bool)
-        new_value[:1] = True
-        new_value[1:] = ranked[1:] != ranked[:-1]
-        self.ties = not bool(new_value.all())
-        self.order = order
-        pos_sorted = positive[order]
-        self.neg_mask = (~pos_sorted).astype(np.float64)
-        self.pos_at = np.flatnonzero(pos_sorted)
-        if self.ties:
-            group = np.cumsum(new_value) - 1
-            starts = np.flatnonzero(new_value)
-            ends = np.append(starts[1:], len(ranked))
-            self.start_of_pos = starts[group[self.pos_at]]
-            self.end_of_pos = ends[group[self.pos_at]]
+    """One model's AUC for one positive class, under integer weights per row.
 
-    def auc(self, row_weights: Array) -> Array:
-        w = row_weights[:, self.order]
-        below = np.zeros((w.shape[0], w.shape[1] + 1))
-        np.cumsum(w * self.neg_mask, axis=1, out=below[:, 1:])
-        w_pos = w[:, self.pos_at]
-        if self.ties:
-            lower = below[:, self.start_of_pos]
-            tied = below[:, self.end_of_pos] - lower
-            credit = lower + 0.5 * tied
-        else:
-            credit = below[:, self.pos_at]
-        pairs = w_pos.sum(axis=1) * below[:, -1]
-        result: Array = (w_pos * credit).sum(axis=1) / pairs
+    Set up once: negatives sorted by score, and for each positive the number of
+    negatives scored strictly below it (``lo``) and at most equal to it (``hi``). Under
+    weights, the credit of a positive is the weight of negatives below it plus half the
+    weight of those tied with it: two lookups in a prefix sum of the negatives' weights.
+    Positives are ordered by ``lo`` so those lookups walk memory in order.
+    """
+
+    def __init__(self, scores: Array, positive: Array) -> None:
+        pos_rows, neg_rows = np.flatnonzero(positive), np.flatnonzero(~positive)
+        self.neg_rows = neg_rows[np.argsort(scores[neg_rows], kind="stable")]
+        ranked_neg = scores[self.neg_rows]
+        lo = np.searchsorted(ranked_neg, scores[pos_rows], side="left")
+        hi = np.searchsorted(ranked_neg, scores[pos_rows], side="right")
+        order = np.argsort(lo, kind="stable")
+        self.pos_rows, self.lo, self.hi = pos_rows[order], lo[order], hi[order]
+        self.ties = bool((self.lo != self.hi).any())
+
+    def auc(self, weights: Array) -> Array:
+        if weights.shape[1] >= 4096:  # long rows: 1-D operations, one resample at a time
+            return np.array([self._one(row) for row in weights])
+        below = np.zeros((weights.shape[0], len(self.neg_rows) + 1))
+        np.cumsum(weights[:, self.neg_rows], axis=1, out=below[:, 1:])
+        w_pos = weights[:, self.pos_rows].astype(np.float64)
+        credit = below[:, self.lo] + below[:, self.hi] if self.ties else 2 * below[:, self.lo]
+        result: Array = np.einsum("ij,ij->i", w_pos, credit) / (
+            2.0 * w_pos.sum(axis=1) * below[:, -1]
+        )
         return result
+
+    def _one(self, weights: Array) -> float:
+        below = np.zeros(len(self.neg_rows) + 1)  # float64 sums of whole numbers are exact
+        np.cumsum(weights[self.neg_rows], out=below[1:])
+        w_pos = weights[self.pos_rows].astype(np.float64)
+        credit = below[self.lo] + below[self.hi] if self.ties else 2 * below[self.lo]
+        pairs = 2.0 * float(w_pos.sum()) * float(below[-1])
+        # einsum, not np.dot: a BLAS call this small costs more in thread start-up than work
+        return float(np.einsum("i,i->", w_pos, credit)) / pairs if pairs else float("nan")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -220,11 +232,8 @@ def _by_group(stats: Array, index: Array, count: int) -> Array:
     return out
 
 
-def prepare(
-    metric: str, y_true: Any, champion: Any, candidate: Any, *, k: int | None, groups: Any
-) -> PairedEvaluation:
-    """Validate the inputs for ``metric`` and return the paired evaluation to resample."""
-    spec = metric_spec(metric)
+def validate(metric: str, y_true: Any, champion: Any, candidate: Any) -> tuple[Array, Array, Array]:
+    """The three inputs as arrays of one length and matching shapes, free of NaN."""
     y = _array(y_true, "y_true", metric)
     a = _array(champion, "champion's predictions", metric)
     b = _array(candidate, "candidate's predictions", metric)
@@ -243,7 +252,23 @@ def prepare(
             op="gate",
             target=metric,
         )
-    y = _one_dim(y, "y_true", metric)
+    if a.ndim == 2 and a.shape[1] < 2:
+        raise InvalidEvaluation(
+            f"predictions of shape {a.shape}: class scores need at least 2 columns",
+            op="gate",
+            target=metric,
+            hint="pass one value per example as shape (n,)",
+        )
+    return _one_dim(y, "y_true", metric), a, b
+
+
+def prepare(
+    metric: str, y_true: Any, champion: Any, candidate: Any, *, k: int | None, groups: Any
+) -> PairedEvaluation:
+    """Validate the inputs for ``metric`` and return the paired evaluation to resample."""
+    spec = metric_spec(metric)
+    y, a, b = validate(metric, y_true, champion, candidate)
+    n = y.shape[0]
     if spec.ranking:
         if groups is None:
             raise InvalidEvaluation(

@@ -74,10 +74,13 @@ def _poisson_table() -> np.ndarray:
     return _TABLE
 
 
-def poisson_weights(rng: np.random.Generator, rows: int, units: int) -> np.ndarray:
-    """A (rows, units) float64 matrix of Poisson(1) bootstrap weights."""
+def poisson_weights(
+    rng: np.random.Generator, rows: int, units: int, dtype: type = np.float64
+) -> np.ndarray:
+    """A (rows, units) matrix of Poisson(1) bootstrap weights (whole numbers)."""
     draws = rng.integers(0, 65536, size=(rows, units), dtype=np.uint16)
-    return np.take(_poisson_table(), draws).astype(np.float64)
+    weights = np.take(_poisson_table(), draws)
+    return weights if dtype == np.uint8 else weights.astype(dtype)
 
 
 def paired_bootstrap(
@@ -106,7 +109,7 @@ def paired_bootstrap(
     done = 0
     while done < resamples:
         rows = min(chunk, resamples - done)
-        a, b = evaluation.values(poisson_weights(rng, rows, units))
+        a, b = evaluation.values(poisson_weights(rng, rows, units, evaluation.weight_dtype))
         deltas[done : done + rows] = sign * (b - a)
         done += rows
     deltas = deltas[np.isfinite(deltas)]  # a resample that lost every positive, say
