@@ -211,8 +211,12 @@ def _decide(
         )
     elif lower > promote_above:
         outcome = "promote"
-        what = "better" if policy.promote == "superior" else f"worse by less than {policy.margin}"
-        reasons.append(f"promote: the candidate is {what} (lower bound {_fmt(lower)})")
+        shown = (
+            "better" if policy.promote == "superior" else f"not worse by {policy.margin} or more"
+        )
+        reasons.append(
+            f"promote: the candidate is {shown} (lower bound {_fmt(lower)} > {_fmt(promote_above)})"
+        )
     else:
         outcome = "hold"
         reasons.append(
