@@ -24,7 +24,9 @@ __all__ = ["cli", "main"]
 
 # Command groups that live in their own modules, imported only when used so that
 # ``lakeloop --help`` stays fast. Each later package adds one line here.
-_LAZY_COMMANDS: dict[str, str] = {}
+_LAZY_COMMANDS: dict[str, str] = {
+    "gate": "lakeloop.cli.gate:gate",
+}
 
 
 class _LazyGroup(click.Group):
