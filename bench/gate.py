@@ -80,7 +80,7 @@ def decision_times(rows: int, repeat: int) -> list[tuple[str, float, str]]:
         seconds = timed(fn, repeat if "McNemar" in name else max(1, repeat // 2))
         goal = "< 2 s" if "McNemar" in name else "< 10 s"
         out.append((name, seconds, goal))
-        print(f"  {name}: {seconds:.2f} s", flush=True)
+        print(f"  {name}: {seconds:.3f} s", flush=True)
     return out
 
 
@@ -111,6 +111,30 @@ def simulate(n: int, effect: float, discordant: float, sims: int, seed: int) -> 
     promoted = outcomes.count("promote") / sims
     point = float(np.mean(counts[:, 1] < counts[:, 0]))  # candidate's accuracy < champion's
     return ours, point, promoted
+
+
+def exact_false_block(n: int, discordant: float) -> float:
+    """The exact probability that lakeloop's gate blocks two equal models (no simulation):
+    the sum over the number of discordant examples m of P(m) times the binomial(m, 1/2)
+    probability of landing in the block region, found with the gate's own test."""
+    from scipy.stats import binom
+
+    alpha = 1 - POLICY.confidence
+    ms = np.arange(0, n + 1)
+    weights = binom.pmf(ms, n, discordant)
+    keep = weights > 1e-12
+    total = 0.0
+    for m, w in zip(ms[keep], weights[keep], strict=True):
+        # the largest c (candidate-only examples) that blocks, via the gate's p-value
+        c = int(binom.ppf(alpha, m, 0.5))
+        while (
+            c >= 0
+            and exact_mcnemar(m - c, c, n, confidence=POLICY.confidence, tolerance=0.0).upper >= 0
+        ):
+            c -= 1
+        if c >= 0:
+            total += w * float(binom.cdf(c, m, 0.5))
+    return total
 
 
 def check_against_compare(samples: int) -> None:
@@ -149,16 +173,23 @@ def main() -> None:
     times = decision_times(rows, repeat)
     print("\n| decision | seconds | goal |\n|---|---:|---|")
     for name, seconds, goal in times:
-        print(f"| {name} | {seconds:.2f} | {goal} |")
+        print(f"| {name} | {seconds:.3f} | {goal} |")
     check_against_compare(10 if args.quick else 50)
     ns = [500, 1000, 2000, 5000] if args.quick else [500, 1000, 2000, 5000, 10000]
     effects = [0.0, -0.01, -0.02, -0.03, 0.02]
-    for discordant, label in ((0.06, "correlated errors, 6 % discordant"),
-                              (0.18, "independent errors, 18 % discordant")):  # fmt: skip
+    for discordant, label in (
+        (0.06, "correlated errors, 6 % discordant"),
+        (0.18, "independent errors, 18 % discordant"),
+    ):
         print(f"\n## Block rate, {label} ({sims:,} simulated pairs per cell)\n")
-        print("lakeloop / point estimate; the promote rate of lakeloop in brackets\n")
+        print(
+            "lakeloop / point estimate; the promote rate of lakeloop in brackets; the "
+            "'exact' row is lakeloop's false-block probability computed, not simulated\n"
+        )
         print("| effect | " + " | ".join(f"n={n:,}" for n in ns) + " |")
         print("|---|" + "---:|" * len(ns))
+        exact = [exact_false_block(n, discordant) for n in ns]
+        print("| equal, exact | " + " | ".join(f"{e:.2%}" for e in exact) + " |")
         for i, effect in enumerate(effects):
             cells = []
             for j, n in enumerate(ns):

@@ -98,9 +98,14 @@ class _Auc(PairedEvaluation):
     Each model's scores are sorted once; under weights, the AUC is the weighted share of
     (positive, negative) pairs ordered correctly, ties counting one half, computed from a
     prefix sum of the negatives' weights.
+
+    For one binary AUC over rows, ``values`` reads its weights in the champion's sorted
+    order (its negatives, then its positives) rather than in row order: the weights are
+    independent and identically distributed, so any fixed order gives the same bootstrap,
+    and the champion then reads its weights as two contiguous slices without gathering.
     """
 
-    weight_dtype = np.uint8  # whole-number weights: exact integer prefix sums
+    weight_dtype = np.uint8  # whole-number weights
 
     def __init__(
         self,
@@ -114,6 +119,12 @@ class _Auc(PairedEvaluation):
         self.rows_of_unit = rows_of_unit  # None: units are rows
         self.parts_a = [_AucPart(s, p) for s, p in zip(scores_a, positives, strict=True)]
         self.parts_b = [_AucPart(s, p) for s, p in zip(scores_b, positives, strict=True)]
+        if rows_of_unit is None and len(positives) == 1:
+            a, b = self.parts_a[0], self.parts_b[0]
+            position = np.empty(units, dtype=np.int64)
+            position[np.concatenate([a.neg_rows, a.pos_rows])] = np.arange(units)
+            b.neg_sel, b.pos_sel = position[b.neg_rows], position[b.pos_rows]
+            a.neg_sel, a.pos_sel = slice(0, len(a.neg_rows)), slice(len(a.neg_rows), units)
 
     def values(self, weights: Array) -> tuple[Array, Array]:
         rows = weights if self.rows_of_unit is None else weights[:, self.rows_of_unit]
@@ -142,13 +153,18 @@ class _AucPart:
         order = np.argsort(lo, kind="stable")
         self.pos_rows, self.lo, self.hi = pos_rows[order], lo[order], hi[order]
         self.ties = bool((self.lo != self.hi).any())
+        # where this part reads its negatives' and positives' weights (see _Auc)
+        self.neg_sel: Array | slice = self.neg_rows
+        self.pos_sel: Array | slice = self.pos_rows
+        self._below: Array | None = None
+        self._w_pos: Array | None = None
 
     def auc(self, weights: Array) -> Array:
         if weights.shape[1] >= 4096:  # long rows: 1-D operations, one resample at a time
             return np.array([self._one(row) for row in weights])
         below = np.zeros((weights.shape[0], len(self.neg_rows) + 1))
-        np.cumsum(weights[:, self.neg_rows], axis=1, out=below[:, 1:])
-        w_pos = weights[:, self.pos_rows].astype(np.float64)
+        np.cumsum(weights[:, self.neg_sel], axis=1, out=below[:, 1:])
+        w_pos = weights[:, self.pos_sel].astype(np.float64)
         credit = below[:, self.lo] + below[:, self.hi] if self.ties else 2 * below[:, self.lo]
         result: Array = np.einsum("ij,ij->i", w_pos, credit) / (
             2.0 * w_pos.sum(axis=1) * below[:, -1]
@@ -156,9 +172,13 @@ class _AucPart:
         return result
 
     def _one(self, weights: Array) -> float:
-        below = np.zeros(len(self.neg_rows) + 1)  # float64 sums of whole numbers are exact
-        np.cumsum(weights[self.neg_rows], out=below[1:])
-        w_pos = weights[self.pos_rows].astype(np.float64)
+        if self._below is None:  # buffers reused across resamples: no page faults per resample
+            self._below = np.zeros(len(self.neg_rows) + 1)
+            self._w_pos = np.empty(len(self.pos_rows))
+        below, w_pos = self._below, self._w_pos
+        assert w_pos is not None
+        np.cumsum(weights[self.neg_sel], out=below[1:])  # float64: whole numbers stay exact
+        np.copyto(w_pos, weights[self.pos_sel])
         credit = below[self.lo] + below[self.hi] if self.ties else 2 * below[self.lo]
         pairs = 2.0 * float(w_pos.sum()) * float(below[-1])
         # einsum, not np.dot: a BLAS call this small costs more in thread start-up than work
