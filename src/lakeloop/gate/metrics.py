@@ -162,26 +162,33 @@ class _AucPart:
     def auc(self, weights: Array) -> Array:
         if weights.shape[1] >= 4096:  # long rows: 1-D operations, one resample at a time
             return np.array([self._one(row) for row in weights])
-        below = np.zeros((weights.shape[0], len(self.neg_rows) + 1))
+        below = np.zeros((weights.shape[0], len(self.neg_rows) + 1), dtype=np.int64)
         np.cumsum(weights[:, self.neg_sel], axis=1, out=below[:, 1:])
-        w_pos = weights[:, self.pos_sel].astype(np.float64)
-        credit = below[:, self.lo] + below[:, self.hi] if self.ties else 2 * below[:, self.lo]
-        result: Array = np.einsum("ij,ij->i", w_pos, credit) / (
+        w_pos = weights[:, self.pos_sel].astype(np.int64)
+        twice = below[:, self.lo] + below[:, self.hi] if self.ties else 2 * below[:, self.lo]
+        result: Array = np.einsum("ij,ij->i", w_pos, twice) / (
             2.0 * w_pos.sum(axis=1) * below[:, -1]
         )
         return result
 
     def _one(self, weights: Array) -> float:
-        if self._below is None:  # buffers reused across resamples: no page faults per resample
-            self._below = np.zeros(len(self.neg_rows) + 1)
-            self._w_pos = np.empty(len(self.pos_rows))
+        # Integer buffers, reused across resamples: integer prefix sums are exact and several
+        # times faster than float ones, and reuse avoids page faults on every resample.
+        if self._below is None:
+            self._below = np.zeros(len(self.neg_rows) + 1, dtype=np.int64)
+            self._w_pos = np.empty(len(self.pos_rows), dtype=np.int64)
         below, w_pos = self._below, self._w_pos
         assert w_pos is not None
-        np.cumsum(weights[self.neg_sel], out=below[1:])  # float64: whole numbers stay exact
+        np.cumsum(weights[self.neg_sel], out=below[1:])
         np.copyto(w_pos, weights[self.pos_sel])
-        credit = below[self.lo] + below[self.hi] if self.ties else 2 * below[self.lo]
-        pairs = 2.0 * float(w_pos.sum()) * float(below[-1])
-        # einsum, not np.dot: a BLAS call this small costs more in thread start-up than work
+        credit = np.take(below, self.lo)
+        if self.ties:  # a tie counts one half: (below + below-or-equal) / 2
+            credit += np.take(below, self.hi)
+            scale = 2.0
+        else:
+            scale = 1.0
+        pairs = scale * float(w_pos.sum()) * float(below[-1])
+        # einsum, not np.dot: no BLAS threads to start for each resample
         return float(np.einsum("i,i->", w_pos, credit)) / pairs if pairs else float("nan")
 
 
