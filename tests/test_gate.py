@@ -44,7 +44,9 @@ def test_block_hold_promote_and_superior() -> None:
     d = compare(y, a, b, Policy(margin=0.01))
     assert d.outcome == "block" and not d.passed and d.interval[1] < 0 and d.p_value < 0.05
     # tolerance: a drop of 3 points is not "worse by more than 5 points"
-    assert compare(y, a, b, Policy(margin=0.01, tolerance=0.05)).outcome == "hold"
+    between = compare(y, a, b, Policy(margin=0.01, tolerance=0.05))
+    assert between.outcome == "hold" and between.n_required is None
+    assert any("would not decide" in r for r in between.reasons)
     y, a, b = paired_labels(rng, 400, 0.90, 0.90, 0.06)
     d = compare(y, a, b, Policy(margin=0.002))
     assert d.outcome == "hold" and d.passed
@@ -206,7 +208,7 @@ def test_groups_resample_whole_groups_for_accuracy() -> None:
     rng = np.random.default_rng(5)
     y, a, b = paired_labels(rng, 2000, 0.9, 0.9, 0.06)
     d = compare(y, a, b, Policy(margin=0.01), groups=np.arange(2000) // 10)
-    assert d.n == 200 and "bootstrap" in d.test
+    assert d.n == 200 and "bootstrap" in d.test and "n=200 groups" in d.reasons[0]
     assert d.champion_value == pytest.approx(np.mean(a == y))
 
 

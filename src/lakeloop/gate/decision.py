@@ -180,7 +180,8 @@ def compare(
             seed=policy.seed,
         )
         n = evaluation.units
-    return _decide(policy, ev, n, champion_value, candidate_value, baseline, slice)
+    unit = "examples" if groups is None else "groups"
+    return _decide(policy, ev, n, champion_value, candidate_value, baseline, slice, unit)
 
 
 def _decide(
@@ -191,13 +192,13 @@ def _decide(
     candidate_value: float,
     baseline: str,
     slice_name: str | None,
+    unit: str,
 ) -> Decision:
     reasons: list[str] = []
     conf = f"{policy.confidence:.0%}"
     lower, upper = ev.lower, ev.upper
     promote_above = 0.0 if policy.promote == "superior" else 0.0 - policy.margin
     block_below = 0.0 - policy.tolerance  # 0.0 - x: never prints as -0
-    unit = "groups" if policy.k else "examples"
     reasons.append(
         f"{policy.label}: candidate {candidate_value:.4g} vs {baseline} {champion_value:.4g}, "
         f"difference {_fmt(ev.delta)} (positive = candidate better), one-sided {conf} "
@@ -240,7 +241,10 @@ def _decide(
                 f"it if the observed difference held"
             )
         else:
-            reasons.append("the observed difference sits on a boundary; no size would decide it")
+            reasons.append(
+                "the observed difference lies where neither a block nor a promotion can be "
+                "shown (between -margin and -tolerance); more examples would not decide it"
+            )
     underpowered = False
     if policy.margin > 0 and math.isfinite(se):
         detectable = (z + _z(policy.power)) * se
