@@ -85,3 +85,13 @@ def test_html_escapes() -> None:
 def test_report_refuses_other_objects() -> None:
     with pytest.raises(InvalidInput, match="cannot report"):
         render_markdown(["not a decision"])  # type: ignore[list-item]
+
+
+def test_html_without_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails
+    blocked, _, _ = decisions()
+    assert plot_history(HISTORY) is None
+    page = render_html(blocked, HISTORY)
+    assert "<img" not in page and "lakeloop[plot]" in page

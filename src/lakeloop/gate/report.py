@@ -161,16 +161,16 @@ def plot_history(history: Sequence[HistoryPoint]) -> bytes | None:
     if not history:
         return None
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        # A bare Figure renders with Agg and touches no global pyplot state, so a caller's
+        # own backend and figures are left alone.
+        from matplotlib.figure import Figure
     except ImportError:
         return None
     import io
 
     metrics = list(dict.fromkeys(h.metric for h in history))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(metrics), 3.2))
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         points = [h for h in history if h.metric == metric]
         xs = list(range(len(points)))
@@ -184,7 +184,6 @@ def plot_history(history: Sequence[HistoryPoint]) -> bytes | None:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     return buffer.getvalue()
 
 
