@@ -287,6 +287,9 @@ def test_ratchet_compares_with_the_best_of_the_last_champions() -> None:
     assert d.outcome != "promote"
     listed = ratchet(y, cand, [v3, v1], policy)
     assert "#2" in listed.baseline
+    family = compare_all(y, v3, cand, [policy], previous={"v1": v1, "v2": v2})
+    assert family.decisions[0].baseline == "champion" and len(family.decisions) == 2
+    assert "v1" in family.decisions[1].baseline and family.outcome != "promote"
 
 
 # --------------------------------------------------------------------------- input errors

@@ -55,6 +55,7 @@ def test_json_is_complete_and_strict() -> None:
     doc = json.loads(render_json([blocked, both, acc], HISTORY))
     assert doc["outcome"] == "block" and doc["passed"] is False
     first = doc["results"][0]
+    assert first["kind"] == "decision" and doc["results"][1]["kind"] == "combined"
     assert first["outcome"] == "block" and first["test"].startswith("exact McNemar")
     assert first["interval"][1] < 0 and first["policy"]["margin"] == 0.01
     assert len(doc["results"][1]["decisions"]) == 2

@@ -67,6 +67,7 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "kind": "decision",
             "outcome": self.outcome,
             "passed": self.passed,
             "metric": self.metric,
@@ -110,6 +111,7 @@ class CombinedDecision:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "kind": "combined",
             "outcome": self.outcome,
             "passed": self.passed,
             "correction": self.correction,
@@ -368,6 +370,7 @@ def compare_all(
     groups: Any = None,
     *,
     slices: Mapping[str, Any] | None = None,
+    previous: Mapping[str, Any] | None = None,
     correction: str = "holm",
 ) -> CombinedDecision:
     """Compare on every policy, on all examples and on each slice, then :func:`combine`.
@@ -376,6 +379,9 @@ def compare_all(
     metric name (or policy name) to the array that metric needs, e.g. ``{"accuracy":
     labels, "auc": scores}``. ``slices`` maps a slice name to a boolean mask (or row
     indices); each slice is decided on its own rows, as one more comparison of the family.
+    ``previous`` maps earlier champions' names to their predictions (arrays or mappings
+    like ``champion``): each policy then also gets a :func:`ratchet` decision on all
+    examples, in the same family.
 
     >>> import numpy as np
     >>> y = np.array([0, 1] * 50)
@@ -424,6 +430,12 @@ def compare_all(
                 decisions.append(
                     compare(take(y_true), take(a), take(b), policy, take(groups), slice=slice_name)
                 )
+    if previous:
+        for policy in policies:
+            earlier = {name: _pick(p, policy, str(name)) for name, p in previous.items()}
+            decisions.append(
+                ratchet(y_true, _pick(candidate, policy, "candidate"), earlier, policy, groups)
+            )
     return combine(decisions, correction=correction)
 
 
