@@ -2,9 +2,12 @@
 
 >>> from lakeloop.gate import Policy, compare, acceptance
 >>> policy = Policy(metric="accuracy", margin=0.01, confidence=0.95)
->>> d = compare([1, 0, 1, 1], [1, 0, 0, 1], [1, 0, 1, 1], policy)
->>> d.outcome, d.passed, d.delta
-('promote', True, 0.25)
+>>> y = [1] * 100                                  # true labels
+>>> champion = [1] * 90 + [0] * 10                 # 90 % right
+>>> candidate = [1] * 95 + [0] * 5                 # 95 % right, on the same examples
+>>> d = compare(y, champion, candidate, policy)
+>>> d.outcome, d.passed, round(d.delta, 2)
+('promote', True, 0.05)
 
 Both models are scored on the same examples and compared *paired*: accuracy with the
 exact McNemar test and its interval, every other metric with a seeded paired bootstrap.
