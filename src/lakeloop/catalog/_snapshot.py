@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import re
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -149,19 +150,32 @@ class Snapshot:
     def entries(self, split: str | None = None) -> list[Entry]:
         """Every entry (or those of one split), in key order."""
         if self._entries is None:
-            lines = self.manifest().splitlines()
-            self._entries = [
-                Entry(
-                    key=d["key"],
-                    version=d["version"],
-                    size=d["size"],
-                    etag=d["md5"],
-                    content_type=d.get("content_type"),
-                    label=d.get("label"),
-                    split=d["split"],
+            # streamed line by line and hashed on the way: a manifest can be large
+            assert self._lake is not None
+            digest = hashlib.sha256()
+            entries = []
+            with self._lake.internal_namespace(INTERNAL_NS).open(f"snapshots/{self.id}.jsonl") as f:
+                for n, line in enumerate(f):
+                    digest.update(line)
+                    if n == 0:
+                        continue
+                    d = json.loads(line)
+                    entries.append(
+                        Entry(
+                            key=d["key"],
+                            version=d["version"],
+                            size=d["size"],
+                            etag=d["md5"],
+                            content_type=d.get("content_type"),
+                            label=d.get("label"),
+                            split=d["split"],
+                        )
+                    )
+            if digest.hexdigest() != self.id:
+                raise ChecksumError(
+                    "manifest does not match its name", op="read snapshot", target=self.ref
                 )
-                for d in map(json.loads, lines[1:])
-            ]
+            self._entries = entries
         if split is None:
             return list(self._entries)
         if split not in ("train", "eval"):
@@ -409,83 +423,94 @@ class Datasets:
             if d["labels"]:
                 regex = _pattern_regex(d["labels"])
             table = self._labels_table(d["labels_table"]) if d["labels_table"] else None
-            holder = ""
-            for _attempt in range(_PIN_RETRIES):
-                infos = list(ns.list(prefix=d["prefix"]))
-                lines = [
-                    json.dumps(
-                        {
-                            "format": FORMAT,
-                            "dataset": dataset,
-                            "namespace": d["namespace"],
-                            "prefix": d["prefix"],
-                            "labels": d["labels"],
-                            "labels_table": d["labels_table"],
-                            "eval_fraction": d["eval_fraction"],
-                            "split_seed": d["split_seed"],
-                        },
-                        sort_keys=True,
-                    )
-                ]
-                label_counts: Counter[str] = Counter()
-                split_counts: Counter[str] = Counter()
-                total = 0
-                for info in infos:
-                    rel = info.key[len(d["prefix"]) :]
-                    label: str | None = None
-                    if regex is not None:
-                        m = regex.match(rel)
-                        label = m.group("label") if m else None
-                    elif table is not None:
-                        label = table.get(info.key, table.get(rel))
-                    split = split_of(info.key, d["eval_fraction"], d["split_seed"])
-                    if label is not None:
-                        label_counts[label] += 1
-                    split_counts[split] += 1
-                    total += info.size
-                    lines.append(
-                        json.dumps(
-                            {
-                                "key": info.key,
-                                "version": info.version,
-                                "size": info.size,
-                                "md5": info.etag,
-                                "content_type": info.content_type,
-                                "label": label,
-                                "split": split,
-                            },
-                            sort_keys=True,
-                            ensure_ascii=False,
+            header = json.dumps(
+                {
+                    "format": FORMAT,
+                    "dataset": dataset,
+                    "namespace": d["namespace"],
+                    "prefix": d["prefix"],
+                    "labels": d["labels"],
+                    "labels_table": d["labels_table"],
+                    "eval_fraction": d["eval_fraction"],
+                    "split_seed": d["split_seed"],
+                },
+                sort_keys=True,
+            )
+            # The manifest is streamed to a temporary file and hashed as it is written,
+            # so a snapshot of millions of objects never holds its manifest in memory.
+            with tempfile.TemporaryFile() as spool:
+                for _attempt in range(_PIN_RETRIES):
+                    spool.seek(0)
+                    spool.truncate()
+                    digest = hashlib.sha256()
+
+                    def write(line: str, digest: Any = digest) -> None:
+                        raw = (line + "\n").encode()
+                        digest.update(raw)
+                        spool.write(raw)
+
+                    write(header)
+                    label_counts: Counter[str] = Counter()
+                    split_counts: Counter[str] = Counter()
+                    total = 0
+                    versions: list[int] = []
+                    for info in ns.list(prefix=d["prefix"]):
+                        rel = info.key[len(d["prefix"]) :]
+                        label: str | None = None
+                        if regex is not None:
+                            m = regex.match(rel)
+                            label = m.group("label") if m else None
+                        elif table is not None:
+                            label = table.get(info.key, table.get(rel))
+                        split = split_of(info.key, d["eval_fraction"], d["split_seed"])
+                        if label is not None:
+                            label_counts[label] += 1
+                        split_counts[split] += 1
+                        total += info.size
+                        versions.append(info.version)
+                        write(
+                            json.dumps(
+                                {
+                                    "key": info.key,
+                                    "version": info.version,
+                                    "size": info.size,
+                                    "md5": info.etag,
+                                    "content_type": info.content_type,
+                                    "label": label,
+                                    "split": split,
+                                },
+                                sort_keys=True,
+                                ensure_ascii=False,
+                            )
                         )
+                    sid = digest.hexdigest()
+                    if record["snapshots"] and record["snapshots"][-1]["id"] == sid:
+                        last = record["snapshots"][-1]
+                        return self._snapshot(record, len(record["snapshots"]) - 1, last), False
+                    try:
+                        # pins first: once the series names the snapshot its bytes are held
+                        ns.pin(f"snapshot:{sid}", versions)
+                        break
+                    except NotFound:
+                        continue  # an object was overwritten between listing and pinning
+                else:
+                    raise InvalidInput(
+                        "objects kept changing while the snapshot was taken",
+                        op="snapshot create",
+                        target=f"{namespace}/{prefix}",
+                        hint="retry, or snapshot a prefix that is not being rewritten",
                     )
-                manifest = ("\n".join(lines) + "\n").encode()
-                sid = hashlib.sha256(manifest).hexdigest()
-                if record["snapshots"] and record["snapshots"][-1]["id"] == sid:
-                    snap = self._snapshot(
-                        record, len(record["snapshots"]) - 1, record["snapshots"][-1]
-                    )
-                    return snap, False
-                holder = f"snapshot:{sid}"
-                try:
-                    # pins first: once the series names the snapshot its bytes must be held
-                    ns.pin(holder, [i.version for i in infos])
-                    break
-                except NotFound:
-                    continue  # an object was overwritten between listing and pinning
-            else:
-                raise InvalidInput(
-                    "objects kept changing while the snapshot was taken",
-                    op="snapshot create",
-                    target=f"{namespace}/{prefix}",
-                    hint="retry, or snapshot a prefix that is not being rewritten",
+                spool.seek(0)
+                self._store.put_stream(
+                    f"snapshots/{sid}.jsonl", spool, content_type="application/x-ndjson"
                 )
-            self._store.put(f"snapshots/{sid}.jsonl", manifest, content_type="application/x-ndjson")
+            count = len(versions)
             number = record["snapshots"][-1]["number"] + 1 if record["snapshots"] else 1
             entry = {
                 "id": sid,
                 "number": number,
                 "created": time.time(),
-                "count": len(infos),
+                "count": count,
                 "bytes": total,
                 "labels": dict(sorted(label_counts.items())),
                 "splits": dict(sorted(split_counts.items())),
