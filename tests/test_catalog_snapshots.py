@@ -264,3 +264,19 @@ def test_kill_9_while_snapshotting_leaves_every_recorded_snapshot_whole(
         manifests = {i.key for i in lake.internal_namespace("_catalog").list(prefix="snapshots/")}
         assert manifests == {f"snapshots/{s.id}.jsonl" for s in snaps}
         assert lake.fsck().ok
+
+
+def test_a_manifest_that_does_not_match_its_name_is_refused(lake: Lake) -> None:
+    from lakeloop.errors import ChecksumError
+
+    ns = lake.create_namespace("pets")
+    ns.put("a", b"1")
+    cat = Catalog(lake)
+    snap = cat.snapshot("pets/", dataset="pets")
+    store = lake.internal_namespace("_catalog")
+    raw = store.get(f"snapshots/{snap.id}.jsonl")
+    store.put(f"snapshots/{snap.id}.jsonl", raw.replace(b'"a"', b'"b"'))
+    with pytest.raises(ChecksumError):
+        cat.resolve("pets@latest").entries()
+    with pytest.raises(ChecksumError):
+        cat.resolve("pets@latest").manifest()
