@@ -24,7 +24,10 @@ __all__ = ["cli", "main"]
 
 # Command groups that live in their own modules, imported only when used so that
 # ``lakeloop --help`` stays fast. Each later package adds one line here.
-_LAZY_COMMANDS: dict[str, str] = {}
+_LAZY_COMMANDS: dict[str, str] = {
+    "gateway": "lakeloop.cli.gateway:gateway",
+    "user": "lakeloop.cli.users:user",
+}
 
 
 class _LazyGroup(click.Group):

@@ -1,0 +1,51 @@
+"""The gateway: the lake over HTTP, as S3 and as a JSON API, for signed-in principals.
+
+Public surface::
+
+    Gateway(lake, credentials) -> ASGI app      (S3 at /, JSON API at /api/v1/)
+    serve(lake, host=..., port=..., credentials=...)   run it under uvicorn
+    Credentials(path) / Principal                principals, access keys, grants
+    ROLES                                        ("read", "write", "admin")
+
+Start it from the command line with ``lakeloop gateway --host 127.0.0.1 --port 9000``;
+docs/gateway.md lists the supported S3 operations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lakeloop.gateway._app import Gateway
+from lakeloop.gateway._credentials import ROLES, Credentials, Principal, default_credentials_path
+from lakeloop.store import Lake
+
+__all__ = ["ROLES", "Credentials", "Gateway", "Principal", "default_credentials_path", "serve"]
+
+
+def serve(
+    lake: Lake,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9000,
+    credentials: Credentials | None = None,
+    log_level: str = "warning",
+    **uvicorn_options: Any,
+) -> None:
+    """Serve *lake* until interrupted (uvicorn, with uvloop and httptools when installed)."""
+    import importlib.util
+
+    import uvicorn
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    uvicorn.run(
+        Gateway(lake, credentials),
+        host=host,
+        port=port,
+        loop=loop,
+        http=http,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        **uvicorn_options,
+    )
