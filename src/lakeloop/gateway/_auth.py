@@ -62,6 +62,12 @@ def verify(
     header = headers.get("authorization")
     presigned = any(k == "X-Amz-Signature" for k, _ in query)
     if header is None and not presigned:
+        if any(k == "AWSAccessKeyId" for k, _ in query):
+            raise S3Error(
+                "InvalidRequest",
+                "signature version 2 is not supported; presign with SigV4 "
+                "(botocore: Config(signature_version='s3v4'))",
+            )
         raise S3Error("AccessDenied", "anonymous access is off: sign the request (SigV4)")
     if header is not None:
         code = "AuthorizationHeaderMalformed"
