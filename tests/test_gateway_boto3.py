@@ -117,7 +117,9 @@ def test_multipart_abort_and_bad_parts(gateway: Any) -> None:
             Bucket=b,
             Key="x",
             UploadId=uid,
-            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]},
+            MultipartUpload={
+                "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]
+            },
         )
     assert _code(exc) == "EntityTooSmall"
     with pytest.raises(ClientError) as exc:

@@ -35,15 +35,16 @@ _MAX_CHUNK_HEADER = 4096
 
 
 class _Crc:
-    def __init__(self, fn: Callable[[bytes, int], int]) -> None:
+    def __init__(self, fn: Callable[[bytes, int], int], width: int = 4) -> None:
         self._fn = fn
         self._value = 0
+        self._width = width
 
     def update(self, data: bytes) -> None:
         self._value = self._fn(data, self._value)
 
     def digest(self) -> bytes:
-        return (self._value & 0xFFFFFFFF).to_bytes(4, "big")
+        return (self._value & ((1 << (8 * self._width)) - 1)).to_bytes(self._width, "big")
 
 
 def _new_checksum(algorithm: str) -> Any:
@@ -51,6 +52,10 @@ def _new_checksum(algorithm: str) -> Any:
         return _Crc(zlib.crc32)
     if algorithm == "crc32c":
         return _Crc(crc32c.crc32c)
+    if algorithm == "crc64nvme":
+        from awscrt import checksums  # C code; imported only by the clients that send it
+
+        return _Crc(checksums.crc64nvme, 8)
     if algorithm in ("sha1", "sha256"):
         return hashlib.new(algorithm)
     raise S3Error(
