@@ -264,6 +264,16 @@ class S3App:
         head = method == "HEAD"
         path: str = scope["path"]
         resource = path
+        body_done = False
+        outer_receive = receive
+
+        async def receive() -> dict[str, Any]:
+            nonlocal body_done
+            message: dict[str, Any] = await outer_receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                body_done = True
+            return message
+
         try:
             raw_query = scope.get("query_string", b"").decode("latin-1")
             query = sigv4.parse_query(raw_query)
@@ -296,24 +306,33 @@ class S3App:
                 if len(key.encode("utf-8", "surrogatepass")) > 1024:
                     raise S3Error("KeyTooLongError", "your key is too long (1024 bytes at most)")
                 await self.object(method, bucket, key, params, headers, auth, receive, send, rid)
-        except S3Error as exc:
-            await self._error(send, exc, resource, rid, head)
-        except LakeloopError as exc:
-            await self._error(send, from_lakeloop(exc), resource, rid, head)
-        except Exception:
-            log.exception("gateway: %s %s failed", method, path)
-            await self._error(
-                send,
-                S3Error("InternalError", "internal error; see the gateway log"),
-                path,
-                rid,
-                head,
-            )
+        except Exception as exc:
+            if isinstance(exc, S3Error):
+                error = exc
+            elif isinstance(exc, LakeloopError):
+                error = from_lakeloop(exc)
+            else:
+                log.exception("gateway: %s %s failed", method, path)
+                error = S3Error("InternalError", "internal error; see the gateway log")
+            # A body left unread (refused before it was read, or cut short) would be
+            # parsed as the next request on this connection: close it instead.
+            unread = not body_done and self._has_body(scope["headers"])
+            await self._error(send, error, resource, rid, head, close=unread)
 
-    async def _error(self, send: Send, exc: S3Error, resource: str, rid: str, head: bool) -> None:
+    @staticmethod
+    def _has_body(raw_headers: list[tuple[bytes, bytes]]) -> bool:
+        for k, v in raw_headers:
+            if k == b"transfer-encoding" or (k == b"content-length" and v.strip() != b"0"):
+                return True
+        return False
+
+    async def _error(
+        self, send: Send, exc: S3Error, resource: str, rid: str, head: bool, *, close: bool
+    ) -> None:
         body = xml.error_xml(exc.code, exc.message, exc.resource or resource, rid)
+        extra = [(b"connection", b"close")] if close else []
         try:
-            await self._send(send, exc.status, body, head=head, request_id=rid)
+            await self._send(send, exc.status, body, extra, head=head, request_id=rid)
         except Exception:  # the response had started already: nothing more to say
             log.debug("could not send %s for %s", exc.code, resource)
 
