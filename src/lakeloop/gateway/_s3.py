@@ -141,8 +141,8 @@ def _parse_range(text: str, size: int) -> tuple[int, int] | None:
         end = int(last) + 1 if last else size
     except ValueError:
         return None
-    if start < 0 or end <= start:
-        return None
+    if start < 0 or (last and end <= start):
+        return None  # not a valid range: serve the whole object
     if start >= size:
         raise S3Error("InvalidRange", "the requested range is not satisfiable")
     return start, min(end, size)
