@@ -77,3 +77,29 @@ def test_every_setting_has_help_and_is_documented() -> None:
     for name, setting in SETTINGS.items():
         assert setting.help and len(setting.help) > 10
         assert f"`{name}`" in doc, f"{name} is missing from docs/settings.md"
+
+
+def test_gateway_surface() -> None:
+    import lakeloop.gateway
+
+    assert sorted(lakeloop.gateway.__all__) == [
+        "Credentials",
+        "Gateway",
+        "Principal",
+        "ROLES",
+        "default_credentials_path",
+        "serve",
+    ]
+
+
+def test_import_lakeloop_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lakeloop, lakeloop.store, lakeloop.cli; "
+        "print(sorted(m for m in ('uvicorn', 'starlette', 'anyio', 'boto3', 'lakeloop.gateway') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

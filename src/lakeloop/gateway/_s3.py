@@ -258,18 +258,17 @@ class S3App:
             raise
 
     # ------------------------------------------------------------------ entry
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: dict[str, Any], asgi_receive: Receive, send: Send) -> None:
         rid = self._request_id()
         method = scope["method"]
         head = method == "HEAD"
         path: str = scope["path"]
         resource = path
         body_done = False
-        outer_receive = receive
 
         async def receive() -> dict[str, Any]:
             nonlocal body_done
-            message: dict[str, Any] = await outer_receive()
+            message: dict[str, Any] = await asgi_receive()
             if message["type"] != "http.request" or not message.get("more_body"):
                 body_done = True
             return message
