@@ -327,6 +327,13 @@ SETTINGS: dict[str, Setting] = {
             " larger ones stream into the store and are verified before it commits",
         ),
         Setting(
+            "gateway_inline_read_max",
+            64 * 1024,
+            parse_size,
+            "GETs of objects up to this size are served on the event loop, without a hand-off"
+            " to a worker thread (faster; a cold disk read then delays other requests; 0: off)",
+        ),
+        Setting(
             "gateway_threads",
             64,
             _parse_int,

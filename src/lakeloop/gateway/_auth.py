@@ -11,6 +11,7 @@ import calendar
 import hmac
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lakeloop import _sigv4 as sigv4
 from lakeloop.gateway._credentials import Credentials, Principal
@@ -31,6 +32,7 @@ class Auth:
     payload_hash: str
 
 
+@lru_cache(maxsize=256)  # many requests share their second
 def _parse_date(text: str, code: str) -> float:
     try:
         return float(calendar.timegm(time.strptime(text, "%Y%m%dT%H%M%SZ")))

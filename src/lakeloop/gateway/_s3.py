@@ -201,6 +201,7 @@ class S3App:
         self.max_expires = int(s["gateway_presign_max_expires"])
         self.max_xml = int(s["gateway_max_xml_bytes"])
         self.memory_limit = int(s["gateway_memory_body_limit"])
+        self.inline_reads = int(s["gateway_inline_read_max"])
         self.limiter = anyio.CapacityLimiter(max(int(s["gateway_threads"]), 1))
         self.multipart = Multipart(lake)
         self._ids = secrets.token_hex(4).upper()
@@ -686,13 +687,20 @@ class S3App:
         ns = self._ns(bucket)
         small = self.memory_limit
 
-        def fetch() -> tuple[ObjectInfo, bytes | None]:
+        def fetch(limit: int) -> tuple[ObjectInfo, bytes | None]:
             info = ns.stat(key)
-            if head or info.size > small or self._conditions(info, headers):
+            if head or info.size > limit or self._conditions(info, headers):
                 return info, None
             return info, ns.get(key)
 
-        info, data = await self.run(fetch)
+        if self.inline_reads:
+            # An index lookup and one pread of a small record: cheaper on the event loop
+            # than the hand-off to a worker thread and back (see gateway_inline_read_max).
+            info, data = fetch(self.inline_reads)
+            if data is None and not head and self.inline_reads < info.size <= small:
+                info, data = await self.run(fetch, small)
+        else:
+            info, data = await self.run(fetch, small)
         status = self._conditions(info, headers)
         hs = _object_headers(info)
         if status == 304:
