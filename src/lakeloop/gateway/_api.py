@@ -65,12 +65,6 @@ class Endpoint:
     response: dict[str, Any]
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
     public: bool = False  # no authentication (the OpenAPI document, health)
-    pattern: re.Pattern[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        parts = re.split(r"(\{\w+\})", self.path)
-        rx = "".join(f"(?P<{p[1:-1]}>[^/]+)" if p.startswith("{") else re.escape(p) for p in parts)
-        self.pattern = re.compile(f"^{rx}$")
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -98,20 +92,6 @@ def endpoint(
 def load_areas() -> None:
     for module in AREAS:
         importlib.import_module(module)
-
-
-def match(method: str, path: str) -> tuple[Endpoint, dict[str, str]]:
-    """The endpoint for *path* (below the prefix); ApiError 404/405 otherwise."""
-    allowed = False
-    for ep in ENDPOINTS:
-        m = ep.pattern.match(path)
-        if m:
-            if ep.method == method:
-                return ep, m.groupdict()
-            allowed = True
-    if allowed:
-        raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed here")
-    raise ApiError(404, "NotFound", f"no endpoint {PREFIX}{path}")
 
 
 def call(ep: Endpoint, ctx: ApiContext, params: dict[str, str]) -> Any:
