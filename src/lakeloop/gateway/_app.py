@@ -1,8 +1,8 @@
 """The gateway's ASGI app: ``/api/v1/...`` goes to the JSON API, everything else is S3.
 
 The JSON API is a Starlette app whose routes come from the endpoint registry (``_api``).
-The S3 side is a bare ASGI callable (``_s3``): it is on the path of every data request,
-and skipping the framework's request/response objects there halves its CPU per request.
+The S3 side is a bare ASGI callable (``_s3``): it is on the path of every data request and
+routes by path shape and query parameters, which a path router does not express.
 """
 
 from __future__ import annotations
