@@ -123,3 +123,38 @@ def test_bad_keys(any_lake: Any) -> None:
         with pytest.raises(InvalidKey):
             ns.put(bad, b"x")
     assert list(ns.list()) == []
+
+
+# ---------------------------------------------------------------------------- remote only
+def test_remote_keys_from_environment(gateway: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lakeloop.errors import AccessDenied
+
+    monkeypatch.setenv("LAKELOOP_ACCESS_KEY", gateway.admin.access)
+    monkeypatch.setenv("LAKELOOP_SECRET_KEY", gateway.admin.secret)
+    with Lake.open(gateway.url) as lake:
+        assert isinstance(lake.namespaces(), list)
+    monkeypatch.setenv("LAKELOOP_SECRET_KEY", "wrong")
+    with Lake.open(gateway.url) as lake, pytest.raises(AccessDenied):
+        lake.namespaces()
+    monkeypatch.delenv("LAKELOOP_ACCESS_KEY")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    with pytest.raises(AccessDenied):
+        Lake.open(gateway.url)
+
+
+def test_remote_put_stream_goes_multipart(gateway: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lakeloop.store import _remote
+
+    monkeypatch.setattr(_remote, "_SINGLE_PUT", 1 << 20)
+    monkeypatch.setattr(_remote, "_PART", 5 << 20)
+    data = bytes(range(256)) * (44 * 1024)  # 11 MiB: parts of 5, 5 and 1 MiB
+    with Lake.open(
+        gateway.url, access_key=gateway.admin.access, secret_key=gateway.admin.secret
+    ) as lake:
+        ns = lake.create_namespace(_name())
+        info = ns.put_stream("big", io.BytesIO(data), size=len(data), metadata={"a": "b"})
+        assert info.etag.endswith("-3") and info.size == len(data)
+        assert ns.get("big") == data and ns.stat("big").metadata == {"a": "b"}
+        with pytest.raises(InvalidInput):
+            ns.put_stream("wrong-size", io.BytesIO(data), size=len(data) + 1)
+        assert not ns.exists("wrong-size")

@@ -7,6 +7,7 @@ routes by path shape and query parameters, which a path router does not express.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -80,7 +81,7 @@ class Gateway:
                 query = sigv4.parse_query(request.scope.get("query_string", b"").decode("latin-1"))
                 principal = Principal("anonymous")
                 if not ep.public:
-                    principal = self._authenticate(request.scope, query)
+                    principal = self._authenticate(request.scope, query, raw)
                 body = None
                 if raw:
                     try:
@@ -100,7 +101,7 @@ class Gateway:
         return handle
 
     def _authenticate(
-        self, scope: MutableMapping[str, Any], query: list[tuple[str, str]]
+        self, scope: MutableMapping[str, Any], query: list[tuple[str, str]], body: bytes
     ) -> Principal:
         self.credentials.refresh()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -117,6 +118,11 @@ class Gateway:
             )
         except S3Error as exc:
             raise api.ApiError(403, exc.code, exc.message) from None
+        signed = auth.payload_hash
+        if signed != sigv4.UNSIGNED and hashlib.sha256(body).hexdigest() != signed.lower():
+            raise api.ApiError(
+                400, "XAmzContentSHA256Mismatch", "the body does not match its signed SHA-256"
+            )
         return auth.principal
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
