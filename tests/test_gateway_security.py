@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import os
 import socket
 import time
 import urllib.error
@@ -373,3 +374,48 @@ def test_object_too_large_refused(gateway: Any) -> None:
     assert resp.status == 400 and b"EntityTooLarge" in resp.read()
     conn.close()
     _nothing_stored(gateway, b)
+
+
+def _blob_files(gateway: Any, bucket: str) -> list[str]:
+    import os
+
+    folder = gateway.lake.namespace(bucket).root + "/blobs"
+    return os.listdir(folder) if os.path.isdir(folder) else []
+
+
+def test_streamed_body_with_bad_md5_leaves_no_blob(gateway: Any) -> None:
+    """Bodies above gateway_memory_body_limit stream into a blob; a failed check removes it."""
+    b = gateway.bucket()
+    data = os.urandom(2 << 20)
+    assert len(data) > gateway.lake.settings["gateway_memory_body_limit"]
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    status, body = raw(gateway, "PUT", f"/{b}/big", data, {"content-md5": wrong})
+    assert status == 400 and b"BadDigest" in body
+    _nothing_stored(gateway, b)
+    assert _blob_files(gateway, b) == []
+    right = base64.b64encode(hashlib.md5(data).digest()).decode()
+    status, body = raw(gateway, "PUT", f"/{b}/big", data, {"content-md5": right})
+    assert status == 200, body
+    assert gateway.lake.namespace(b).get("big") == data
+
+
+def test_streamed_body_cut_short_leaves_no_blob(gateway: Any) -> None:
+    b = gateway.bucket()
+    parts = urlsplit(gateway.url)
+    hs = sigv4.sign_headers(
+        "PUT",
+        f"/{b}/cut",
+        [],
+        {"host": parts.netloc, "content-length": str(4 << 20)},
+        access_key=gateway.admin.access,
+        secret_key=gateway.admin.secret,
+        amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+    )
+    with socket.create_connection((parts.hostname, parts.port)) as s:
+        head = f"PUT /{b}/cut HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hs.items())
+        s.sendall(head.encode() + b"\r\n" + os.urandom(3 << 20))
+    deadline = time.monotonic() + 10
+    while _blob_files(gateway, b) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _nothing_stored(gateway, b)
+    assert _blob_files(gateway, b) == []

@@ -14,6 +14,7 @@ no content type or metadata (``stat`` does).
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import http.client
 import io
@@ -498,7 +499,7 @@ class RemoteNamespace:
 
 def _iso(text: str) -> float:
     try:
-        return time.mktime(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        return float(calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")))
     except ValueError:
         return 0.0
 
