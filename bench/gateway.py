@@ -103,21 +103,27 @@ def minimal_app(folder: str) -> Any:
     return app
 
 
-def serve_minimal(folder: str, port: int) -> None:
+STACKS = {"fast": ("uvloop", "httptools"), "plain": ("asyncio", "h11")}
+
+
+def serve_minimal(folder: str, port: int, stack: str) -> None:
     import uvicorn
 
+    loop, http = STACKS[stack]
     uvicorn.run(
         minimal_app(folder),
         host="127.0.0.1",
         port=port,
-        loop="uvloop",
-        http="httptools",
+        loop=loop,
+        http=http,
         log_level="warning",
         access_log=False,
     )
 
 
-def start_server(kind: str, work: Path) -> tuple[subprocess.Popen[bytes], int, dict[str, str]]:
+def start_server(
+    kind: str, work: Path, stack: str
+) -> tuple[subprocess.Popen[bytes], int, dict[str, str]]:
     port = _free_port()
     env = dict(os.environ)
     keys = {"access": "x", "secret": "y"}
@@ -132,9 +138,11 @@ def start_server(kind: str, work: Path) -> tuple[subprocess.Popen[bytes], int, d
         Lake.open(work / "lake", create=True, background=False).close()
         env["LAKELOOP_CREDENTIALS"] = str(work / "credentials.json")
         cmd = [sys.executable, "-m", "lakeloop", "--lake", str(work / "lake"), "gateway"]
-        cmd += ["--port", str(port)]
+        loop, http = STACKS[stack]
+        cmd += ["--port", str(port), "--loop", loop, "--http", http]
     else:
         cmd = [sys.executable, __file__, "--serve-minimal", str(work / "files"), str(port)]
+        cmd += ["--stack", stack]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while True:
@@ -266,11 +274,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 and 16 clients, 1 run of 2 s")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--stack",
+        choices=sorted(STACKS),
+        default="fast",
+        help="fast: uvloop + httptools (the default of `lakeloop gateway`); plain: asyncio + h11",
+    )
+    parser.add_argument("--servers", default="gateway,files", help="which servers to measure")
     parser.add_argument("--serve-minimal", nargs=2, metavar=("FOLDER", "PORT"))
     parser.add_argument("--load", metavar="JSON")
     args = parser.parse_args()
     if args.serve_minimal:
-        serve_minimal(args.serve_minimal[0], int(args.serve_minimal[1]))
+        serve_minimal(args.serve_minimal[0], int(args.serve_minimal[1]), args.stack)
         return
     if args.load:
         print(json.dumps(load(json.loads(args.load))))
@@ -279,9 +294,9 @@ def main() -> None:
     seconds = 2.0 if args.quick else args.seconds
     runs = 1 if args.quick else args.runs
     rows = []
-    for kind in ("gateway", "files"):
+    for kind in args.servers.split(","):
         work = Path(tempfile.mkdtemp(prefix=f"lakeloop-bench-{kind}-"))
-        proc, port, keys = start_server(kind, work)
+        proc, port, keys = start_server(kind, work, args.stack)
         try:
             seed_clients, seed_n = 16, 200
             base = {"port": port, "keys": keys, "seconds": 60.0}
@@ -349,7 +364,10 @@ def main() -> None:
             proc.wait(timeout=30)
             shutil.rmtree(work, ignore_errors=True)
     cores = os.cpu_count() or 1
-    print(f"\n{cores} cores; {runs} run(s) of {seconds:.0f} s per cell; median rate\n")
+    print(
+        f"\n{cores} cores; {runs} run(s) of {seconds:.0f} s per cell; median rate; "
+        f"stack {args.stack} ({' + '.join(STACKS[args.stack])})\n"
+    )
     print("| server | op | clients | req/s | p50 ms | p99 ms | errors | runs (req/s) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

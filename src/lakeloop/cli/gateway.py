@@ -20,9 +20,29 @@ __all__ = ["gateway"]
     help="The credentials file (default: $XDG_CONFIG_HOME/lakeloop/credentials.json).",
 )
 @click.option("--log-level", default="warning", show_default=True, help="uvicorn's log level.")
+@click.option(
+    "--loop",
+    type=click.Choice(["auto", "uvloop", "asyncio"]),
+    default="auto",
+    show_default=True,
+    help="Event loop (auto: uvloop when installed).",
+)
+@click.option(
+    "--http",
+    type=click.Choice(["auto", "httptools", "h11"]),
+    default="auto",
+    show_default=True,
+    help="HTTP parser (auto: httptools when installed).",
+)
 @click.pass_obj
 def gateway(
-    state: _State, host: str, port: int, credentials_path: str | None, log_level: str
+    state: _State,
+    host: str,
+    port: int,
+    credentials_path: str | None,
+    log_level: str,
+    loop: str,
+    http: str,
 ) -> None:
     """Serve the lake as S3 (path style) and /api/v1/ JSON until interrupted."""
     from lakeloop.gateway import Credentials, serve
@@ -36,6 +56,14 @@ def gateway(
         err=True,
     )
     try:
-        serve(lake, host=host, port=port, credentials=credentials, log_level=log_level)
+        serve(
+            lake,
+            host=host,
+            port=port,
+            credentials=credentials,
+            log_level=log_level,
+            loop=loop,
+            http=http,
+        )
     finally:
         lake.close()

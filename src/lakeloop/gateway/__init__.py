@@ -29,15 +29,20 @@ def serve(
     port: int = 9000,
     credentials: Credentials | None = None,
     log_level: str = "warning",
+    loop: str = "auto",
+    http: str = "auto",
     **uvicorn_options: Any,
 ) -> None:
-    """Serve *lake* until interrupted (uvicorn, with uvloop and httptools when installed)."""
+    """Serve *lake* until interrupted. ``loop`` (uvloop | asyncio) and ``http``
+    (httptools | h11) default to the faster one when it is installed."""
     import importlib.util
 
     import uvicorn
 
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     uvicorn.run(
         Gateway(lake, credentials),
         host=host,
