@@ -115,3 +115,60 @@ def start(tmp: Path, settings: dict[str, Any] | None = None) -> tuple[GatewaySer
         lake.close()
 
     return gw, stop
+
+
+class InProcess:
+    """The gateway app called in process through httpx's ASGI transport (no sockets)."""
+
+    def __init__(self, root: Path, settings: dict[str, Any] | None = None) -> None:
+        from lakeloop.gateway import Credentials, Gateway
+
+        self.lake = Lake.open(root / "lake", create=True, settings=settings, background=False)
+        self.creds = Credentials(root / "credentials.json")
+        self.access, self.secret = self.creds.create("fuzzer")
+        self.creds.grant("fuzzer", "*", "admin")
+        self.app = Gateway(self.lake, self.creds)
+        self.bucket = "fuzz"
+        self.lake.create_namespace(self.bucket)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        query: list[tuple[str, str]] | None = None,
+        *,
+        sign: bool = True,
+    ) -> Any:
+        """One request, signed with the fuzzer's key unless *sign* is False: the response."""
+        import hashlib
+        from urllib.parse import quote
+
+        import anyio
+        import httpx
+
+        from lakeloop import _sigv4 as sigv4
+
+        hs = {"host": "testserver", "content-length": str(len(body)), **(headers or {})}
+        if sign:
+            hs = sigv4.sign_headers(
+                method,
+                path,
+                query or [],
+                hs,
+                access_key=self.access,
+                secret_key=self.secret,
+                amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+                payload_hash=hashlib.sha256(body).hexdigest(),
+            )
+        url = "http://testserver" + quote(path, safe="/~")
+        if query:
+            url += "?" + sigv4.canonical_query(query)
+
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport) as client:
+                return await client.request(method, httpx.URL(url), content=body, headers=hs)
+
+        return anyio.run(go)

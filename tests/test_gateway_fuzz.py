@@ -5,64 +5,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import anyio
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lakeloop import Lake
-from lakeloop import _sigv4 as sigv4
-from lakeloop.gateway import Credentials, Gateway
+from _gateway import InProcess
 from lakeloop.gateway._body import Body
 from lakeloop.gateway._s3 import _parse_range
-
-
-class InProcess:
-    def __init__(self, root: Path) -> None:
-        self.lake = Lake.open(root / "lake", create=True, background=False)
-        self.creds = Credentials(root / "credentials.json")
-        self.access, self.secret = self.creds.create("fuzzer")
-        self.creds.grant("fuzzer", "*", "admin")
-        self.app = Gateway(self.lake, self.creds)
-        self.bucket = "fuzz"
-        self.lake.create_namespace(self.bucket)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes = b"",
-        headers: dict[str, str] | None = None,
-        query: list[tuple[str, str]] | None = None,
-    ) -> httpx.Response:
-        hs = sigv4.sign_headers(
-            method,
-            path,
-            query or [],
-            {"host": "testserver", "content-length": str(len(body)), **(headers or {})},
-            access_key=self.access,
-            secret_key=self.secret,
-            amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-            payload_hash=hashlib.sha256(body).hexdigest(),
-        )
-        url = "http://testserver" + quote(path, safe="/~")
-        if query:
-            url += "?" + sigv4.canonical_query(query)
-
-        async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport) as client:
-                return await client.request(method, httpx.URL(url), content=body, headers=hs)
-
-        return anyio.run(go)
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,14 @@ def raw(
     return resp.status, data
 
 
+def _refused(url: str) -> tuple[int, bytes]:
+    """GET *url*, expecting an HTTP error: (status, body), the connection closed."""
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(url).close()
+    with exc.value as err:
+        return err.code, err.read()
+
+
 def _nothing_stored(gateway: Any, bucket: str) -> None:
     assert list(gateway.lake.namespace(bucket).list()) == []
 
@@ -86,9 +94,8 @@ def test_unknown_access_key_refused(gateway: Any) -> None:
 def test_anonymous_refused(gateway: Any) -> None:
     b = gateway.bucket()
     gateway.boto3().put_object(Bucket=b, Key="k", Body=b"v")
-    with pytest.raises(urllib.error.HTTPError) as exc:
-        urllib.request.urlopen(f"{gateway.url}/{b}/k")
-    assert exc.value.code == 403 and b"AccessDenied" in exc.value.read()
+    status, body = _refused(f"{gateway.url}/{b}/k")
+    assert status == 403 and b"AccessDenied" in body
 
 
 def test_expired_presign_refused(gateway: Any) -> None:
@@ -97,9 +104,8 @@ def test_expired_presign_refused(gateway: Any) -> None:
     s3.put_object(Bucket=b, Key="k", Body=b"v")
     url = s3.generate_presigned_url("get_object", Params={"Bucket": b, "Key": "k"}, ExpiresIn=1)
     time.sleep(2.1)
-    with pytest.raises(urllib.error.HTTPError) as exc:
-        urllib.request.urlopen(url)
-    assert exc.value.code == 403 and b"expired" in exc.value.read()
+    status, body = _refused(url)
+    assert status == 403 and b"expired" in body
 
 
 def test_tampered_presign_refused(gateway: Any) -> None:
@@ -112,9 +118,8 @@ def test_tampered_presign_refused(gateway: Any) -> None:
         url.replace("/k?", "/other?"),
         url[:-4] + ("0000" if url[-4:] != "0000" else "1111"),
     ):
-        with pytest.raises(urllib.error.HTTPError) as exc:
-            urllib.request.urlopen(bad)
-        assert exc.value.code == 403 and b"SignatureDoesNotMatch" in exc.value.read()
+        status, body = _refused(bad)
+        assert status == 403 and b"SignatureDoesNotMatch" in body
 
 
 def test_tampered_body_refused(gateway: Any) -> None:
@@ -419,3 +424,34 @@ def test_streamed_body_cut_short_leaves_no_blob(gateway: Any) -> None:
         time.sleep(0.05)
     _nothing_stored(gateway, b)
     assert _blob_files(gateway, b) == []
+
+
+def test_anonymous_access_only_where_granted(tmp_path: Any) -> None:
+    """gateway_anonymous on: unsigned requests get the grants of 'anonymous', no more."""
+    from _gateway import InProcess
+
+    gw = InProcess(tmp_path, {"gateway_anonymous": True})
+    gw.lake.create_namespace("public")
+    gw.lake.namespace("public").put("readme.txt", b"open data")
+    gw.lake.namespace(gw.bucket).put("secret.txt", b"closed")
+    assert gw.request("GET", "/public/readme.txt", sign=False).status_code == 403  # no grant yet
+    gw.creds.grant("anonymous", "public", "read")
+    gw.creds.refresh(every=0)
+    got = gw.request("GET", "/public/readme.txt", sign=False)
+    assert got.status_code == 200 and got.content == b"open data"
+    assert gw.request("GET", f"/{gw.bucket}/secret.txt", sign=False).status_code == 403
+    assert gw.request("PUT", "/public/new", b"x", sign=False).status_code == 403
+    assert not gw.lake.namespace("public").exists("new")
+    gw.lake.close()
+
+
+def test_anonymous_access_off_by_default(gateway: Any) -> None:
+    gateway.credentials.grant("anonymous", "*", "read")  # a grant alone opens nothing
+    gateway.credentials.refresh(every=0)
+    try:
+        b = gateway.bucket()
+        gateway.boto3().put_object(Bucket=b, Key="k", Body=b"v")
+        assert _refused(f"{gateway.url}/{b}/k")[0] == 403
+    finally:
+        gateway.credentials.revoke("anonymous", "*")
+        gateway.credentials.refresh(every=0)

@@ -296,6 +296,13 @@ SETTINGS: dict[str, Setting] = {
             "seconds a signed request's X-Amz-Date may differ from the server clock",
         ),
         Setting(
+            "gateway_anonymous",
+            False,
+            _parse_bool,
+            "serve unsigned requests as the principal 'anonymous', with only the grants given to"
+            " it (`lakeloop user grant anonymous NS read`); off: unsigned requests are refused",
+        ),
+        Setting(
             "gateway_presign_max_expires",
             604800,
             _parse_int,

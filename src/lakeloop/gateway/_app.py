@@ -115,6 +115,7 @@ class Gateway:
                 self.credentials,
                 max_skew=self.s3.max_skew,
                 max_expires=self.s3.max_expires,
+                anonymous=self.s3.anonymous,
             )
         except S3Error as exc:
             raise api.ApiError(403, exc.code, exc.message) from None

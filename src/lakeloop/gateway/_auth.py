@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from lakeloop import _sigv4 as sigv4
-from lakeloop.gateway._credentials import Credentials, Principal
+from lakeloop.gateway._credentials import ANONYMOUS, Credentials, Principal
 from lakeloop.gateway._errors import S3Error
 
 __all__ = ["Auth", "verify"]
@@ -57,12 +57,18 @@ def verify(
     *,
     max_skew: float,
     max_expires: int,
+    anonymous: bool = False,
     now: float | None = None,
 ) -> Auth:
-    """Check the signature of one request; raise the S3 error a client should see."""
+    """Check the signature of one request; raise the S3 error a client should see.
+
+    With *anonymous*, an unsigned request is the principal ``anonymous`` (its own grants).
+    """
     now = time.time() if now is None else now
     header = headers.get("authorization")
     presigned = any(k == "X-Amz-Signature" for k, _ in query)
+    if header is None and not presigned and anonymous:
+        return Auth(credentials.principal(ANONYMOUS), b"", "", "", "", sigv4.UNSIGNED)
     if header is None and not presigned:
         if any(k == "AWSAccessKeyId" for k, _ in query):
             raise S3Error(

@@ -34,6 +34,7 @@ __all__ = ["ROLES", "Credentials", "Principal", "default_credentials_path"]
 ROLES = ("read", "write", "admin")
 _RANK = {r: i for i, r in enumerate(ROLES)}
 ALL = "*"
+ANONYMOUS = "anonymous"  # who unsigned requests are, when gateway_anonymous is on
 
 
 def default_credentials_path() -> Path:
@@ -120,6 +121,11 @@ class Credentials:
         grants = self._data["principals"].get(name, {}).get("grants", {})
         return Principal(name, dict(grants)), secret
 
+    def principal(self, name: str) -> Principal:
+        """*name* with its grants (none if unknown)."""
+        grants = self._data["principals"].get(name, {}).get("grants", {})
+        return Principal(name, dict(grants))
+
     def principals(self) -> list[dict[str, Any]]:
         """Every principal with its access keys (no secrets) and grants."""
         self._load()
@@ -179,6 +185,9 @@ class Credentials:
             check_namespace_name(namespace)
         with self._lock:
             self._load()
+            if name == ANONYMOUS and name not in self._data["principals"]:
+                # the principal of unsigned requests has grants but never keys
+                self._data["principals"][name] = {"keys": {}, "grants": {}}
             self._principal(name, "grant")["grants"][namespace] = role
             self._save()
 

@@ -199,6 +199,7 @@ class S3App:
         self.max_object = int(s["gateway_max_object_size"])
         self.max_skew = float(s["gateway_max_clock_skew"])
         self.max_expires = int(s["gateway_presign_max_expires"])
+        self.anonymous = bool(s["gateway_anonymous"])
         self.max_xml = int(s["gateway_max_xml_bytes"])
         self.memory_limit = int(s["gateway_memory_body_limit"])
         self.inline_reads = int(s["gateway_inline_read_max"])
@@ -290,6 +291,7 @@ class S3App:
                 self.credentials,
                 max_skew=self.max_skew,
                 max_expires=self.max_expires,
+                anonymous=self.anonymous,
             )
             bucket, _, key = path.lstrip("/").partition("/")
             if not bucket:
