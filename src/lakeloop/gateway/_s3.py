@@ -690,10 +690,16 @@ class S3App:
         small = self.memory_limit
 
         def fetch(limit: int) -> tuple[ObjectInfo, bytes | None]:
-            info = ns.stat(key)
-            if head or info.size > limit or self._conditions(info, headers):
-                return info, None
-            return info, ns.get(key)
+            for _ in range(3):
+                info = ns.stat(key)
+                if head or info.size > limit or self._conditions(info, headers):
+                    return info, None
+                data = ns.get(key)
+                # metadata and bytes come from two lookups: an overwrite in between would
+                # pair them wrongly, which the store's MD5 of the content tells (cheaply)
+                if hashlib.md5(data, usedforsecurity=False).hexdigest() == info.etag:
+                    return info, data
+            raise S3Error("ServiceUnavailable", "the object keeps changing; retry")
 
         if self.inline_reads:
             # An index lookup and one pread of a small record: cheaper on the event loop
