@@ -16,7 +16,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote, unquote
 
 import anyio
@@ -709,6 +709,27 @@ class S3App:
                 info, data = await self.run(fetch, small)
         else:
             info, data = await self.run(fetch, small)
+        stream: BinaryIO | None = None
+        if data is None and not head and self._conditions(info, headers) is None:
+            stream, info = await self.run(_open_current, ns, key)
+        try:
+            await self._answer_get(info, data, stream, headers, params, send, rid, head=head)
+        finally:
+            if stream is not None:
+                stream.close()
+
+    async def _answer_get(
+        self,
+        info: ObjectInfo,
+        data: bytes | None,
+        stream: BinaryIO | None,
+        headers: dict[str, str],
+        params: dict[str, str],
+        send: Send,
+        rid: str,
+        *,
+        head: bool,
+    ) -> None:
         status = self._conditions(info, headers)
         hs = _object_headers(info)
         if status == 304:
@@ -733,44 +754,27 @@ class S3App:
                 start, end = picked
                 code = 206
                 hs.append((b"content-range", f"bytes {start}-{end - 1}/{info.size}".encode()))
-        elif "range" in headers and _parse_range(headers["range"], 0) is not None:
-            pass
+        elif "range" in headers:
+            _parse_range(headers["range"], 0)  # an empty object has no satisfiable range: 416
         if head:
             await self._send(send, code, headers=hs, head=True, length=end - start, request_id=rid)
             return
         if data is not None:
             await self._send(send, code, data[start:end], hs, request_id=rid)
             return
-        await self._stream(ns, key, info, start, end, code, hs, send, rid)
-
-    async def _stream(
-        self,
-        ns: Namespace,
-        key: str,
-        info: ObjectInfo,
-        start: int,
-        end: int,
-        code: int,
-        hs: list[tuple[bytes, bytes]],
-        send: Send,
-        rid: str,
-    ) -> None:
-        f = await self.run(lambda: ns.open(key, version=info.version))
-        try:
-            if start:
-                await self.run(f.seek, start)
-            hs = [*hs, (b"content-length", str(end - start).encode())]
-            hs.append((b"x-amz-request-id", rid.encode()))
-            await send({"type": "http.response.start", "status": code, "headers": hs})
-            left = end - start
-            while left > 0:
-                chunk = await self.run(f.read, min(left, 1 << 20))
-                if not chunk:
-                    break
-                left -= len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
-        finally:
-            f.close()
+        assert stream is not None
+        if start:
+            await self.run(stream.seek, start)
+        hs.append((b"content-length", str(end - start).encode()))
+        hs.append((b"x-amz-request-id", rid.encode()))
+        await send({"type": "http.response.start", "status": code, "headers": hs})
+        left = end - start
+        while left > 0:
+            chunk = await self.run(stream.read, min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
 
     async def copy_object(
         self,
@@ -820,6 +824,22 @@ class S3App:
             if k.startswith("x-amz-copy-source-if-")
         }
         return self._conditions(info, renamed) is not None
+
+
+def _open_current(ns: Namespace, key: str) -> tuple[BinaryIO, ObjectInfo]:
+    """Open *key* with the metadata of exactly the version opened.
+
+    Two stats that agree around the open prove no write landed in between, so the
+    reader holds the version they describe (an open file stays readable after an
+    overwrite).
+    """
+    for _ in range(3):
+        before = ns.stat(key)
+        f = ns.open(key)
+        if ns.stat(key).version == before.version:
+            return f, before
+        f.close()
+    raise S3Error("ServiceUnavailable", "the object keeps changing; retry")
 
 
 def _parse_http_date(text: str) -> int | None:
