@@ -159,6 +159,7 @@ def _decode_token(token: str) -> str:
         raise S3Error("InvalidArgument", "the continuation token is not valid") from None
 
 
+_READ_TRIES = 10  # reads racing overwrites of the same key: then 503, which clients retry
 _AFTER_ALL = "\U0010ffff"  # sorts after every other character: skips a common prefix
 
 
@@ -690,7 +691,7 @@ class S3App:
         small = self.memory_limit
 
         def fetch(limit: int) -> tuple[ObjectInfo, bytes | None]:
-            for _ in range(3):
+            for _ in range(_READ_TRIES):
                 info = ns.stat(key)
                 if head or info.size > limit or self._conditions(info, headers):
                     return info, None
@@ -833,7 +834,7 @@ def _open_current(ns: Namespace, key: str) -> tuple[BinaryIO, ObjectInfo]:
     reader holds the version they describe (an open file stays readable after an
     overwrite).
     """
-    for _ in range(3):
+    for _ in range(_READ_TRIES):
         before = ns.stat(key)
         f = ns.open(key)
         if ns.stat(key).version == before.version:
