@@ -455,3 +455,69 @@ def test_anonymous_access_off_by_default(gateway: Any) -> None:
     finally:
         gateway.credentials.revoke("anonymous", "*")
         gateway.credentials.refresh(every=0)
+
+
+def test_signed_chunked_upload_with_signed_trailer(gateway: Any) -> None:
+    b = gateway.bucket()
+    data = b"signed trailer " * 700
+    parts = urlsplit(gateway.url)
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    scope = f"{amz_date[:8]}/us-east-1/s3/aws4_request"
+    key = sigv4.signing_key(gateway.admin.secret, amz_date[:8], "us-east-1", "s3")
+    pieces = [data[i : i + 4096] for i in range(0, len(data), 4096)] + [b""]
+
+    def body_for(checksum: str, *, resign: bool = True, seed: str = "") -> bytes:
+        out, prev = b"", seed
+        for p in pieces:
+            prev = sigv4.chunk_signature(key, amz_date, scope, prev, hashlib.sha256(p).hexdigest())
+            out += f"{len(p):x};chunk-signature={prev}\r\n".encode() + p + (b"\r\n" if p else b"")
+        trailer = f"x-amz-checksum-crc32:{checksum}\n"
+        signed_for = trailer if resign else f"x-amz-checksum-crc32:{good}\n"
+        text = (
+            f"AWS4-HMAC-SHA256-TRAILER\n{amz_date}\n{scope}\n{prev}\n"
+            f"{hashlib.sha256(signed_for.encode()).hexdigest()}"
+        )
+        sig = sigv4.sign(key, text)
+        return (
+            out
+            + trailer.replace("\n", "\r\n").encode()
+            + f"x-amz-trailer-signature:{sig}\r\n\r\n".encode()
+        )
+
+    good = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    bad = base64.b64encode((zlib.crc32(data) ^ 1).to_bytes(4, "big")).decode()
+    length = len(body_for(good))
+    hs = sigv4.sign_headers(
+        "PUT",
+        f"/{b}/t",
+        [],
+        {
+            "host": parts.netloc,
+            "content-length": str(length),
+            "content-encoding": "aws-chunked",
+            "x-amz-decoded-content-length": str(len(data)),
+            "x-amz-trailer": "x-amz-checksum-crc32",
+        },
+        access_key=gateway.admin.access,
+        secret_key=gateway.admin.secret,
+        amz_date=amz_date,
+        payload_hash="STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+    )
+    seed = hs["authorization"].rsplit("Signature=", 1)[1]
+
+    def send(body: bytes) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        conn.request("PUT", f"/{b}/t", body=body, headers=hs)
+        resp = conn.getresponse()
+        out = resp.status, resp.read()
+        conn.close()
+        return out
+
+    status, out = send(body_for(bad, resign=False, seed=seed))  # trailer altered after signing
+    assert status == 403 and b"SignatureDoesNotMatch" in out
+    status, out = send(body_for(bad, seed=seed))  # signed, but the checksum is wrong
+    assert status == 400 and b"BadDigest" in out
+    _nothing_stored(gateway, b)
+    status, out = send(body_for(good, seed=seed))
+    assert status == 200, out
+    assert gateway.lake.namespace(b).get("t") == data

@@ -80,10 +80,12 @@ class Body:
             raise S3Error("InvalidArgument", "Content-Length is not a number") from None
         payload = auth.payload_hash if auth else sigv4.UNSIGNED
         self._mode = "plain"
+        self._signed = self._signed_trailer = False
         self._sha256: Any = None
         if payload in (_STREAM_SIGNED, _STREAM_SIGNED_TRAILER, _STREAM_UNSIGNED_TRAILER):
             self._mode = "chunked"
             self._signed = payload != _STREAM_UNSIGNED_TRAILER
+            self._signed_trailer = payload == _STREAM_SIGNED_TRAILER
         elif payload != sigv4.UNSIGNED:
             if len(payload) != 64:
                 raise S3Error(
@@ -237,6 +239,22 @@ class Body:
             raise S3Error("SignatureDoesNotMatch", "a chunk signature does not match")
         self._prev_sig = expected
 
+    def _check_trailer_signature(self) -> None:
+        """The trailer of ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`` is signed too,
+        chained from the last chunk's signature."""
+        if self._auth is None:
+            return
+        given = self._trailers.get("x-amz-trailer-signature", "")
+        lines = "".join(
+            f"{k}:{v}\n" for k, v in self._trailers.items() if k != "x-amz-trailer-signature"
+        )
+        text = (
+            f"{sigv4.ALGORITHM}-TRAILER\n{self._auth.amz_date}\n{self._auth.scope}\n"
+            f"{self._prev_sig}\n{hashlib.sha256(lines.encode()).hexdigest()}"
+        )
+        if not hmac.compare_digest(sigv4.sign(self._auth.key, text), given):
+            raise S3Error("SignatureDoesNotMatch", "the trailer signature does not match")
+
     # ------------------------------------------------------------------ verdict
     def finish(self) -> None:
         """Raise the S3 error if the body was short, long, or fails a checksum."""
@@ -260,6 +278,8 @@ class Body:
             )
         if self._md5_expect is not None and self.md5.digest() != self._md5_expect:
             raise S3Error("BadDigest", "the Content-MD5 you specified did not match what we got")
+        if self._mode == "chunked" and self._signed_trailer:
+            self._check_trailer_signature()
         if self._checksum is not None:
             expect = self._checksum_expect or self._trailers.get(self._checksum_name)
             if not expect:
