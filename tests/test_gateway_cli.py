@@ -50,6 +50,8 @@ def test_user_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert revoked["revoked"] is True
     bad = _run(cli_env, "user", "grant", "bob", "photos", "read")
     assert bad.returncode == 2 and "no such user" in bad.stderr
+    assert _run(cli_env, "user", "delete", "alice").returncode == 0
+    assert json.loads(_run(cli_env, "user", "list", "--json").stdout) == []
 
 
 def test_gateway_command_serves_a_fresh_lake(cli_env: dict[str, str]) -> None:

@@ -91,3 +91,15 @@ def user_revoke(name: str, namespace: str, credentials_path: str | None, as_json
         click.echo(json.dumps({"name": name, "namespace": namespace, "revoked": had}))
     else:
         click.echo(f"revoked {name}'s grant on {namespace}" if had else "there was no such grant")
+
+
+@user.command("delete")
+@click.argument("name")
+@_CREDENTIALS
+@_JSON
+def user_delete(name: str, credentials_path: str | None, as_json: bool) -> None:
+    """Delete principal NAME with its keys and grants (a running gateway sees it within 1 s)."""
+    from lakeloop.gateway._credentials import Credentials
+
+    Credentials(credentials_path).delete(name)
+    click.echo(json.dumps({"name": name, "deleted": True}) if as_json else f"deleted user {name}")
