@@ -66,6 +66,14 @@ def test_list_v1_v2_delimiter_pagination(gateway: Any) -> None:
         entries += [c["Prefix"] for c in p.get("CommonPrefixes", [])]
         entries += [o["Key"] for o in p.get("Contents", [])]
     assert sorted(entries) == ["d0/", "d1/", "d2/", "sp ace+plus=é", "top1", "top2"]
+    v1 = s3.get_paginator("list_objects").paginate(
+        Bucket=b, Delimiter="/", PaginationConfig={"PageSize": 2}
+    )
+    v1_entries = []
+    for p in v1:
+        v1_entries += [c["Prefix"] for c in p.get("CommonPrefixes", [])]
+        v1_entries += [o["Key"] for o in p.get("Contents", [])]
+    assert sorted(v1_entries) == sorted(entries)
     v1 = s3.get_paginator("list_objects").paginate(Bucket=b, PaginationConfig={"PageSize": 5})
     assert [o["Key"] for p in v1 for o in p.get("Contents", [])] == listed
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=b, Prefix="d1/")["Contents"]] == [

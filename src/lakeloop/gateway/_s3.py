@@ -457,6 +457,8 @@ class S3App:
             after = _decode_token(token) if token else params.get("start-after") or None
         else:
             after = params.get("marker") or None
+            if after and delimiter and after.endswith(delimiter) and after.startswith(prefix):
+                after += _AFTER_ALL  # a common prefix as marker: resume after all its keys
         contents, prefixes, truncated, cursor = await self.run(
             list_page, ns, prefix, delimiter, after, max_keys
         )
@@ -485,10 +487,8 @@ class S3App:
         else:
             out.append(xml.element("Marker", enc(params.get("marker", ""))))
             if truncated and cursor is not None:
-                last = cursor.removesuffix(_AFTER_ALL) if delimiter else cursor
-                # v1 clients resume from NextMarker (or the last key); a common prefix
-                # as marker would list its members again, so hand back the cursor itself
-                out.append(xml.element("NextMarker", enc(cursor if delimiter else last)))
+                # the last key or common prefix, as S3 gives it (see the marker above)
+                out.append(xml.element("NextMarker", enc(cursor.removesuffix(_AFTER_ALL))))
         for info in contents:
             out.append(
                 xml.element(
