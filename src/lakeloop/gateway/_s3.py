@@ -303,6 +303,8 @@ class S3App:
             for name in params:
                 if name in _UNSUPPORTED:
                     raise S3Error("NotImplemented", f"?{name} is not implemented by lakeloop")
+            if params.get("versionId", "null") not in ("", "null"):  # "null": unversioned
+                raise S3Error("NotImplemented", "object versions are not implemented")
             if not key:
                 await self.bucket(method, bucket, params, headers, auth, receive, send, rid)
             else:
