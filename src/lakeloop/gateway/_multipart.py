@@ -73,8 +73,7 @@ class Multipart:
     ) -> None:
         from lakeloop.gateway._s3 import _request_metadata
 
-        ns = app._ns(bucket)
-        ns._check_key(key, "create multipart upload")
+        app._ns(bucket)  # NoSuchBucket now, not at completion (the key's length is checked)
         upload = secrets.token_hex(16)
         record = {
             "bucket": bucket,
