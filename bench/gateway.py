@@ -122,7 +122,7 @@ def serve_minimal(folder: str, port: int, stack: str) -> None:
 
 
 def start_server(
-    kind: str, work: Path, stack: str
+    kind: str, work: Path, stack: str, workers: int = 1
 ) -> tuple[subprocess.Popen[bytes], int, dict[str, str]]:
     port = _free_port()
     env = dict(os.environ)
@@ -139,7 +139,7 @@ def start_server(
         env["LAKELOOP_CREDENTIALS"] = str(work / "credentials.json")
         cmd = [sys.executable, "-m", "lakeloop", "--lake", str(work / "lake"), "gateway"]
         loop, http = STACKS[stack]
-        cmd += ["--port", str(port), "--loop", loop, "--http", http]
+        cmd += ["--port", str(port), "--loop", loop, "--http", http, "--workers", str(workers)]
     else:
         cmd = [sys.executable, __file__, "--serve-minimal", str(work / "files"), str(port)]
         cmd += ["--stack", stack]
@@ -281,6 +281,7 @@ def main() -> None:
         help="fast: uvloop + httptools (the default of `lakeloop gateway`); plain: asyncio + h11",
     )
     parser.add_argument("--servers", default="gateway,files", help="which servers to measure")
+    parser.add_argument("--workers", type=int, default=1, help="gateway worker processes")
     parser.add_argument("--serve-minimal", nargs=2, metavar=("FOLDER", "PORT"))
     parser.add_argument("--load", metavar="JSON")
     args = parser.parse_args()
@@ -296,7 +297,7 @@ def main() -> None:
     rows = []
     for kind in args.servers.split(","):
         work = Path(tempfile.mkdtemp(prefix=f"lakeloop-bench-{kind}-"))
-        proc, port, keys = start_server(kind, work, args.stack)
+        proc, port, keys = start_server(kind, work, args.stack, args.workers)
         try:
             seed_clients, seed_n = 16, 200
             base = {"port": port, "keys": keys, "seconds": 60.0}
@@ -366,7 +367,8 @@ def main() -> None:
     cores = os.cpu_count() or 1
     print(
         f"\n{cores} cores; {runs} run(s) of {seconds:.0f} s per cell; median rate; "
-        f"stack {args.stack} ({' + '.join(STACKS[args.stack])})\n"
+        f"stack {args.stack} ({' + '.join(STACKS[args.stack])}); "
+        f"{args.workers} gateway process(es)\n"
     )
     print("| server | op | clients | req/s | p50 ms | p99 ms | errors | runs (req/s) |")
     print("|---|---|---|---|---|---|---|---|")

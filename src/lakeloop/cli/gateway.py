@@ -34,6 +34,13 @@ __all__ = ["gateway"]
     show_default=True,
     help="HTTP parser (auto: httptools when installed).",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Processes serving the same port, each with its own view of the lake.",
+)
 @click.pass_obj
 def gateway(
     state: _State,
@@ -43,18 +50,32 @@ def gateway(
     log_level: str,
     loop: str,
     http: str,
+    workers: int,
 ) -> None:
     """Serve the lake as S3 (path style) and /api/v1/ JSON until interrupted."""
     from lakeloop.gateway import Credentials, serve
     from lakeloop.store import Lake
 
     credentials = Credentials(credentials_path)
-    lake = Lake.open(state.lake_path)
     click.echo(
         f"lakeloop gateway: {state.lake_path} on http://{host}:{port} "
-        f"(credentials: {credentials.path})",
+        f"(credentials: {credentials.path}; {workers} process(es))",
         err=True,
     )
+    if workers > 1:  # each worker process opens the lake itself
+        Lake.open(state.lake_path, background=False).close()  # fail here if there is none
+        serve(
+            state.lake_path,
+            host=host,
+            port=port,
+            credentials=credentials,
+            log_level=log_level,
+            loop=loop,
+            http=http,
+            workers=workers,
+        )
+        return
+    lake = Lake.open(state.lake_path)
     try:
         serve(
             lake,

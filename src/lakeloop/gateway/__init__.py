@@ -23,7 +23,7 @@ __all__ = ["ROLES", "Credentials", "Gateway", "Principal", "default_credentials_
 
 
 def serve(
-    lake: Lake,
+    lake: Lake | str,
     *,
     host: str = "127.0.0.1",
     port: int = 9000,
@@ -31,11 +31,17 @@ def serve(
     log_level: str = "warning",
     loop: str = "auto",
     http: str = "auto",
+    workers: int = 1,
     **uvicorn_options: Any,
 ) -> None:
     """Serve *lake* until interrupted. ``loop`` (uvloop | asyncio) and ``http``
-    (httptools | h11) default to the faster one when it is installed."""
+    (httptools | h11) default to the faster one when it is installed.
+
+    ``workers > 1`` runs that many processes on one port, each with its own ``Lake``
+    (give the lake's path then); they share the namespaces' cross-process writer locks.
+    """
     import importlib.util
+    import os
 
     import uvicorn
 
@@ -43,6 +49,27 @@ def serve(
         loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     if http == "auto":
         http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    if workers > 1:
+        if isinstance(lake, Lake):
+            lake = str(lake.root)
+        os.environ["LAKELOOP_GATEWAY_LAKE"] = str(lake)
+        os.environ["LAKELOOP_CREDENTIALS"] = str((credentials or Credentials()).path)
+        uvicorn.run(
+            "lakeloop.gateway._app:from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            loop=loop,
+            http=http,
+            log_level=log_level,
+            access_log=False,
+            lifespan="on",
+            **uvicorn_options,
+        )
+        return
+    if not isinstance(lake, Lake):
+        lake = Lake.open(lake)
     uvicorn.run(
         Gateway(lake, credentials),
         host=host,

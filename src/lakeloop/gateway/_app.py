@@ -48,8 +48,11 @@ class Gateway:
     >>> uvicorn.run(app, host="127.0.0.1", port=9000)          # doctest: +SKIP
     """
 
-    def __init__(self, lake: Lake, credentials: Credentials | None = None) -> None:
+    def __init__(
+        self, lake: Lake, credentials: Credentials | None = None, *, owns_lake: bool = False
+    ) -> None:
         self.lake = lake
+        self._owns_lake = owns_lake  # close it at shutdown (worker processes open their own)
         self.credentials = credentials if credentials is not None else Credentials()
         self.s3 = S3App(lake, self.credentials)
         self.api = self._build_api()
@@ -134,6 +137,8 @@ class Gateway:
                 if message["type"] == "lifespan.startup":
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    if self._owns_lake:
+                        self.lake.close()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if kind != "http":
@@ -143,3 +148,14 @@ class Gateway:
             await self.api(scope, receive, send)  # type: ignore[arg-type]
         else:
             await self.s3(scope, receive, send)
+
+
+def from_environment() -> Gateway:
+    """The app of one worker process of ``lakeloop gateway --workers N``: it opens the lake
+    named by ``LAKELOOP_GATEWAY_LAKE`` and the credentials of ``LAKELOOP_CREDENTIALS``."""
+    import os
+
+    lake = Lake.open(os.environ["LAKELOOP_GATEWAY_LAKE"])
+    return Gateway(
+        lake, Credentials(os.environ.get("LAKELOOP_CREDENTIALS") or None), owns_lake=True
+    )
