@@ -54,7 +54,8 @@ def test_user_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert json.loads(_run(cli_env, "user", "list", "--json").stdout) == []
 
 
-def test_gateway_command_serves_a_fresh_lake(cli_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_gateway_command_serves_a_fresh_lake(cli_env: dict[str, str], workers: int) -> None:
     import boto3
     from botocore.config import Config
 
@@ -65,7 +66,10 @@ def test_gateway_command_serves_a_fresh_lake(cli_env: dict[str, str]) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lakeloop", "gateway", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            *(sys.executable, "-m", "lakeloop", "gateway", "--host", "127.0.0.1"),
+            *("--port", str(port), "--workers", str(workers)),
+        ],
         env=cli_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -80,17 +84,25 @@ def test_gateway_command_serves_a_fresh_lake(cli_env: dict[str, str]) -> None:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 assert time.monotonic() < deadline, "the gateway did not start"
                 time.sleep(0.1)
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=f"http://127.0.0.1:{port}",
-            aws_access_key_id=keys["access_key"],
-            aws_secret_access_key=keys["secret_key"],
-            region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}),
-        )
-        s3.create_bucket(Bucket="fresh")
-        s3.put_object(Bucket="fresh", Key="hello.txt", Body=b"hi")
-        assert s3.get_object(Bucket="fresh", Key="hello.txt")["Body"].read() == b"hi"
+        clients = [
+            boto3.client(
+                "s3",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                aws_access_key_id=keys["access_key"],
+                aws_secret_access_key=keys["secret_key"],
+                region_name="us-east-1",
+                config=Config(s3={"addressing_style": "path"}),
+            )
+            for _ in range(4)
+        ]
+        clients[0].create_bucket(Bucket="fresh")
+        # four connections: with several workers, writes and reads meet in other processes
+        for i in range(20):
+            clients[i % 4].put_object(Bucket="fresh", Key=f"hello-{i}.txt", Body=b"hi %d" % i)
+        for i in range(20):
+            got = clients[(i + 1) % 4].get_object(Bucket="fresh", Key=f"hello-{i}.txt")
+            assert got["Body"].read() == b"hi %d" % i
+        assert len(clients[3].list_objects_v2(Bucket="fresh")["Contents"]) == 20
     finally:
         proc.terminate()
         proc.wait(timeout=30)
