@@ -160,3 +160,29 @@ def test_catalog_surface() -> None:
     ]
     methods = {m for m in dir(lakeloop.catalog.Catalog) if not m.startswith("_")}
     assert {"search", "preview", "stats", "snapshot", "dataset", "resolve"} <= methods
+
+
+def test_gateway_surface() -> None:
+    import lakeloop.gateway
+
+    assert sorted(lakeloop.gateway.__all__) == [
+        "Credentials",
+        "Gateway",
+        "Principal",
+        "ROLES",
+        "default_credentials_path",
+        "serve",
+    ]
+
+
+def test_import_lakeloop_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lakeloop, lakeloop.store, lakeloop.cli; "
+        "print(sorted(m for m in ('uvicorn', 'starlette', 'anyio', 'boto3', 'lakeloop.gateway') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

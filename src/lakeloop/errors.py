@@ -18,6 +18,8 @@ for getting out of it. The CLI prints ``str(error)`` on one line and exits 2.
     ├── ChecksumError                       stored bytes do not match their checksum
     ├── QuotaExceeded                       the namespace's quota would be exceeded
     ├── InsufficientSpace                   not enough free disk for the operation
+    ├── AccessDenied                        not signed in, bad signature, or no grant
+    │                                       on the namespace (a remote lake's gateway)
     ├── NamespaceUnavailable                a namespace cannot be used now (corrupt index,
     │   └── LockTimeout                     or its writer lock was not granted in time)
     └── StoreError                          an I/O error or inconsistency in the store
@@ -26,6 +28,7 @@ for getting out of it. The CLI prints ``str(error)`` on one line and exits 2.
 from __future__ import annotations
 
 __all__ = [
+    "AccessDenied",
     "AlreadyExists",
     "ChecksumError",
     "InsufficientSpace",
@@ -148,6 +151,12 @@ class QuotaExceeded(LakeloopError):
 
 class InsufficientSpace(LakeloopError):
     default_hint = "free disk space, or lower compaction's batch with compaction_max_bytes"
+
+
+class AccessDenied(LakeloopError):
+    """The gateway refused the request: unknown key, bad signature, or no grant."""
+
+    default_hint = "check the access key and secret, and `lakeloop user list` for grants"
 
 
 class NamespaceUnavailable(LakeloopError):

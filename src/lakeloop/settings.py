@@ -326,6 +326,70 @@ SETTINGS: dict[str, Setting] = {
             "tables larger than this are left out of column statistics",
         ),
         Setting("stats_max_columns", 100, _parse_int, "most columns per table in statistics"),
+        # gateway
+        Setting(
+            "gateway_max_object_size",
+            5 * 1024**3,
+            parse_size,
+            "largest object the gateway accepts in one PUT or one completed multipart upload",
+        ),
+        Setting(
+            "gateway_max_clock_skew",
+            900.0,
+            _parse_float,
+            "seconds a signed request's X-Amz-Date may differ from the server clock",
+        ),
+        Setting(
+            "gateway_anonymous",
+            False,
+            _parse_bool,
+            "serve unsigned requests as the principal 'anonymous', with only the grants given to"
+            " it (`lakeloop user grant anonymous NS read`); off: unsigned requests are refused",
+        ),
+        Setting(
+            "gateway_presign_max_expires",
+            604800,
+            _parse_int,
+            "longest lifetime of a presigned URL in seconds (S3's limit: 7 days)",
+        ),
+        Setting(
+            "gateway_multipart_min_part_size",
+            5 * 1024**2,
+            parse_size,
+            "smallest part of a multipart upload except the last (S3's limit: 5 MiB)",
+        ),
+        Setting(
+            "gateway_multipart_max_parts",
+            10000,
+            _parse_int,
+            "most parts in one multipart upload",
+        ),
+        Setting(
+            "gateway_max_xml_bytes",
+            1024**2,
+            parse_size,
+            "largest XML request document (multipart completion, multi-object delete)",
+        ),
+        Setting(
+            "gateway_memory_body_limit",
+            1024**2,
+            parse_size,
+            "request bodies up to this size are read into memory and verified before the put;"
+            " larger ones stream into the store and are verified before it commits",
+        ),
+        Setting(
+            "gateway_inline_read_max",
+            64 * 1024,
+            parse_size,
+            "GETs of objects up to this size are served on the event loop, without a hand-off"
+            " to a worker thread (faster; a cold disk read then delays other requests; 0: off)",
+        ),
+        Setting(
+            "gateway_threads",
+            64,
+            _parse_int,
+            "worker threads running store calls for the gateway (concurrent puts share fsyncs)",
+        ),
     ]
 }
 

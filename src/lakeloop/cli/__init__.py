@@ -31,6 +31,8 @@ _LAZY_COMMANDS: dict[str, str] = {
     "snapshot": "lakeloop.cli.catalog:snapshot",
     "stats": "lakeloop.cli.catalog:stats",
     "gate": "lakeloop.cli.gate:gate",
+    "gateway": "lakeloop.cli.gateway:gateway",
+    "user": "lakeloop.cli.users:user",
 }
 
 

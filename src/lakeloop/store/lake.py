@@ -29,6 +29,7 @@ import tomli_w
 
 from lakeloop.errors import (
     AlreadyExists,
+    InvalidInput,
     InvalidName,
     LakeloopError,
     NamespaceUnavailable,
@@ -126,12 +127,30 @@ class Lake:
         create: bool = False,
         settings: dict[str, Any] | None = None,
         background: bool = True,
+        access_key: str | None = None,
+        secret_key: str | None = None,
         _fs: FileLayer | None = None,
     ) -> Lake:
         """Open the lake at *path* (``create=True`` makes it, writing *settings* to lake.toml).
 
         ``background=False`` turns the compaction thread off (short-lived tools use it).
+        An ``http://HOST:PORT`` *path* opens a lake served by ``lakeloop gateway`` with
+        *access_key* / *secret_key* (default: ``LAKELOOP_ACCESS_KEY`` /
+        ``LAKELOOP_SECRET_KEY``); it offers the same namespace API.
         """
+        if isinstance(path, str) and path.startswith(("http://", "https://")):
+            from lakeloop.store._remote import RemoteLake
+
+            if create or settings:
+                raise InvalidInput(
+                    "a remote lake is created by its server, not by a client",
+                    op="open lake",
+                    target=path,
+                )
+            # duck-typed: a RemoteLake offers the same namespace API over the gateway
+            return RemoteLake(  # type: ignore[return-value]
+                path, access_key=access_key, secret_key=secret_key
+            )
         root = Path(path)
         lake_file = root / _LAKE_FILE
         if not lake_file.exists():
@@ -254,6 +273,25 @@ class Lake:
                 return existing
             self._open[name] = ns
         return ns
+
+    def delete_namespace(self, name: str) -> None:
+        """Remove the empty namespace *name* (``InvalidInput`` if it holds objects)."""
+        self._check_open("delete namespace")
+        check_namespace_name(name)
+        ns = self.namespace(name)
+        if next(iter(ns.list(limit=1)), None) is not None:
+            raise InvalidInput(
+                "the namespace is not empty",
+                op="delete namespace",
+                target=name,
+                hint="delete its objects first",
+            )
+        self._forget(name)
+        path = self._ns_path(name)
+        doomed = self.root / _NS_DIR / f".deleting-{name}-{os.getpid()}-{time.time_ns()}"
+        os.rename(path, doomed)  # one atomic step: the name is free, even after a crash
+        self._fs.sync_dir(str(self.root / _NS_DIR))
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def namespaces(self, *, include_internal: bool = False) -> list[str]:
         """Names of the namespaces, sorted."""

@@ -1,0 +1,183 @@
+"""The native JSON API under ``/api/v1/``: a registry of endpoints and its OpenAPI document.
+
+Each area of lakeloop adds its endpoints from its own module with ``@endpoint`` (see
+``_api_store``; later: ``_api_catalog``, ``_api_runs``...) and lists that module in
+``AREAS``. An endpoint is a plain blocking function ``(ctx, **path_params) -> JSON``; it runs
+in the gateway's thread pool, after SigV4 authentication and the role check it declares.
+The OpenAPI document is built from the same registry, so it cannot drift from the routes.
+
+>>> @endpoint("GET", "/namespaces/{namespace}/size", summary="Bytes in a namespace",
+...           role="read", response={"type": "object"})           # doctest: +SKIP
+... def size(ctx: ApiContext, namespace: str) -> dict: ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lakeloop.errors import AlreadyExists, InvalidInput, LakeloopError, NotFound
+from lakeloop.gateway._credentials import Principal
+from lakeloop.gateway._errors import S3Error
+from lakeloop.store import Lake
+
+__all__ = ["AREAS", "ENDPOINTS", "ApiContext", "ApiError", "Endpoint", "endpoint", "openapi"]
+
+PREFIX = "/api/v1"
+AREAS = ["lakeloop.gateway._api_store"]
+
+
+class ApiError(Exception):
+    """An answer with a status other than 200: ``{"error": {"code", "message"}}``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class ApiContext:
+    """What an endpoint gets: the lake, the caller, the query parameters, the JSON body."""
+
+    lake: Lake
+    principal: Principal
+    query: dict[str, str]
+    body: Any = None
+
+    def require(self, namespace: str, role: str) -> None:
+        if namespace.startswith("_"):
+            raise ApiError(404, "NotFound", "reserved namespaces are not served")
+        if not self.principal.can(namespace, role):
+            raise ApiError(403, "AccessDenied", f"no {role} grant on {namespace}")
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Callable[..., Any]
+    summary: str
+    role: str | None  # checked against the {namespace} path parameter; None: any caller
+    response: dict[str, Any]
+    query: dict[str, dict[str, Any]] = field(default_factory=dict)
+    public: bool = False  # no authentication (the OpenAPI document, health)
+
+
+ENDPOINTS: list[Endpoint] = []
+
+
+def endpoint(
+    method: str,
+    path: str,
+    *,
+    summary: str,
+    response: dict[str, Any],
+    role: str | None = None,
+    query: dict[str, dict[str, Any]] | None = None,
+    public: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a JSON endpoint at ``/api/v1`` + *path*."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        ENDPOINTS.append(Endpoint(method, path, fn, summary, role, response, query or {}, public))
+        return fn
+
+    return register
+
+
+def load_areas() -> None:
+    for module in AREAS:
+        importlib.import_module(module)
+
+
+def call(ep: Endpoint, ctx: ApiContext, params: dict[str, str]) -> Any:
+    """Run one endpoint, mapping lakeloop errors to API errors."""
+    if ep.role is not None and "namespace" in params:
+        ctx.require(params["namespace"], ep.role)
+    try:
+        return ep.handler(ctx, **params)
+    except NotFound as exc:
+        raise ApiError(404, "NotFound", str(exc)) from None
+    except AlreadyExists as exc:
+        raise ApiError(409, "AlreadyExists", str(exc)) from None
+    except InvalidInput as exc:
+        raise ApiError(400, "InvalidInput", str(exc)) from None
+    except S3Error as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    except LakeloopError as exc:
+        raise ApiError(503, type(exc).__name__, str(exc)) from None
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.0 document of every registered endpoint."""
+    load_areas()
+    paths: dict[str, Any] = {}
+    for ep in ENDPOINTS:
+        params: list[dict[str, Any]] = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            for n in re.findall(r"\{(\w+)\}", ep.path)
+        ]
+        params += [
+            {"name": n, "in": "query", "required": False, "schema": s} for n, s in ep.query.items()
+        ]
+        responses: dict[str, Any] = {
+            "200": {
+                "description": "OK",
+                "content": {"application/json": {"schema": ep.response}},
+            },
+        }
+        for status in ("400", "404", "405", "409", "503") if not ep.public else ():
+            responses[status] = {
+                "description": "error",
+                "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+            }
+        if not ep.public:
+            responses["403"] = {
+                "description": "not authenticated or not granted",
+                "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+            }
+        op: dict[str, Any] = {
+            "summary": ep.summary,
+            "operationId": ep.handler.__name__,
+            "parameters": params,
+            "responses": responses,
+        }
+        if not ep.public:
+            op["security"] = [{"sigv4": []}]
+        paths.setdefault(PREFIX + ep.path, {})[ep.method.lower()] = op
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "lakeloop JSON API", "version": "1"},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "sigv4": {
+                    "type": "apiKey",
+                    "name": "Authorization",
+                    "in": "header",
+                    "description": "AWS Signature Version 4 with a lakeloop access key",
+                }
+            }
+        },
+    }
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()

@@ -1,0 +1,137 @@
+"""JSON endpoints of the store: who am I, namespace stats, compaction status, fsck."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lakeloop.gateway._api import ApiContext, endpoint
+
+__all__: list[str] = []
+
+_OBJ = {"type": "object"}
+_USAGE = {
+    "type": "object",
+    "required": ["name", "role", "usage"],
+    "properties": {
+        "name": {"type": "string"},
+        "role": {"type": "string"},
+        "usage": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+}
+
+
+@endpoint("GET", "/health", summary="Liveness check", response=_OBJ, public=True)
+def health(ctx: ApiContext) -> dict[str, Any]:
+    return {"ok": True}
+
+
+@endpoint(
+    "GET",
+    "/whoami",
+    summary="The calling principal and its grants",
+    response={
+        "type": "object",
+        "required": ["name", "grants"],
+        "properties": {"name": {"type": "string"}, "grants": {"type": "object"}},
+    },
+)
+def whoami(ctx: ApiContext) -> dict[str, Any]:
+    return {"name": ctx.principal.name, "grants": dict(ctx.principal.grants)}
+
+
+@endpoint(
+    "GET",
+    "/namespaces",
+    summary="Namespaces the caller holds a grant on",
+    response={
+        "type": "object",
+        "required": ["namespaces"],
+        "properties": {
+            "namespaces": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "role": {"type": "string"}},
+                },
+            }
+        },
+    },
+)
+def namespaces(ctx: ApiContext) -> dict[str, Any]:
+    out = []
+    for name in ctx.lake.namespaces():
+        role = ctx.principal.role(name)
+        if role:
+            out.append({"name": name, "role": role})
+    return {"namespaces": out}
+
+
+@endpoint(
+    "GET",
+    "/namespaces/{namespace}",
+    summary="Objects, bytes, volumes and garbage of one namespace",
+    role="read",
+    response=_USAGE,
+)
+def namespace_stats(ctx: ApiContext, namespace: str) -> dict[str, Any]:
+    ns = ctx.lake.namespace(namespace)
+    return {"name": namespace, "role": ctx.principal.role(namespace), "usage": ns.usage()}
+
+
+@endpoint(
+    "GET",
+    "/namespaces/{namespace}/compaction",
+    summary="Volumes of a namespace with their garbage ratio and compression",
+    role="read",
+    response={
+        "type": "object",
+        "required": ["volumes"],
+        "properties": {"volumes": {"type": "array", "items": _OBJ}},
+    },
+)
+def compaction_status(ctx: ApiContext, namespace: str) -> dict[str, Any]:
+    ns = ctx.lake.namespace(namespace)
+    return {
+        "volumes": [
+            {
+                "id": v.id,
+                "state": v.state,
+                "size": v.size,
+                "live_bytes": v.live_bytes,
+                "live_count": v.live_count,
+                "compressed": v.compressed,
+                "garbage_ratio": round(v.garbage_ratio, 4),
+            }
+            for v in ns.volumes()
+        ]
+    }
+
+
+@endpoint(
+    "POST",
+    "/namespaces/{namespace}/compaction",
+    summary="Compact a namespace now (admin)",
+    role="admin",
+    response=_OBJ,
+)
+def compact(ctx: ApiContext, namespace: str) -> dict[str, Any]:
+    report = ctx.lake.namespace(namespace).compact()
+    result: dict[str, Any] = report.as_dict()
+    return result
+
+
+@endpoint(
+    "POST",
+    "/namespaces/{namespace}/fsck",
+    summary="Check every record, index row and blob of a namespace (admin; no repair)",
+    role="admin",
+    query={"deep": {"type": "boolean"}},
+    response={"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}},
+)
+def fsck(ctx: ApiContext, namespace: str) -> dict[str, Any]:
+    ctx.lake.namespace(namespace)  # NotFound before any work
+    deep = ctx.query.get("deep", "true").lower() != "false"
+    report = ctx.lake.fsck(namespaces=[namespace], deep=deep)
+    result: dict[str, Any] = report.as_dict()
+    result["ok"] = report.ok
+    return result

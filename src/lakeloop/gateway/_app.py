@@ -1,0 +1,161 @@
+"""The gateway's ASGI app: ``/api/v1/...`` goes to the JSON API, everything else is S3.
+
+The JSON API is a Starlette app whose routes come from the endpoint registry (``_api``).
+The S3 side is a bare ASGI callable (``_s3``): it is on the path of every data request and
+routes by path shape and query parameters, which a path router does not express.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from lakeloop import _sigv4 as sigv4
+from lakeloop.gateway import _api as api
+from lakeloop.gateway._auth import verify
+from lakeloop.gateway._credentials import Credentials, Principal
+from lakeloop.gateway._errors import S3Error
+from lakeloop.gateway._s3 import Receive, S3App, Send
+from lakeloop.store import Lake
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("lakeloop.gateway")
+_JSON_BODY_LIMIT = 1 << 20
+
+
+def _json(status: int, value: Any) -> Response:
+    return Response(api.dumps(value), status_code=status, media_type="application/json")
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return _json(status, {"error": {"code": code, "message": message}})
+
+
+class Gateway:
+    """The ASGI app serving *lake* to the principals of *credentials*.
+
+    >>> app = Gateway(Lake.open("lake"), Credentials())        # doctest: +SKIP
+    >>> uvicorn.run(app, host="127.0.0.1", port=9000)          # doctest: +SKIP
+    """
+
+    def __init__(
+        self, lake: Lake, credentials: Credentials | None = None, *, owns_lake: bool = False
+    ) -> None:
+        self.lake = lake
+        self._owns_lake = owns_lake  # close it at shutdown (worker processes open their own)
+        self.credentials = credentials if credentials is not None else Credentials()
+        self.s3 = S3App(lake, self.credentials)
+        self.api = self._build_api()
+
+    def _build_api(self) -> Starlette:
+        api.load_areas()
+        document = api.dumps(api.openapi())
+
+        async def openapi(request: Request) -> Response:
+            return Response(document, media_type="application/json")
+
+        routes = [Route(api.PREFIX + "/openapi.json", openapi, methods=["GET"])]
+        for ep in api.ENDPOINTS:
+            routes.append(Route(api.PREFIX + ep.path, self._handler(ep), methods=[ep.method]))
+
+        async def http_error(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, HTTPException)
+            code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "BadRequest")
+            return _error(exc.status_code, code, str(exc.detail))
+
+        return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+    def _handler(self, ep: api.Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            try:
+                raw = await request.body()
+                if len(raw) > _JSON_BODY_LIMIT:
+                    raise api.ApiError(413, "TooLarge", "the request body is over 1 MiB")
+                query = sigv4.parse_query(request.scope.get("query_string", b"").decode("latin-1"))
+                principal = Principal("anonymous")
+                if not ep.public:
+                    principal = self._authenticate(request.scope, query, raw)
+                body = None
+                if raw:
+                    try:
+                        body = json.loads(raw)
+                    except ValueError:
+                        raise api.ApiError(400, "InvalidJSON", "the body is not JSON") from None
+                ctx = api.ApiContext(self.lake, principal, dict(query), body)
+                params = {k: str(v) for k, v in request.path_params.items()}
+                return _json(200, await self.s3.run(api.call, ep, ctx, params))
+            except api.ApiError as exc:
+                return _error(exc.status, exc.code, exc.message)
+            except Exception:
+                log.exception("gateway: %s %s failed", request.method, request.url.path)
+                return _error(500, "InternalError", "see the gateway log")
+
+        handle.__name__ = ep.handler.__name__
+        return handle
+
+    def _authenticate(
+        self, scope: MutableMapping[str, Any], query: list[tuple[str, str]], body: bytes
+    ) -> Principal:
+        self.credentials.refresh()
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            auth = verify(
+                scope["method"],
+                scope["path"],
+                scope.get("raw_path", b"").decode("latin-1") or scope["path"],
+                query,
+                headers,
+                self.credentials,
+                max_skew=self.s3.max_skew,
+                max_expires=self.s3.max_expires,
+                anonymous=self.s3.anonymous,
+            )
+        except S3Error as exc:
+            raise api.ApiError(403, exc.code, exc.message) from None
+        signed = auth.payload_hash
+        if signed != sigv4.UNSIGNED and hashlib.sha256(body).hexdigest() != signed.lower():
+            raise api.ApiError(
+                400, "XAmzContentSHA256Mismatch", "the body does not match its signed SHA-256"
+            )
+        return auth.principal
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    if self._owns_lake:
+                        self.lake.close()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if kind != "http":
+            return
+        path: str = scope["path"]
+        if path == api.PREFIX or path.startswith(api.PREFIX + "/"):
+            await self.api(scope, receive, send)  # type: ignore[arg-type]
+        else:
+            await self.s3(scope, receive, send)
+
+
+def from_environment() -> Gateway:
+    """The app of one worker process of ``lakeloop gateway --workers N``: it opens the lake
+    named by ``LAKELOOP_GATEWAY_LAKE`` and the credentials of ``LAKELOOP_CREDENTIALS``."""
+    import os
+
+    lake = Lake.open(os.environ["LAKELOOP_GATEWAY_LAKE"])
+    return Gateway(
+        lake, Credentials(os.environ.get("LAKELOOP_CREDENTIALS") or None), owns_lake=True
+    )

@@ -1,0 +1,880 @@
+"""The S3 API: path-style routing of bucket (namespace) and object requests.
+
+Every request is authenticated (``_auth``), authorized against the principal's grant on
+the namespace, then served by one handler. Store calls block, so they run in a bounded
+thread pool: concurrent PUTs then meet in the store's group commit and share fsyncs.
+Bodies are verified in full (``_body``) before the store commits anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import io
+import logging
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import quote, unquote
+
+import anyio
+from anyio import to_thread
+
+from lakeloop import _sigv4 as sigv4
+from lakeloop.errors import InvalidInput, LakeloopError, NotFound
+from lakeloop.gateway import _xml as xml
+from lakeloop.gateway._auth import Auth, verify
+from lakeloop.gateway._body import Body, SyncReader, next_raw, read_all
+from lakeloop.gateway._credentials import Credentials, Principal
+from lakeloop.gateway._errors import S3Error, from_lakeloop
+from lakeloop.gateway._multipart import Multipart
+from lakeloop.store import Lake, Namespace, ObjectInfo
+
+__all__ = ["S3App", "s3_etag", "user_metadata"]
+
+log = logging.getLogger("lakeloop.gateway")
+
+T = TypeVar("T")
+Send = Callable[[dict[str, Any]], Any]
+Receive = Callable[[], Any]
+
+# gateway-owned metadata keys start with "s3:" (HTTP header names cannot hold ':')
+ETAG_META = "s3:etag"
+_STORED_HEADERS = (
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+)
+# subresources lakeloop does not implement: NotImplemented, never a 500
+_UNSUPPORTED = {
+    "accelerate",
+    "acl",
+    "analytics",
+    "attributes",
+    "cors",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "select",
+    "tagging",
+    "torrent",
+    "versions",
+    "website",
+}
+
+
+def s3_etag(info: ObjectInfo) -> str:
+    """The ETag S3 clients expect: the MD5, or ``md5-of-md5s-N`` after a multipart upload."""
+    return info.metadata.get(ETAG_META) or info.etag
+
+
+def user_metadata(info: ObjectInfo) -> dict[str, str]:
+    """The object's user metadata, without the keys the gateway keeps for itself."""
+    return {k: v for k, v in info.metadata.items() if not k.startswith("s3:")}
+
+
+def _http_date(ts: float) -> str:
+    return email.utils.formatdate(ts, usegmt=True)
+
+
+def _object_headers(info: ObjectInfo) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"etag", f'"{s3_etag(info)}"'.encode()),
+        (b"last-modified", _http_date(info.mtime).encode()),
+        (
+            b"content-type",
+            (info.content_type or "binary/octet-stream").encode("latin-1", "replace"),
+        ),
+        (b"accept-ranges", b"bytes"),
+    ]
+    for k, v in info.metadata.items():
+        if k.startswith("s3:h:"):
+            headers.append((k[5:].encode("latin-1"), v.encode("latin-1", "replace")))
+        elif not k.startswith("s3:"):
+            headers.append(
+                (f"x-amz-meta-{k}".encode("latin-1", "replace"), v.encode("latin-1", "replace"))
+            )
+    return headers
+
+
+def _request_metadata(headers: dict[str, str]) -> dict[str, str]:
+    meta = {k[11:]: v for k, v in headers.items() if k.startswith("x-amz-meta-")}
+    for h in _STORED_HEADERS:
+        if h in headers:
+            meta[f"s3:h:{h}"] = headers[h]
+    return meta
+
+
+def _parse_range(text: str, size: int) -> tuple[int, int] | None:
+    """``bytes=a-b`` -> (start, end exclusive); None to serve the whole object."""
+    unit, _, spec = text.partition("=")
+    if unit.strip() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":
+            n = int(last)
+            if n <= 0:
+                raise S3Error("InvalidRange", "the requested range is not satisfiable")
+            return max(size - n, 0), size
+        start = int(first)
+        end = int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if start < 0 or (last and end <= start):
+        return None  # not a valid range: serve the whole object
+    if start >= size:
+        raise S3Error("InvalidRange", "the requested range is not satisfiable")
+    return start, min(end, size)
+
+
+def _encode_token(cursor: str) -> str:
+    return base64.urlsafe_b64encode(cursor.encode()).decode()
+
+
+def _decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise S3Error("InvalidArgument", "the continuation token is not valid") from None
+
+
+_READ_TRIES = 10  # reads racing overwrites of the same key: then 503, which clients retry
+_AFTER_ALL = "\U0010ffff"  # sorts after every other character: skips a common prefix
+
+
+def list_page(
+    ns: Namespace, prefix: str, delimiter: str, after: str | None, max_keys: int
+) -> tuple[list[ObjectInfo], list[str], bool, str | None]:
+    """One page of a listing: (objects, common prefixes, truncated, cursor for the next)."""
+    contents: list[ObjectInfo] = []
+    prefixes: list[str] = []
+    cursor = after
+    while True:
+        restart = False
+        for info in ns.list(prefix, start_after=cursor):
+            if len(contents) + len(prefixes) >= max_keys:
+                return contents, prefixes, True, cursor
+            if delimiter:
+                rest = info.key[len(prefix) :]
+                cut = rest.find(delimiter)
+                if cut >= 0:
+                    common = prefix + rest[: cut + len(delimiter)]
+                    prefixes.append(common)
+                    cursor = common + _AFTER_ALL
+                    restart = True
+                    break
+            contents.append(info)
+            cursor = info.key
+        if not restart:
+            return contents, prefixes, False, None
+
+
+class S3App:
+    """The S3 half of the gateway, as a raw ASGI app (it is on every request's path)."""
+
+    def __init__(self, lake: Lake, credentials: Credentials) -> None:
+        self.lake = lake
+        self.credentials = credentials
+        s = lake.settings
+        self.max_object = int(s["gateway_max_object_size"])
+        self.max_skew = float(s["gateway_max_clock_skew"])
+        self.max_expires = int(s["gateway_presign_max_expires"])
+        self.anonymous = bool(s["gateway_anonymous"])
+        self.max_xml = int(s["gateway_max_xml_bytes"])
+        self.memory_limit = int(s["gateway_memory_body_limit"])
+        self.inline_reads = int(s["gateway_inline_read_max"])
+        self.limiter = anyio.CapacityLimiter(max(int(s["gateway_threads"]), 1))
+        self.multipart = Multipart(lake)
+        self._ids = secrets.token_hex(4).upper()
+        self._seq = 0
+
+    # ------------------------------------------------------------------ plumbing
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    def _request_id(self) -> str:
+        self._seq += 1
+        return f"{self._ids}{self._seq:012X}"
+
+    async def _send(
+        self,
+        send: Send,
+        status: int,
+        body: bytes = b"",
+        headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        head: bool = False,
+        length: int | None = None,
+        request_id: str = "",
+    ) -> None:
+        hs = list(headers or [])
+        hs.append((b"content-length", str(len(body) if length is None else length).encode()))
+        hs.append((b"x-amz-request-id", request_id.encode()))
+        if body and not any(k == b"content-type" for k, _ in hs):
+            hs.append((b"content-type", b"application/xml"))
+        await send({"type": "http.response.start", "status": status, "headers": hs})
+        await send({"type": "http.response.body", "body": b"" if head else body})
+
+    async def _xml(self, send: Send, rid: str, root: str, children: list[str]) -> None:
+        await self._send(send, 200, xml.render(root, children), request_id=rid)
+
+    async def _drain(self, receive: Receive, limit: int) -> bytes:
+        parts, total, more = [], 0, True
+        while more:
+            raw, more = await next_raw(receive)
+            total += len(raw)
+            if total > limit:
+                raise S3Error("MalformedXML", f"the request document is over {limit} bytes")
+            parts.append(raw)
+        return b"".join(parts)
+
+    async def _document(self, receive: Receive, headers: dict[str, str], auth: Auth) -> bytes:
+        body = Body(headers, auth, self.max_xml)
+        try:
+            return await read_all(receive, body)
+        except S3Error as exc:
+            if exc.code == "EntityTooLarge":
+                raise S3Error(
+                    "MalformedXML", f"the request document is over {self.max_xml} bytes"
+                ) from None
+            raise
+
+    # ------------------------------------------------------------------ entry
+    async def __call__(self, scope: dict[str, Any], asgi_receive: Receive, send: Send) -> None:
+        rid = self._request_id()
+        method = scope["method"]
+        head = method == "HEAD"
+        path: str = scope["path"]
+        resource = path
+        body_done = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal body_done
+            message: dict[str, Any] = await asgi_receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                body_done = True
+            return message
+
+        try:
+            raw_query = scope.get("query_string", b"").decode("latin-1")
+            query = sigv4.parse_query(raw_query)
+            params = dict(query)
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            raw_path = scope.get("raw_path", b"").decode("latin-1") or path
+            self.credentials.refresh()
+            auth = verify(
+                method,
+                path,
+                raw_path,
+                query,
+                headers,
+                self.credentials,
+                max_skew=self.max_skew,
+                max_expires=self.max_expires,
+                anonymous=self.anonymous,
+            )
+            bucket, _, key = path.lstrip("/").partition("/")
+            if not bucket:
+                if method != "GET":
+                    raise S3Error("MethodNotAllowed", "only GET (ListBuckets) works on /")
+                await self.list_buckets(send, rid, auth.principal)
+                return
+            for name in params:
+                if name in _UNSUPPORTED:
+                    raise S3Error("NotImplemented", f"?{name} is not implemented by lakeloop")
+            if params.get("versionId", "null") not in ("", "null"):  # "null": unversioned
+                raise S3Error("NotImplemented", "object versions are not implemented")
+            if not key:
+                await self.bucket(method, bucket, params, headers, auth, receive, send, rid)
+            else:
+                if len(key.encode("utf-8", "surrogatepass")) > 1024:
+                    raise S3Error("KeyTooLongError", "your key is too long (1024 bytes at most)")
+                await self.object(method, bucket, key, params, headers, auth, receive, send, rid)
+        except Exception as exc:
+            if isinstance(exc, S3Error):
+                error = exc
+            elif isinstance(exc, LakeloopError):
+                error = from_lakeloop(exc)
+            else:
+                log.exception("gateway: %s %s failed", method, path)
+                error = S3Error("InternalError", "internal error; see the gateway log")
+            # A body left unread (refused before it was read, or cut short) would be
+            # parsed as the next request on this connection: close it instead.
+            unread = not body_done and self._has_body(scope["headers"])
+            await self._error(send, error, resource, rid, head, close=unread)
+
+    @staticmethod
+    def _has_body(raw_headers: list[tuple[bytes, bytes]]) -> bool:
+        for k, v in raw_headers:
+            if k == b"transfer-encoding" or (k == b"content-length" and v.strip() != b"0"):
+                return True
+        return False
+
+    async def _error(
+        self, send: Send, exc: S3Error, resource: str, rid: str, head: bool, *, close: bool
+    ) -> None:
+        body = xml.error_xml(exc.code, exc.message, exc.resource or resource, rid)
+        extra = [(b"connection", b"close")] if close else []
+        try:
+            await self._send(send, exc.status, body, extra, head=head, request_id=rid)
+        except Exception:  # the response had started already: nothing more to say
+            log.debug("could not send %s for %s", exc.code, resource)
+
+    def _authorize(self, principal: Principal, bucket: str, role: str) -> None:
+        if bucket.startswith("_"):  # lakeloop's reserved namespaces are not buckets
+            raise S3Error("InvalidBucketName", "bucket names cannot start with '_'")
+        if not principal.can(bucket, role):
+            raise S3Error(
+                "AccessDenied", f"{principal.name} has no {role} grant on {bucket}", resource=bucket
+            )
+
+    def _ns(self, bucket: str) -> Namespace:
+        try:
+            return self.lake.namespace(bucket)
+        except NotFound as exc:
+            raise S3Error("NoSuchBucket", str(exc), resource=bucket) from None
+        except InvalidInput:
+            raise S3Error("NoSuchBucket", "the specified bucket does not exist") from None
+
+    # ------------------------------------------------------------------ service
+    async def list_buckets(self, send: Send, rid: str, principal: Principal) -> None:
+        def visible() -> list[tuple[str, float]]:
+            out = []
+            for name in self.lake.namespaces():
+                if principal.role(name):
+                    st = os.stat(self.lake.root / "namespaces" / name)
+                    out.append((name, st.st_mtime))
+            return out
+
+        buckets = await self.run(visible)
+        await self._xml(
+            send,
+            rid,
+            "ListAllMyBucketsResult",
+            [
+                xml.element("Owner", [xml.element("ID", principal.name)]),
+                xml.element(
+                    "Buckets",
+                    [
+                        xml.element(
+                            "Bucket",
+                            [xml.element("Name", n), xml.element("CreationDate", xml.iso8601(t))],
+                        )
+                        for n, t in buckets
+                    ],
+                ),
+            ],
+        )
+
+    # ------------------------------------------------------------------ buckets
+    async def bucket(
+        self,
+        method: str,
+        bucket: str,
+        params: dict[str, str],
+        headers: dict[str, str],
+        auth: Auth,
+        receive: Receive,
+        send: Send,
+        rid: str,
+    ) -> None:
+        p = auth.principal
+        if method == "PUT":
+            self._authorize(p, bucket, "admin")
+            await self._drain(receive, self.max_xml)  # CreateBucketConfiguration: ignored
+            await self.run(self.lake.create_namespace, bucket)
+            await self._send(
+                send, 200, headers=[(b"location", f"/{bucket}".encode())], request_id=rid
+            )
+            return
+        if method == "DELETE":
+            self._authorize(p, bucket, "admin")
+            self._ns(bucket)
+            try:
+                await self.run(self.lake.delete_namespace, bucket)
+            except InvalidInput as exc:
+                raise S3Error("BucketNotEmpty", str(exc), resource=bucket) from None
+            await self._send(send, 204, request_id=rid)
+            return
+        if method == "HEAD":
+            self._authorize(p, bucket, "read")
+            self._ns(bucket)
+            await self._send(send, 200, head=True, request_id=rid)
+            return
+        if method == "POST" and "delete" in params:
+            self._authorize(p, bucket, "write")
+            await self.delete_objects(bucket, headers, auth, receive, send, rid)
+            return
+        if method != "GET":
+            raise S3Error("NotImplemented", f"{method} on a bucket is not implemented")
+        self._authorize(p, bucket, "read")
+        ns = self._ns(bucket)
+        if "location" in params:
+            await self._xml(send, rid, "LocationConstraint", [])
+            return
+        if "versioning" in params:
+            await self._xml(send, rid, "VersioningConfiguration", [])
+            return
+        if "uploads" in params:
+            await self.multipart.list_uploads(self, bucket, params, send, rid)
+            return
+        await self.list_objects(ns, params, send, rid)
+
+    async def list_objects(
+        self, ns: Namespace, params: dict[str, str], send: Send, rid: str
+    ) -> None:
+        v2 = params.get("list-type") == "2"
+        prefix = params.get("prefix", "")
+        delimiter = params.get("delimiter", "")
+        encoding = params.get("encoding-type")
+        if encoding not in (None, "url"):
+            raise S3Error("InvalidArgument", "encoding-type must be url")
+        try:
+            max_keys = min(max(int(params.get("max-keys", "1000")), 0), 1000)
+        except ValueError:
+            raise S3Error("InvalidArgument", "max-keys must be an integer") from None
+        if v2:
+            token = params.get("continuation-token")
+            after = _decode_token(token) if token else params.get("start-after") or None
+        else:
+            after = params.get("marker") or None
+            if after and delimiter and after.endswith(delimiter) and after.startswith(prefix):
+                after += _AFTER_ALL  # a common prefix as marker: resume after all its keys
+        contents, prefixes, truncated, cursor = await self.run(
+            list_page, ns, prefix, delimiter, after, max_keys
+        )
+
+        def enc(text: str) -> str:
+            return quote(text, safe="/") if encoding == "url" else text
+
+        out = [
+            xml.element("Name", ns.name),
+            xml.element("Prefix", enc(prefix)),
+            xml.element("MaxKeys", max_keys),
+            xml.element("IsTruncated", truncated),
+        ]
+        if delimiter:
+            out.append(xml.element("Delimiter", enc(delimiter)))
+        if encoding:
+            out.append(xml.element("EncodingType", encoding))
+        if v2:
+            out.append(xml.element("KeyCount", len(contents) + len(prefixes)))
+            if "continuation-token" in params:
+                out.append(xml.element("ContinuationToken", params["continuation-token"]))
+            if "start-after" in params:
+                out.append(xml.element("StartAfter", enc(params["start-after"])))
+            if truncated and cursor is not None:
+                out.append(xml.element("NextContinuationToken", _encode_token(cursor)))
+        else:
+            out.append(xml.element("Marker", enc(params.get("marker", ""))))
+            if truncated and cursor is not None:
+                # the last key or common prefix, as S3 gives it (see the marker above)
+                out.append(xml.element("NextMarker", enc(cursor.removesuffix(_AFTER_ALL))))
+        for info in contents:
+            out.append(
+                xml.element(
+                    "Contents",
+                    [
+                        xml.element("Key", enc(info.key)),
+                        xml.element("LastModified", xml.iso8601(info.mtime)),
+                        xml.element("ETag", f'"{s3_etag(info)}"'),
+                        xml.element("Size", info.size),
+                        xml.element("StorageClass", "STANDARD"),
+                    ],
+                )
+            )
+        for common in prefixes:
+            out.append(xml.element("CommonPrefixes", [xml.element("Prefix", enc(common))]))
+        await self._xml(send, rid, "ListBucketResult", out)
+
+    async def delete_objects(
+        self,
+        bucket: str,
+        headers: dict[str, str],
+        auth: Auth,
+        receive: Receive,
+        send: Send,
+        rid: str,
+    ) -> None:
+        ns = self._ns(bucket)
+        doc = xml.parse(await self._document(receive, headers, auth), "Delete")
+        quiet = (doc.findtext("Quiet") or "").strip().lower() == "true"
+        keys = [obj.findtext("Key") for obj in doc.findall("Object")]
+        if len(keys) > 1000 or any(k is None for k in keys):
+            raise S3Error("MalformedXML", "1 to 1000 <Object><Key> entries are expected")
+
+        def delete_all() -> list[str]:
+            out = []
+            for k in keys:
+                assert k is not None
+                try:
+                    ns.delete(k, missing_ok=True)
+                    if not quiet:
+                        out.append(xml.element("Deleted", [xml.element("Key", k)]))
+                except LakeloopError as exc:
+                    err = from_lakeloop(exc)
+                    out.append(
+                        xml.element(
+                            "Error",
+                            [
+                                xml.element("Key", k),
+                                xml.element("Code", err.code),
+                                xml.element("Message", err.message),
+                            ],
+                        )
+                    )
+            return out
+
+        await self._xml(send, rid, "DeleteResult", await self.run(delete_all))
+
+    # ------------------------------------------------------------------ objects
+    async def object(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        params: dict[str, str],
+        headers: dict[str, str],
+        auth: Auth,
+        receive: Receive,
+        send: Send,
+        rid: str,
+    ) -> None:
+        p = auth.principal
+        if method in ("GET", "HEAD"):
+            self._authorize(p, bucket, "read")
+            if "uploadId" in params and method == "GET":
+                await self.multipart.list_parts(self, bucket, key, params, send, rid)
+                return
+            await self.get_object(bucket, key, headers, params, send, rid, head=method == "HEAD")
+            return
+        self._authorize(p, bucket, "write")
+        if method == "PUT":
+            if "uploadId" in params or "partNumber" in params:
+                if "x-amz-copy-source" in headers:
+                    raise S3Error("NotImplemented", "UploadPartCopy is not implemented")
+                await self.multipart.upload_part(
+                    self, bucket, key, params, headers, auth, receive, send, rid
+                )
+            elif "x-amz-copy-source" in headers:
+                await self.copy_object(bucket, key, headers, auth, receive, send, rid)
+            else:
+                await self.put_object(bucket, key, headers, auth, receive, send, rid)
+            return
+        if method == "DELETE":
+            if "uploadId" in params:
+                await self.multipart.abort(self, bucket, key, params, send, rid)
+                return
+            ns = self._ns(bucket)
+            await self.run(lambda: ns.delete(key, missing_ok=True))
+            await self._send(send, 204, request_id=rid)
+            return
+        if method == "POST":
+            if "uploads" in params:
+                await self.multipart.create(self, bucket, key, headers, send, rid)
+                return
+            if "uploadId" in params:
+                await self.multipart.complete(
+                    self, bucket, key, params, headers, auth, receive, send, rid
+                )
+                return
+        raise S3Error("NotImplemented", f"{method} on an object is not implemented")
+
+    async def receive_into(
+        self,
+        ns: Namespace,
+        key: str,
+        headers: dict[str, str],
+        auth: Auth,
+        receive: Receive,
+        *,
+        content_type: str | None,
+        metadata: dict[str, str],
+    ) -> ObjectInfo:
+        """Verify the request body and store it under *key*; nothing is stored if it fails."""
+        if (
+            "content-length" not in headers
+            and "x-amz-decoded-content-length" not in headers
+            and headers.get("transfer-encoding", "").lower() != "chunked"
+        ):
+            raise S3Error("MissingContentLength", "you must provide the Content-Length")
+        body = Body(headers, auth, self.max_object)
+        if body.expected is not None and body.expected <= self.memory_limit:
+            data = await read_all(receive, body)
+            md5 = body.md5.digest()
+            return await self.run(
+                lambda: ns.put(key, data, content_type=content_type, metadata=metadata, md5=md5)
+            )
+        reader = io.BufferedReader(SyncReader(receive, body), 1 << 20)
+        return await self.run(
+            lambda: ns.put_stream(
+                key, reader, size=body.expected, content_type=content_type, metadata=metadata
+            )
+        )
+
+    async def put_object(
+        self,
+        bucket: str,
+        key: str,
+        headers: dict[str, str],
+        auth: Auth,
+        receive: Receive,
+        send: Send,
+        rid: str,
+    ) -> None:
+        ns = self._ns(bucket)
+        info = await self.receive_into(
+            ns,
+            key,
+            headers,
+            auth,
+            receive,
+            content_type=headers.get("content-type"),
+            metadata=_request_metadata(headers),
+        )
+        await self._send(send, 200, headers=[(b"etag", f'"{info.etag}"'.encode())], request_id=rid)
+
+    def _conditions(self, info: ObjectInfo, headers: dict[str, str]) -> int | None:
+        """The status a conditional request gets (412/304), or None to serve it."""
+        etag = s3_etag(info)
+
+        def matches(value: str) -> bool:
+            tags = [t.strip().removeprefix("W/").strip('"') for t in value.split(",")]
+            return "*" in tags or etag in tags
+
+        if "if-match" in headers and not matches(headers["if-match"]):
+            return 412
+        if "if-unmodified-since" in headers and "if-match" not in headers:
+            since = _parse_http_date(headers["if-unmodified-since"])
+            if since is not None and int(info.mtime) > since:
+                return 412
+        if "if-none-match" in headers:
+            if matches(headers["if-none-match"]):
+                return 304
+        elif "if-modified-since" in headers:
+            since = _parse_http_date(headers["if-modified-since"])
+            if since is not None and int(info.mtime) <= since:
+                return 304
+        return None
+
+    async def get_object(
+        self,
+        bucket: str,
+        key: str,
+        headers: dict[str, str],
+        params: dict[str, str],
+        send: Send,
+        rid: str,
+        *,
+        head: bool,
+    ) -> None:
+        ns = self._ns(bucket)
+        small = self.memory_limit
+
+        def fetch(limit: int) -> tuple[ObjectInfo, bytes | None]:
+            for _ in range(_READ_TRIES):
+                info = ns.stat(key)
+                if head or info.size > limit or self._conditions(info, headers):
+                    return info, None
+                data = ns.get(key)
+                # metadata and bytes come from two lookups: an overwrite in between would
+                # pair them wrongly, which the store's MD5 of the content tells (cheaply)
+                if hashlib.md5(data, usedforsecurity=False).hexdigest() == info.etag:
+                    return info, data
+            raise S3Error("ServiceUnavailable", "the object keeps changing; retry")
+
+        if self.inline_reads:
+            # An index lookup and one pread of a small record: cheaper on the event loop
+            # than the hand-off to a worker thread and back (see gateway_inline_read_max).
+            info, data = fetch(self.inline_reads)
+            if data is None and not head and self.inline_reads < info.size <= small:
+                info, data = await self.run(fetch, small)
+        else:
+            info, data = await self.run(fetch, small)
+        stream: BinaryIO | None = None
+        if data is None and not head and self._conditions(info, headers) is None:
+            stream, info = await self.run(_open_current, ns, key)
+        try:
+            await self._answer_get(info, data, stream, headers, params, send, rid, head=head)
+        finally:
+            if stream is not None:
+                stream.close()
+
+    async def _answer_get(
+        self,
+        info: ObjectInfo,
+        data: bytes | None,
+        stream: BinaryIO | None,
+        headers: dict[str, str],
+        params: dict[str, str],
+        send: Send,
+        rid: str,
+        *,
+        head: bool,
+    ) -> None:
+        status = self._conditions(info, headers)
+        hs = _object_headers(info)
+        if status == 304:
+            await self._send(send, 304, headers=hs[:2], head=True, length=0, request_id=rid)
+            return
+        if status == 412:
+            raise S3Error("PreconditionFailed", "at least one of the preconditions failed")
+        for param, header in (
+            ("response-content-type", b"content-type"),
+            ("response-content-disposition", b"content-disposition"),
+            ("response-cache-control", b"cache-control"),
+            ("response-content-encoding", b"content-encoding"),
+        ):
+            if param in params:
+                hs = [h for h in hs if h[0] != header]
+                hs.append((header, params[param].encode("latin-1", "replace")))
+        start, end = 0, info.size
+        code = 200
+        if "range" in headers and info.size > 0:
+            picked = _parse_range(headers["range"], info.size)
+            if picked is not None:
+                start, end = picked
+                code = 206
+                hs.append((b"content-range", f"bytes {start}-{end - 1}/{info.size}".encode()))
+        elif "range" in headers:
+            _parse_range(headers["range"], 0)  # an empty object has no satisfiable range: 416
+        if head:
+            await self._send(send, code, headers=hs, head=True, length=end - start, request_id=rid)
+            return
+        if data is not None:
+            await self._send(send, code, data[start:end], hs, request_id=rid)
+            return
+        assert stream is not None
+        if start:
+            await self.run(stream.seek, start)
+        hs.append((b"content-length", str(end - start).encode()))
+        hs.append((b"x-amz-request-id", rid.encode()))
+        await send({"type": "http.response.start", "status": code, "headers": hs})
+        left = end - start
+        while left > 0:
+            chunk = await self.run(stream.read, min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+
+    async def copy_object(
+        self,
+        bucket: str,
+        key: str,
+        headers: dict[str, str],
+        auth: Auth,
+        receive: Receive,
+        send: Send,
+        rid: str,
+    ) -> None:
+        source = unquote(headers["x-amz-copy-source"]).split("?", 1)[0].lstrip("/")
+        src_bucket, _, src_key = source.partition("/")
+        if not src_bucket or not src_key:
+            raise S3Error("InvalidArgument", "x-amz-copy-source must be BUCKET/KEY")
+        self._authorize(auth.principal, src_bucket, "read")
+        await self._drain(receive, 0)
+        src, dst = self._ns(src_bucket), self._ns(bucket)
+        replace = headers.get("x-amz-metadata-directive", "COPY").upper() == "REPLACE"
+
+        def copy() -> ObjectInfo:
+            info = src.stat(src_key)
+            if self._conditions_copy(info, headers):
+                raise S3Error("PreconditionFailed", "a copy-source precondition failed")
+            if replace:
+                ctype, meta = headers.get("content-type"), _request_metadata(headers)
+            else:
+                ctype, meta = info.content_type, dict(info.metadata)
+            with src.open(src_key, version=info.version) as f:
+                return dst.put_stream(key, f, size=info.size, content_type=ctype, metadata=meta)
+
+        info = await self.run(copy)
+        await self._xml(
+            send,
+            rid,
+            "CopyObjectResult",
+            [
+                xml.element("LastModified", xml.iso8601(info.mtime)),
+                xml.element("ETag", f'"{s3_etag(info)}"'),
+            ],
+        )
+
+    def _conditions_copy(self, info: ObjectInfo, headers: dict[str, str]) -> bool:
+        renamed = {
+            k.removeprefix("x-amz-copy-source-"): v
+            for k, v in headers.items()
+            if k.startswith("x-amz-copy-source-if-")
+        }
+        return self._conditions(info, renamed) is not None
+
+
+def _open_current(ns: Namespace, key: str) -> tuple[BinaryIO, ObjectInfo]:
+    """Open *key* with the metadata of exactly the version opened.
+
+    Two stats that agree around the open prove no write landed in between, so the
+    reader holds the version they describe (an open file stays readable after an
+    overwrite).
+    """
+    for _ in range(_READ_TRIES):
+        before = ns.stat(key)
+        f = ns.open(key)
+        if ns.stat(key).version == before.version:
+            return f, before
+        f.close()
+    raise S3Error("ServiceUnavailable", "the object keeps changing; retry")
+
+
+def _parse_http_date(text: str) -> int | None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return int(parsed.timestamp())
+
+
+def md5_of_parts(digests: list[bytes]) -> str:
+    """S3's multipart ETag: MD5 of the concatenated part MD5s, dash, part count."""
+    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+
+
+def chain(files: Iterator[io.BufferedIOBase]) -> io.BufferedReader:
+    """One reader over several, in order (multipart completion)."""
+
+    class _Chain(io.RawIOBase):
+        def __init__(self) -> None:
+            self._current: Any = next(files, None)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            while self._current is not None:
+                n = self._current.readinto(buffer)
+                if n:
+                    return int(n)
+                self._current.close()
+                self._current = next(files, None)
+            return 0
+
+    return io.BufferedReader(_Chain(), 1 << 20)
