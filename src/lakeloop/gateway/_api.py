@@ -28,7 +28,7 @@ from lakeloop.store import Lake
 __all__ = ["AREAS", "ENDPOINTS", "ApiContext", "ApiError", "Endpoint", "endpoint", "openapi"]
 
 PREFIX = "/api/v1"
-AREAS = ["lakeloop.gateway._api_store"]
+AREAS = ["lakeloop.gateway._api_store", "lakeloop.gateway._api_catalog"]
 
 
 class ApiError(Exception):

@@ -212,11 +212,23 @@ class RemoteLake:
     def delete_namespace(self, name: str) -> None:
         self._check(self.request("DELETE", f"/{name}"), "delete namespace", name)
 
-    def api(self, method: str, path: str) -> Any:
-        """Call the gateway's JSON API (``/api/v1`` + *path*) -> the decoded JSON."""
+    def api(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+    ) -> Any:
+        """Call the gateway's JSON API (``/api/v1`` + *path*) -> the decoded JSON.
+
+        *query* values are sent as strings (None values are left out); *body* as JSON.
+        """
         import json
 
-        resp = self.request(method, "/api/v1" + path)
+        pairs = [(k, str(v)) for k, v in (query or {}).items() if v is not None]
+        raw = b"" if body is None else json.dumps(body).encode()
+        headers = {"content-type": "application/json"} if raw else None
+        resp = self.request(method, "/api/v1" + path, pairs, raw, headers)
         if resp.status >= 300:
             try:
                 err = json.loads(resp.body)["error"]
