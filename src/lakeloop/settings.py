@@ -293,7 +293,7 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "search_count_time",
-            0.05,
+            0.03,
             _parse_float,
             "seconds a search spends counting matches; past it the total is a lower bound",
         ),

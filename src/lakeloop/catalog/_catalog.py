@@ -244,12 +244,14 @@ class Catalog:
             idx.refresh(ns, self._identity(name), refresh_max)
             lag += max(0, ns.last_seq - idx.synced_seq)
             idx.new_query()
-            pages.append(
-                idx.search(q, sort=sort, descending=descending, limit=limit + 1, cursor=after)
-            )
-            if total <= cap and complete:
-                left = max(0.0, budget - (time.perf_counter() - t0))
-                n, complete = idx.count(q, cap, left)
+            found = idx.search(q, sort=sort, descending=descending, limit=limit + 1, cursor=after)
+            pages.append(found)
+            if total > cap:
+                pass
+            elif after is None and len(found) <= limit:
+                total += len(found)  # the whole answer fits in this page: no count needed
+            elif complete:
+                n, complete = idx.count(q, cap, budget)
                 total += n
 
         def order(item: tuple[Any, Row]) -> tuple[Any, str, str]:

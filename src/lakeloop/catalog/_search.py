@@ -378,8 +378,9 @@ class NamespaceIndex:
         check on each row while SQLite walks the sort order (good when many match: a page
         fills after a few rows). Each set filter's match count is estimated, up to
         a threshold (2 % of the objects, within ``_SELECTIVE`` bounds); the most selective
-        one under it drives, the rest are row checks. *counting* plans for a count instead,
-        where the narrowest index always wins (a count visits every match anyway).
+        one under it drives, the rest are row checks. Counting uses the same plan: every
+        plan streams rows without materializing a large set first, so a count can stop
+        when its time is up.
         """
         limit = self._threshold()
         where: list[str] = []
@@ -469,6 +470,7 @@ class NamespaceIndex:
                 + f" LIMIT {limit})",
                 cond_args,
             ).fetchone()[0]
+            # a count walks an index range without sorting: the index always helps it
             where.append(cond.format(c="o." if counting or n < limit else "+o."))
             args += cond_args
         pairs = list(q.metadata.items()) + [(_TAG, t) for t in q.tags]
@@ -496,23 +498,13 @@ class NamespaceIndex:
                 )
         if not sets:
             return where, args
-        fts_sets = [x for x in sets if x[0].endswith("fts MATCH ?")]
-        if counting and len(fts_sets) > 1:
-            # one MATCH with AND: the full-text engine intersects its lists faster than
-            # rows can be checked one by one
-            match = " AND ".join(f"({x[1][0]})" for x in fts_sets)
-            sets = [x for x in sets if x not in fts_sets]
-            where.append("o.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
-            args.append(match)
-            if not sets:
-                return where, args
         # each set filter's first `limit` ids: how selective it is, and, when it drives,
         # the id set itself (so a page and its count do not run the same match again)
         found = [self._ids(est, est_args, limit) for est, est_args, *_ in sets]
         estimates = [len(ids) for ids in found]
         driver = min(range(len(sets)), key=lambda i: estimates[i])
         for i, (_est, est_args, id_set, check, check_args) in enumerate(sets):
-            drives = i == driver and (counting or estimates[i] < limit)
+            drives = i == driver and estimates[i] < limit
             if drives and estimates[i] < limit:
                 where.append("o.id IN (SELECT value FROM json_each(?))")
                 args.append(json.dumps(found[i]))
@@ -573,9 +565,9 @@ class NamespaceIndex:
         n = 0
         cur = self.reader.execute(sql + " LIMIT ?", [*args, cap + 1])
         while True:
-            got = len(cur.fetchmany(2000))
+            got = len(cur.fetchmany(256))  # small steps: the time budget is checked often
             n += got
-            if got < 2000:
+            if got < 256:
                 return n, True
             if time.monotonic() > deadline:
                 cur.close()
