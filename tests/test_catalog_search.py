@@ -256,9 +256,13 @@ def test_bad_queries_are_clear_errors(lake: Lake) -> None:
     Query(text="ok").check()
 
 
-def test_concurrent_searches_while_writing(lake: Lake) -> None:
+def test_concurrent_searches_while_writing(tmp_path: Path) -> None:
     import threading
 
+    # counts must finish on a loaded machine: no time budget here
+    lake = Lake.open(
+        tmp_path / "lake", create=True, settings={"search_count_time": 60}, background=False
+    )
     ns = lake.create_namespace("aaa")
     ns.put_many((f"pre/{i:04d}", b"x") for i in range(500))
     cat = Catalog(lake)
@@ -285,3 +289,4 @@ def test_concurrent_searches_while_writing(lake: Lake) -> None:
     assert errors == []
     assert cat.search(key="new").total == 300
     cat.close()
+    lake.close()
