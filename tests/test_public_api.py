@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import lakeloop
 import lakeloop.errors
+import lakeloop.gate
+import lakeloop.loop
+import lakeloop.project
 import lakeloop.store
 from lakeloop.settings import SETTINGS
 
@@ -56,6 +59,64 @@ def test_store_surface() -> None:
         "setting",
         "close",
     } == ns_methods
+
+
+def test_gate_surface() -> None:
+    assert sorted(lakeloop.gate.__all__) == [
+        "Acceptance",
+        "CombinedDecision",
+        "Decision",
+        "HistoryPoint",
+        "METRICS",
+        "Policy",
+        "acceptance",
+        "combine",
+        "compare",
+        "compare_all",
+        "plot_history",
+        "ratchet",
+        "render_html",
+        "render_json",
+        "render_markdown",
+    ]
+    decision_fields = {
+        "outcome", "passed", "delta", "interval", "p_value", "n", "metric",
+        "champion_value", "candidate_value", "reasons",
+    }  # fmt: skip
+    decision = lakeloop.gate.Decision
+    assert decision_fields <= set(decision.__dataclass_fields__) | set(dir(decision))
+    assert {"passed", "estimate", "lower_bound", "n_required"} <= set(
+        lakeloop.gate.Acceptance.__dataclass_fields__
+    )
+
+
+def test_loop_and_project_surface() -> None:
+    assert sorted(lakeloop.loop.__all__) == ["CodeFingerprint", "code_fingerprint"]
+    assert sorted(lakeloop.project.__all__) == [
+        "AcceptanceConfig",
+        "GateConfig",
+        "LOCK_FILE",
+        "LakeLocation",
+        "Lock",
+        "PROJECT_FILE",
+        "Project",
+        "find_project",
+        "load_project",
+        "read_lock",
+        "resolve_lake",
+        "write_lock",
+    ]
+
+
+def test_import_lakeloop_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lakeloop, lakeloop.cli; print('numpy' in sys.modules, 'scipy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
 
 
 def test_error_tree() -> None:

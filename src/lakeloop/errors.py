@@ -9,7 +9,10 @@ for getting out of it. The CLI prints ``str(error)`` on one line and exits 2.
     ├── InvalidInput (also ValueError)      bad input; nothing was changed
     │   ├── InvalidKey                      object key is not valid UTF-8 / too long / empty
     │   ├── InvalidName                     namespace name breaks the bucket-name rules
-    │   └── InvalidSetting                  a setting has a bad value or is unknown
+    │   ├── InvalidSetting                  a setting has a bad value or is unknown
+    │   ├── InvalidProject                  lakeloop.toml or lakeloop.lock is malformed
+    │   ├── InvalidPolicy                   a gate policy is malformed (metric, margin, ...)
+    │   └── InvalidEvaluation               predictions/labels unusable: lengths, NaN, shape
     ├── NotFound (also KeyError)            no such object, version, namespace or lake
     ├── AlreadyExists                       namespace or lake already there
     ├── ChecksumError                       stored bytes do not match their checksum
@@ -26,9 +29,12 @@ __all__ = [
     "AlreadyExists",
     "ChecksumError",
     "InsufficientSpace",
+    "InvalidEvaluation",
     "InvalidInput",
     "InvalidKey",
     "InvalidName",
+    "InvalidPolicy",
+    "InvalidProject",
     "InvalidSetting",
     "LakeloopError",
     "LockTimeout",
@@ -87,6 +93,22 @@ class InvalidName(InvalidInput):
 
 class InvalidSetting(InvalidInput):
     default_hint = "run `lakeloop config` to see every setting with its help"
+
+
+class InvalidProject(InvalidInput):
+    """The project file ``lakeloop.toml`` (or its lock file) has a bad or unknown key."""
+
+    default_hint = "docs/project.md lists every key of lakeloop.toml with its meaning"
+
+
+class InvalidPolicy(InvalidInput):
+    """A gate policy is malformed: unknown metric, margin out of range, and so on."""
+
+    default_hint = "docs/gate.md describes every Policy field"
+
+
+class InvalidEvaluation(InvalidInput):
+    """Labels or predictions given to the gate cannot be used as they are."""
 
 
 class NotFound(LakeloopError, KeyError):

@@ -30,6 +30,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "search": "lakeloop.cli.catalog:search",
     "snapshot": "lakeloop.cli.catalog:snapshot",
     "stats": "lakeloop.cli.catalog:stats",
+    "gate": "lakeloop.cli.gate:gate",
 }
 
 
