@@ -45,6 +45,7 @@ def test_store_surface() -> None:
         "stat",
         "delete",
         "list",
+        "locate",
         "scan",
         "volumes",
         "changes",
@@ -160,3 +161,36 @@ def test_catalog_surface() -> None:
     ]
     methods = {m for m in dir(lakeloop.catalog.Catalog) if not m.startswith("_")}
     assert {"search", "preview", "stats", "snapshot", "dataset", "resolve"} <= methods
+
+
+def test_registry_surface() -> None:
+    import lakeloop.registry
+
+    assert sorted(lakeloop.registry.__all__) == [
+        "AliasMove",
+        "CHAMPION",
+        "FLAVORS",
+        "Flavor",
+        "KerasFlavor",
+        "Lineage",
+        "LoadedModel",
+        "ModelVersion",
+        "PyfuncFlavor",
+        "Registry",
+        "SklearnFlavor",
+        "flavor_for",
+        "parse_model_ref",
+    ]
+    methods = {m for m in dir(lakeloop.registry.Registry) if not m.startswith("_")}
+    assert methods == {
+        "alias",
+        "aliases",
+        "get",
+        "history",
+        "load",
+        "models",
+        "promote",
+        "register",
+        "remove_alias",
+        "versions",
+    }
