@@ -258,3 +258,41 @@ def test_concurrent_alias_moves_from_several_processes(tmp_path: Path) -> None:
     assert moves[-1].version == final
     for who in ("p0", "p1", "p2", "p3"):
         assert [m.why for m in moves if m.who == who] == [f"{who} {i}" for i in range(15)]
+
+
+def _cli(lake_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lakeloop", "--lake", str(lake_path), *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_models_cli(tmp_path: Path) -> None:
+    path = tmp_path / "lake"
+    with Lake.open(path, create=True, background=False) as lake:
+        reg = Registry(lake)
+        reg.register("digits", Doubler(), lineage=LINEAGE)
+        reg.register("digits", Doubler(), lineage={"metrics": {"accuracy": 0.95}})
+    out = _cli(path, "models", "alias", "digits@1", "challenger", "--reason", "try", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["to"] == 1
+    refused = _cli(path, "models", "alias", "digits@2", "champion")
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "only through the gate" in refused.stderr
+    forced = _cli(path, "models", "alias", "digits@2", "champion", "--force", "--reason", "hotfix")
+    assert forced.returncode == 0 and "[override]" in forced.stdout
+    listed = json.loads(_cli(path, "models", "list", "--json").stdout)
+    assert listed == [
+        {"name": "digits", "versions": 2, "latest": 2, "aliases": {"challenger": 1, "champion": 2}}
+    ]
+    shown = json.loads(_cli(path, "models", "show", "digits", "--json").stdout)
+    assert [m["kind"] for m in shown["history"]] == ["move", "override"]
+    assert shown["history"][1]["why"] == "hotfix"
+    one = json.loads(_cli(path, "models", "show", "digits@1", "--json").stdout)
+    assert one["lineage"] == LINEAGE.to_dict() and one["aliases"] == ["challenger"]
+    for args in (("models", "show", "digits"), ("models", "show", "digits@champion"),
+                 ("models", "list")):  # fmt: skip
+        text = _cli(path, *args)
+        assert text.returncode == 0 and "digits" in text.stdout, text.stderr
+    assert _cli(path, "models", "show", "nope").returncode == 2

@@ -31,6 +31,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "snapshot": "lakeloop.cli.catalog:snapshot",
     "stats": "lakeloop.cli.catalog:stats",
     "gate": "lakeloop.cli.gate:gate",
+    "models": "lakeloop.cli.registry:models",
 }
 
 
