@@ -32,6 +32,8 @@ _LAZY_COMMANDS: dict[str, str] = {
     "stats": "lakeloop.cli.catalog:stats",
     "gate": "lakeloop.cli.gate:gate",
     "models": "lakeloop.cli.registry:models",
+    "runs": "lakeloop.cli.train:runs",
+    "tensorboard": "lakeloop.cli.train:tensorboard",
 }
 
 

@@ -121,6 +121,19 @@ def _default(o: Any) -> Any:
     return str(o)
 
 
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The entries that are numbers (Python or NumPy scalars), as floats."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, str | bytes):
+            continue
+        try:
+            out[str(k)] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
 class Run:
     """A run in progress. Get one from :meth:`Runs.start`; end it with :meth:`finish`,
     :meth:`fail` or :meth:`interrupt`. Per-epoch metrics also go to TensorBoard events."""
@@ -140,9 +153,7 @@ class Run:
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, Any]) -> None:
         """Record the metrics of one epoch (numbers only), in the run and as TB scalars."""
-        values = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-        if not values and metrics:
-            values = {k: float(v) for k, v in _jsonable(dict(metrics)).items()}
+        values = _numbers(metrics)
         self.record.epochs.append(
             {"epoch": int(epoch), "time": time.monotonic() - self._t0, **values}
         )
@@ -197,9 +208,7 @@ class Run:
     ) -> RunRecord:
         """End the run: final *metrics*, and *model* saved through its registry flavor."""
         if metrics:
-            self.record.metrics.update(
-                {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-            )
+            self.record.metrics.update(_numbers(metrics))
         if model is not None:
             from lakeloop.registry import flavor_for
 
