@@ -1,0 +1,78 @@
+"""Trial engines: one conformance suite that every engine passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from _engine_tasks import square, task
+from lakeloop.errors import InvalidInput
+from lakeloop.train.engines import LocalEngine, TrialEngine, engine_for
+
+
+class EngineConformance:
+    """Subclasses set ``make(workers, timeout)``."""
+
+    def make(self, workers: int, timeout: float = 0.0) -> TrialEngine:
+        raise NotImplementedError
+
+    def test_every_task_once_with_its_result(self) -> None:
+        engine = self.make(2)
+        try:
+            got = dict(engine.map(square, list(range(5))))
+        finally:
+            engine.close()
+        assert sorted(got) == [0, 1, 2, 3, 4]
+        assert all(r.ok and r.value == i * i and r.seconds >= 0 for i, r in got.items())
+
+    def test_failures_are_contained(self) -> None:
+        specs = [
+            {"kind": "ok", "n": 1},
+            {"kind": "raise", "n": 2},
+            {"kind": "exit"},
+            {"kind": "ok", "n": 4},
+        ]
+        engine = self.make(2)
+        try:
+            got = dict(engine.map(task, specs))
+        finally:
+            engine.close()
+        assert got[0].ok and got[0].value == 10 and got[3].ok and got[3].value == 40
+        assert not got[1].ok and "ValueError: boom 2" in (got[1].error or "")
+        assert not got[2].ok and got[2].error
+
+    def test_tasks_run_in_parallel(self, tmp_path: Path) -> None:
+        specs = [
+            {"kind": "rendezvous", "folder": str(tmp_path), "me": "a", "other": "b"},
+            {"kind": "rendezvous", "folder": str(tmp_path), "me": "b", "other": "a"},
+        ]
+        engine = self.make(2)
+        try:
+            got = dict(engine.map(task, specs))
+        finally:
+            engine.close()
+        assert got[0].ok and got[1].ok, (got[0].error, got[1].error)
+
+    def test_timeout(self) -> None:
+        engine = self.make(2, timeout=1.0)
+        try:
+            got = dict(engine.map(task, [{"kind": "sleep", "seconds": 60}, {"kind": "ok"}]))
+        finally:
+            engine.close()
+        assert got[1].ok
+        assert not got[0].ok and "timed out" in (got[0].error or "")
+
+
+class TestLocalEngine(EngineConformance):
+    def make(self, workers: int, timeout: float = 0.0) -> TrialEngine:
+        return LocalEngine(workers, timeout=timeout)
+
+
+def test_engine_for() -> None:
+    assert isinstance(engine_for("local", 3), LocalEngine)
+    assert engine_for("local", 3).workers == 3 and engine_for("local").workers >= 1
+    with pytest.raises(InvalidInput, match="unknown trial engine"):
+        engine_for("spark")
+    with pytest.raises(InvalidInput):
+        LocalEngine(-1)
