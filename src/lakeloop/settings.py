@@ -326,6 +326,31 @@ SETTINGS: dict[str, Setting] = {
             "tables larger than this are left out of column statistics",
         ),
         Setting("stats_max_columns", 100, _parse_int, "most columns per table in statistics"),
+        # train
+        Setting(
+            "train_workers",
+            0,
+            _parse_int,
+            "trials `lakeloop train` runs at once (0: one per CPU)",
+        ),
+        Setting(
+            "train_threads_per_trial",
+            1,
+            _parse_int,
+            "threads each trial's framework may use (TensorFlow, BLAS), so trials do not compete",
+        ),
+        Setting(
+            "train_max_trials",
+            1000,
+            _parse_int,
+            "most trials (parameter sets x folds) one `lakeloop train` may start",
+        ),
+        Setting(
+            "train_trial_timeout",
+            0.0,
+            _parse_float,
+            "seconds one trial may run before it is stopped and reported failed (0: no limit)",
+        ),
     ]
 }
 

@@ -34,6 +34,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "models": "lakeloop.cli.registry:models",
     "runs": "lakeloop.cli.train:runs",
     "tensorboard": "lakeloop.cli.train:tensorboard",
+    "train": "lakeloop.cli.train:train",
 }
 
 

@@ -137,3 +137,64 @@ def tensorboard(state: _State, run_ids: tuple[str, ...], host: str, port: int) -
             proc.wait(timeout=30)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@click.command()
+@click.option("--project", "project", default=None, help="lakeloop.toml or its folder.")
+@click.option("--engine", default=None, help="local (default) or ray.")
+@click.option("--workers", type=int, default=None, help="Trials at once.")
+@click.option("--no-register", is_flag=True, help="Run the trials; register nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the study as JSON.")
+@click.pass_context
+def train(
+    ctx: click.Context,
+    project: str | None,
+    engine: str | None,
+    workers: int | None,
+    no_register: bool,
+    as_json: bool,
+) -> None:
+    """Run the project's trials in parallel and register the best model.
+
+    Exit 1 when no trial succeeded.
+    """
+    import sys
+
+    from lakeloop.train.study import TrialOutcome, train_project
+
+    state: _State = ctx.obj
+    parent = ctx.parent
+    lake_given = parent is not None and parent.get_parameter_source("lake_path") not in (
+        click.core.ParameterSource.DEFAULT,
+        None,
+    )
+
+    def progress(t: TrialOutcome) -> None:
+        label = f"trial {t.trial}" + ("" if t.fold is None else f" fold {t.fold}")
+        if t.ok:
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(t.metrics.items()))
+            click.echo(f"{label} {t.run_id}: {shown} ({t.seconds:.1f} s)", err=True)
+        else:
+            click.echo(f"{label} {t.run_id}: FAILED at {t.where or '?'}: {t.error}", err=True)
+
+    result = train_project(
+        project,
+        lake=state.lake_path if lake_given else None,
+        engine=engine,
+        workers=workers,
+        register=not no_register,
+        on_trial=progress,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    elif result.best_run is None:
+        click.echo(f"study {result.study}: no trial succeeded", err=True)
+    else:
+        click.echo(
+            f"study {result.study}: best {result.metric}={result.best_score:.4g} "
+            f"params={json.dumps(result.best_params, sort_keys=True)} run {result.best_run}"
+        )
+        if result.version is not None:
+            click.echo(f"registered {result.version.ref}")
+    if result.best_run is None:
+        sys.exit(1)

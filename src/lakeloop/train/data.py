@@ -31,10 +31,11 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lakeloop.catalog import Entry
 from lakeloop.errors import ChecksumError, InvalidInput
 
 if TYPE_CHECKING:
-    from lakeloop.catalog import Entry, Snapshot
+    from lakeloop.catalog import Snapshot
     from lakeloop.store import Lake
 
 __all__ = [
@@ -122,6 +123,7 @@ class SnapshotReader:
         shard: tuple[int, int] = (0, 1),
         shuffle_buffer: int = 0,
         seed: int = 0,
+        where: Callable[[Entry], bool] | None = None,
     ) -> None:
         i, n = shard
         if not (isinstance(i, int) and isinstance(n, int) and n >= 1 and 0 <= i < n):
@@ -138,6 +140,8 @@ class SnapshotReader:
         self.seed = seed
         self.labels = label_ids(self.snapshot)
         entries = self.snapshot.entries(split)
+        if where is not None:
+            entries = [e for e in entries if where(e)]
         by_version = {e.version: e for e in entries}
         ns = lake.namespace(self.snapshot.namespace)
         located = ns.locate(by_version)
@@ -215,6 +219,7 @@ def batches(
     seed: int = 0,
     epoch: int = 0,
     drop_remainder: bool = False,
+    where: Callable[[Entry], bool] | None = None,
 ) -> Iterator[tuple[Any, Any]]:
     """NumPy batches ``(x, y)`` of one pass over the split: ``x`` stacks the decoded
     examples (an object array of bytes without *decode*), ``y`` the int64 label ids."""
@@ -236,7 +241,12 @@ def batches(
 
 
 def arrays(
-    lake: Lake, ref: str | Snapshot, split: str | None = "train", *, decode: Decode | None = None
+    lake: Lake,
+    ref: str | Snapshot,
+    split: str | None = "train",
+    *,
+    decode: Decode | None = None,
+    where: Callable[[Entry], bool] | None = None,
 ) -> tuple[Any, Any]:
     """The whole split in memory as ``(x, y)`` in key order (for small data, scikit-learn)."""
     import numpy as np
@@ -244,7 +254,10 @@ def arrays(
     snap = _resolve(lake, ref)
     ids = label_ids(snap)
     xs, ys = [], []
-    for entry, data in snap.iter_bytes(split):
+    for entry in snap.entries(split):
+        if where is not None and not where(entry):
+            continue
+        data = snap.read(entry)
         xs.append(decode(data) if decode is not None else data)
         ys.append(-1 if entry.label is None else ids[entry.label])
     if not xs:
@@ -264,6 +277,7 @@ def tf_dataset(
     seed: int = 0,
     drop_remainder: bool = False,
     prefetch: int = 2,
+    where: Callable[[Entry], bool] | None = None,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(x, y)`` batches; iterating it again is the next epoch
     (a new shuffle). Without *decode*, ``x`` is a batch of ``tf.string`` (decode in TF
@@ -288,7 +302,7 @@ def tf_dataset(
         yield from batches(
             lake, reader.snapshot, split, decode=decode, batch_size=batch_size,
             shuffle_buffer=shuffle_buffer, shard=shard, seed=seed, epoch=epoch,
-            drop_remainder=drop_remainder,
+            drop_remainder=drop_remainder, where=where,
         )  # fmt: skip
 
     ds = tf.data.Dataset.from_generator(
