@@ -4,7 +4,7 @@ A flavor is one small class (:class:`Flavor`); the registry stores the file it w
 the version's artifact. Built in:
 
 - ``keras``: a Keras 3 model, saved as a ``.keras`` file (architecture, weights and
-  optimizer state, no code).
+  optimizer state, no code); loaded ready to predict, without compiling.
 - ``sklearn``: a scikit-learn estimator (or any picklable object with ``predict``),
   pickled. **Trust model**: loading a pickle runs code chosen by whoever wrote it. The
   registry checks the artifact's SHA-256 against the version's record before unpickling,
@@ -70,7 +70,8 @@ class KerasFlavor(Flavor):
     def load(self, path: Path) -> Any:
         import keras
 
-        return keras.saving.load_model(str(path))
+        # Loaded to predict: without the optimizer (compile it again to train further).
+        return keras.saving.load_model(str(path), compile=False)
 
     def predict(self, model: Any, batch: Any) -> Any:
         return model.predict(batch, verbose=0)
