@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from _engine_tasks import square, task
 from lakeloop.errors import InvalidInput
-from lakeloop.train.engines import LocalEngine, TrialEngine, engine_for
+from lakeloop.train.engines import LocalEngine, RayEngine, TrialEngine, engine_for
 
 
 class EngineConformance:
@@ -69,6 +73,30 @@ class TestLocalEngine(EngineConformance):
         return LocalEngine(workers, timeout=timeout)
 
 
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray for the module: no token file in ~/.ray, sessions in a temp dir."""
+    ray = pytest.importorskip("ray")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must be short
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=tmp,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}},
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.mark.usefixtures("local_ray")
+class TestRayEngine(EngineConformance):
+    def make(self, workers: int, timeout: float = 0.0) -> TrialEngine:
+        return RayEngine(workers, timeout=timeout)
+
+
 def test_engine_for() -> None:
     assert isinstance(engine_for("local", 3), LocalEngine)
     assert engine_for("local", 3).workers == 3 and engine_for("local").workers >= 1
@@ -76,3 +104,15 @@ def test_engine_for() -> None:
         engine_for("spark")
     with pytest.raises(InvalidInput):
         LocalEngine(-1)
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_study_on_ray(tmp_path: Path) -> None:
+    from lakeloop.train.study import train_project
+    from test_train_pipeline import CRASH_LINE, _project
+
+    root = _project(tmp_path)
+    result = train_project(root, engine=RayEngine(2))
+    assert len(result.trials) == 3 and len(result.failed) == 1
+    assert result.failed[0].where == f"{root / 'pipeline.py'}:{CRASH_LINE}"
+    assert result.version is not None and result.version.lineage.extra["engine"] == "ray"
