@@ -190,3 +190,41 @@ def test_unknown_train_key_is_refused(tmp_path: Path) -> None:
     toml.write_text(toml.read_text() + "gpus = 2\n")
     with pytest.raises(InvalidProject, match="unknown key"):
         train_project(root)
+
+
+def test_ctrl_c_stops_the_trials_and_marks_runs_interrupted(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    root = _project(tmp_path)
+    pipeline = root / "pipeline.py"
+    pipeline.write_text(
+        pipeline.read_text().replace(
+            "    x, y = data.train.arrays()",
+            "    __import__('time').sleep(120)\n    x, y = data.train.arrays()",
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lakeloop", "train", "--project", str(root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        running: list[str] = []
+        while time.monotonic() < deadline and len(running) < 2:
+            time.sleep(0.3)
+            with Lake.open(tmp_path / "lake", background=False) as lake:
+                running = [r.id for r in Runs(lake).list() if r.status == "running"]
+        assert len(running) == 2  # two workers, both inside fit
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2 and "aborted" in err
+    with Lake.open(tmp_path / "lake", background=False) as lake:
+        statuses = {r.id: r.status for r in Runs(lake).list()}
+        assert Registry(lake).models() == []
+    assert {statuses[r] for r in running} == {"interrupted"}
+    assert "running" not in statuses.values()
