@@ -167,15 +167,25 @@ class SnapshotReader:
         if self.shuffle_buffer:
             random.Random(f"{self.seed}:{epoch}:volumes").shuffle(vols)
         for vol in vols:
+            wanted = {e.version: e for e in self._plan[vol]}
+            # Versions still current come from one sequential scan of the volume; versions
+            # overwritten or deleted since the snapshot (pinned) are read one by one.
+            for info, data in ns.scan(self.snapshot.prefix, volumes=[vol]):
+                e = wanted.pop(info.version, None)
+                if e is not None:
+                    yield e, self._checked(e, data)
             for e in self._plan[vol]:
-                data = ns.get(e.key, version=e.version)
-                if hashlib.md5(data).hexdigest() != e.etag:
-                    raise ChecksumError(
-                        "object differs from the snapshot's record",
-                        op="read snapshot",
-                        target=f"{self.snapshot.ref}:{e.key}",
-                    )
-                yield e, data
+                if e.version in wanted:
+                    yield e, self._checked(e, ns.get(e.key, version=e.version))
+
+    def _checked(self, e: Entry, data: bytes) -> bytes:
+        if hashlib.md5(data).hexdigest() != e.etag:
+            raise ChecksumError(
+                "object differs from the snapshot's record",
+                op="read snapshot",
+                target=f"{self.snapshot.ref}:{e.key}",
+            )
+        return data
 
     def examples(self, epoch: int = 0) -> Iterator[tuple[Entry, bytes]]:
         """Every example of the shard once; *epoch* varies the shuffle."""
@@ -223,11 +233,23 @@ def batches(
 ) -> Iterator[tuple[Any, Any]]:
     """NumPy batches ``(x, y)`` of one pass over the split: ``x`` stacks the decoded
     examples (an object array of bytes without *decode*), ``y`` the int64 label ids."""
-    import numpy as np
-
     if batch_size < 1:
         raise InvalidInput("batch_size must be >= 1", op="read snapshot")
-    reader = SnapshotReader(lake, ref, split, shard=shard, shuffle_buffer=shuffle_buffer, seed=seed)
+    reader = SnapshotReader(
+        lake, ref, split, shard=shard, shuffle_buffer=shuffle_buffer, seed=seed, where=where
+    )
+    return _batches(reader, decode, batch_size, epoch, drop_remainder)
+
+
+def _batches(
+    reader: SnapshotReader,
+    decode: Decode | None,
+    batch_size: int,
+    epoch: int,
+    drop_remainder: bool,
+) -> Iterator[tuple[Any, Any]]:
+    import numpy as np
+
     xs: list[Any] = []
     ys: list[int] = []
     for entry, data in reader.examples(epoch):
@@ -286,6 +308,8 @@ def tf_dataset(
     import numpy as np
     import tensorflow as tf
 
+    if batch_size < 1:
+        raise InvalidInput("batch_size must be >= 1", op="read snapshot")
     reader = SnapshotReader(lake, ref, split, shard=shard, shuffle_buffer=shuffle_buffer, seed=seed)
     if reader.count == 0:
         raise InvalidInput("the shard holds no examples", op="tf_dataset", target=str(ref))
@@ -299,11 +323,7 @@ def tf_dataset(
 
     def generate() -> Iterator[tuple[Any, Any]]:
         epoch = next(epochs)
-        yield from batches(
-            lake, reader.snapshot, split, decode=decode, batch_size=batch_size,
-            shuffle_buffer=shuffle_buffer, shard=shard, seed=seed, epoch=epoch,
-            drop_remainder=drop_remainder, where=where,
-        )  # fmt: skip
+        yield from _batches(reader, decode, batch_size, epoch, drop_remainder)
 
     ds = tf.data.Dataset.from_generator(
         generate, output_signature=(x_spec, tf.TensorSpec((None,), tf.int64))
