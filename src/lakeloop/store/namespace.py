@@ -1300,12 +1300,13 @@ class Namespace:
         move a version afterwards; ``get(key, version=...)`` still finds it.
         """
         self._check_open("locate")
+        seqs = [int(v) for v in versions]
+        found = self._index.where_versions(seqs)
         out = []
-        for v in versions:
-            row = self._index.lookup_version(int(v))
-            if row is None:
-                raise NotFound(f"no version {v}", op="locate", target=self.name)
-            out.append((row.seq, row.vol, row.off))
+        for s in seqs:
+            if s not in found:
+                raise NotFound(f"no version {s}", op="locate", target=self.name)
+            out.append((s, *found[s]))
         out.sort(key=lambda t: (t[1], t[2]))
         return out
 
