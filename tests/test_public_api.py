@@ -194,3 +194,49 @@ def test_registry_surface() -> None:
         "remove_alias",
         "versions",
     }
+
+
+def test_train_surface() -> None:
+    import lakeloop.train
+    import lakeloop.train.data
+
+    assert sorted(lakeloop.train.__all__) == [
+        "LocalEngine",
+        "Pipeline",
+        "RayEngine",
+        "Run",
+        "RunRecord",
+        "Runs",
+        "StudyResult",
+        "TaskResult",
+        "TrialData",
+        "TrialEngine",
+        "TrialOutcome",
+        "engine_for",
+        "load_pipeline",
+        "new_run_id",
+        "system_info",
+        "train_project",
+    ]
+    assert sorted(lakeloop.train.data.__all__) == [
+        "SnapshotReader",
+        "arrays",
+        "batches",
+        "decode_csv",
+        "decode_image",
+        "decode_json",
+        "label_ids",
+        "tf_dataset",
+    ]
+
+
+def test_training_stays_lazy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lakeloop.train, lakeloop.train.data, lakeloop.registry, lakeloop.cli; "
+        "print(*(m in sys.modules for m in ('tensorflow', 'keras', 'sklearn', 'ray')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"] * 4

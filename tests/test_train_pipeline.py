@@ -228,3 +228,13 @@ def test_ctrl_c_stops_the_trials_and_marks_runs_interrupted(tmp_path: Path) -> N
         assert Registry(lake).models() == []
     assert {statuses[r] for r in running} == {"interrupted"}
     assert "running" not in statuses.values()
+
+
+def test_every_train_key_is_documented() -> None:
+    from lakeloop.train.study import TRAIN_KEYS
+
+    docs = Path(__file__).parent.parent / "docs"
+    for name in ("project.md", "train.md"):
+        text = (docs / name).read_text()
+        for key in TRAIN_KEYS:
+            assert f"`train.{key}`" in text, f"train.{key} is missing from {name}"

@@ -6,12 +6,33 @@ Public surface::
     runs = Runs(lake); run = runs.start(params=...); run.log_epoch(1, {...}); run.finish(...)
     runs.list() / runs.get(id) / runs.compare([...]) / runs.export_tensorboard([...], dir)
     train_project("lakeloop.toml", engine="local", workers=2) -> StudyResult
-    TrialEngine / LocalEngine / engine_for("local")            # where trials run
+    load_pipeline("pipeline.py") -> Pipeline  # the user's file, checked
+    TrialEngine / LocalEngine / RayEngine / engine_for("local")  # where trials run
 
-See docs/train.md. TensorFlow, Keras and scikit-learn are imported only by the parts
-that use them.
+See docs/train.md. TensorFlow, Keras, scikit-learn and Ray are imported only by the
+parts that use them.
 """
 
+from lakeloop.train.engines import LocalEngine, RayEngine, TaskResult, TrialEngine, engine_for
+from lakeloop.train.pipeline import Pipeline, TrialData, load_pipeline
 from lakeloop.train.runs import Run, RunRecord, Runs, new_run_id, system_info
+from lakeloop.train.study import StudyResult, TrialOutcome, train_project
 
-__all__ = ["Run", "RunRecord", "Runs", "new_run_id", "system_info"]
+__all__ = [
+    "LocalEngine",
+    "Pipeline",
+    "RayEngine",
+    "Run",
+    "RunRecord",
+    "Runs",
+    "StudyResult",
+    "TaskResult",
+    "TrialData",
+    "TrialEngine",
+    "TrialOutcome",
+    "engine_for",
+    "load_pipeline",
+    "new_run_id",
+    "system_info",
+    "train_project",
+]
