@@ -77,6 +77,7 @@ class TestLocalEngine(EngineConformance):
 def local_ray() -> Iterator[None]:
     """One local Ray for the module: no token file in ~/.ray, sessions in a temp dir."""
     ray = pytest.importorskip("ray")
+    before = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
     tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must be short
     ray.init(
@@ -89,6 +90,10 @@ def local_ray() -> Iterator[None]:
     finally:
         ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
+        if before is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = before
 
 
 @pytest.mark.usefixtures("local_ray")

@@ -102,7 +102,8 @@ class LocalEngine(TrialEngine):
                 while pending and len(running) < self.workers:
                     index, task = pending.pop()
                     receive, send = ctx.Pipe(duplex=False)
-                    proc = ctx.Process(target=_child, args=(fn, task, send), daemon=True)
+                    # not a daemon: a trial may start processes of its own (joblib, loky)
+                    proc = ctx.Process(target=_child, args=(fn, task, send), daemon=False)
                     proc.start()
                     send.close()
                     running[proc.sentinel] = (index, proc, receive, time.monotonic())

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import secrets
+import sys
 import tempfile
 import time
 import traceback
@@ -139,7 +140,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     from lakeloop.train.runs import Runs
 
     pipeline = load_pipeline(spec.pipeline)
-    tf = __import__("sys").modules.get("tensorflow")
+    tf = sys.modules.get("tensorflow")
     if tf is not None:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(spec.threads)
