@@ -152,3 +152,12 @@ def test_keras_study_end_to_end(tmp_path: Path) -> None:
         assert {"loss", "accuracy"} <= set(rec.epochs[0])
         assert rec.system["versions"].get("tensorflow") and rec.tensorboard
         assert rec.metrics["accuracy"] == result.best_score
+
+
+def test_tf_dataset_knows_its_length(lake: Lake) -> None:
+    make_digits(lake, n=60)
+    n = len(Catalog(lake).resolve("digits@latest").entries("train"))
+    ds = tf_dataset(lake, "digits@latest", batch_size=8)
+    assert int(ds.cardinality()) == -(-n // 8) == len(list(ds))
+    dropped = tf_dataset(lake, "digits@latest", batch_size=8, drop_remainder=True)
+    assert int(dropped.cardinality()) == n // 8 == len(list(dropped))

@@ -35,7 +35,8 @@ def build(params):
 
 def fit(model, data, params):
     train = data.train.tf_dataset(batch_size=32, shuffle_buffer=512)
-    model.fit(train, epochs=params["epochs"], callbacks=data.callbacks, verbose=0)
+    # the reader shuffles (through its buffer, and the volume order each epoch)
+    model.fit(train, epochs=params["epochs"], callbacks=data.callbacks, verbose=0, shuffle=False)
 
 
 def evaluate(model, data, params):

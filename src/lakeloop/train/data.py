@@ -328,6 +328,9 @@ def tf_dataset(
     ds = tf.data.Dataset.from_generator(
         generate, output_signature=(x_spec, tf.TensorSpec((None,), tf.int64))
     )
+    # a known length lets Keras size its epochs instead of running into the end
+    n_batches = reader.count // batch_size if drop_remainder else -(-reader.count // batch_size)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
     if prefetch:
         ds = ds.prefetch(prefetch)
     return ds
