@@ -207,6 +207,7 @@ def test_train_surface() -> None:
         "Run",
         "RunRecord",
         "Runs",
+        "SparkEngine",
         "StudyResult",
         "TaskResult",
         "TrialData",
@@ -236,7 +237,7 @@ def test_training_stays_lazy() -> None:
 
     code = (
         "import sys, lakeloop.train, lakeloop.train.data, lakeloop.registry, lakeloop.cli; "
-        "print(*(m in sys.modules for m in ('tensorflow', 'keras', 'sklearn', 'ray')))"
+        "print(*(m in sys.modules for m in ('tensorflow', 'keras', 'sklearn', 'ray', 'pyspark')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False"] * 4
+    assert out.stdout.split() == ["False"] * 5

@@ -12,7 +12,13 @@ import pytest
 
 from _engine_tasks import square, task
 from lakeloop.errors import InvalidInput
-from lakeloop.train.engines import LocalEngine, RayEngine, TrialEngine, engine_for
+from lakeloop.train.engines import (
+    LocalEngine,
+    RayEngine,
+    SparkEngine,
+    TrialEngine,
+    engine_for,
+)
 
 
 class EngineConformance:
@@ -102,11 +108,40 @@ class TestRayEngine(EngineConformance):
         return RayEngine(workers, timeout=timeout)
 
 
+@pytest.fixture(scope="module")
+def local_spark() -> Iterator[None]:
+    """One local Spark for the module (Java 17+), its Python workers this interpreter."""
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("the spark engine needs Java")
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).parent), before) if p
+    )  # the workers import the task functions from tests/
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    engine = SparkEngine(2)
+    engine._context()  # start the session once for every test of the module
+    try:
+        yield
+    finally:
+        engine.close()
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+@pytest.mark.usefixtures("local_spark")
+class TestSparkEngine(EngineConformance):
+    def make(self, workers: int, timeout: float = 0.0) -> TrialEngine:
+        return SparkEngine(workers, timeout=timeout)
+
+
 def test_engine_for() -> None:
     assert isinstance(engine_for("local", 3), LocalEngine)
     assert engine_for("local", 3).workers == 3 and engine_for("local").workers >= 1
     with pytest.raises(InvalidInput, match="unknown trial engine"):
-        engine_for("spark")
+        engine_for("dask")
     with pytest.raises(InvalidInput):
         LocalEngine(-1)
 
@@ -121,3 +156,15 @@ def test_a_study_on_ray(tmp_path: Path) -> None:
     assert len(result.trials) == 3 and len(result.failed) == 1
     assert result.failed[0].where == f"{root / 'pipeline.py'}:{CRASH_LINE}"
     assert result.version is not None and result.version.lineage.extra["engine"] == "ray"
+
+
+@pytest.mark.usefixtures("local_spark")
+def test_a_study_on_spark(tmp_path: Path) -> None:
+    from lakeloop.train.study import train_project
+    from test_train_pipeline import CRASH_LINE, _project
+
+    root = _project(tmp_path)
+    result = train_project(root, engine=SparkEngine(2))
+    assert len(result.trials) == 3 and len(result.failed) == 1
+    assert result.failed[0].where == f"{root / 'pipeline.py'}:{CRASH_LINE}"
+    assert result.version is not None and result.version.lineage.extra["engine"] == "spark"

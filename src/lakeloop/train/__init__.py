@@ -7,13 +7,20 @@ Public surface::
     runs.list() / runs.get(id) / runs.compare([...]) / runs.export_tensorboard([...], dir)
     train_project("lakeloop.toml", engine="local", workers=2) -> StudyResult
     load_pipeline("pipeline.py") -> Pipeline  # the user's file, checked
-    TrialEngine / LocalEngine / RayEngine / engine_for("local")  # where trials run
+    TrialEngine / LocalEngine / RayEngine / SparkEngine / engine_for("local")  # where trials run
 
-See docs/train.md. TensorFlow, Keras, scikit-learn and Ray are imported only by the
+See docs/train.md. TensorFlow, Keras, scikit-learn, Ray and PySpark are imported only by the
 parts that use them.
 """
 
-from lakeloop.train.engines import LocalEngine, RayEngine, TaskResult, TrialEngine, engine_for
+from lakeloop.train.engines import (
+    LocalEngine,
+    RayEngine,
+    SparkEngine,
+    TaskResult,
+    TrialEngine,
+    engine_for,
+)
 from lakeloop.train.pipeline import Pipeline, TrialData, load_pipeline
 from lakeloop.train.runs import Run, RunRecord, Runs, new_run_id, system_info
 from lakeloop.train.study import StudyResult, TrialOutcome, train_project
@@ -25,6 +32,7 @@ __all__ = [
     "Run",
     "RunRecord",
     "Runs",
+    "SparkEngine",
     "StudyResult",
     "TaskResult",
     "TrialData",

@@ -14,13 +14,19 @@ Its contract, checked by the conformance suite in ``tests/test_train_engines.py`
 
 ``local`` (the default) runs each task in a fresh process (``spawn``), so trials share
 nothing, and a crash is contained. ``ray`` runs tasks as Ray remote functions
-(``ray.init()`` locally, or ``address=`` / ``RAY_ADDRESS`` for a cluster).
+(``ray.init()`` locally, or ``address=`` / ``RAY_ADDRESS`` for a cluster). ``spark`` runs
+each task as a Spark job of one task (one trial per executor task: TensorFlow on Spark),
+on a local Spark or the cluster at ``LAKELOOP_SPARK_MASTER``.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
+import queue
+import secrets
+import sys
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -31,7 +37,15 @@ from typing import Any
 
 from lakeloop.errors import InvalidInput
 
-__all__ = ["ENGINES", "LocalEngine", "RayEngine", "TaskResult", "TrialEngine", "engine_for"]
+__all__ = [
+    "ENGINES",
+    "LocalEngine",
+    "RayEngine",
+    "SparkEngine",
+    "TaskResult",
+    "TrialEngine",
+    "engine_for",
+]
 
 
 @dataclass(frozen=True)
@@ -245,7 +259,124 @@ def _ray_call(fn: Callable[[Any], Any], task: Any) -> tuple[str, Any]:
         return "error", traceback.format_exc()
 
 
-ENGINES: dict[str, type[TrialEngine]] = {"local": LocalEngine, "ray": RayEngine}
+class SparkEngine(TrialEngine):
+    """Each task a Spark job of one task, ``workers`` jobs at a time, on the Spark already
+    running in this process, or a new session on ``master`` (default:
+    ``LAKELOOP_SPARK_MASTER``, else ``local[workers]``). Failed tasks are not retried.
+    Needs ``pip install 'lakeloop[spark]'`` and Java 17+."""
+
+    name = "spark"
+
+    def __init__(
+        self, workers: int = 0, *, timeout: float = 0.0, master: str | None = None
+    ) -> None:
+        super().__init__(workers, timeout=timeout)
+        self.master = master or os.environ.get("LAKELOOP_SPARK_MASTER") or f"local[{self.workers}]"
+        self._session: Any = None
+
+    def _context(self) -> Any:
+        try:
+            from pyspark import SparkContext
+            from pyspark.sql import SparkSession
+        except ImportError:
+            raise InvalidInput(
+                "the spark engine needs PySpark",
+                op="trial engine",
+                hint="pip install 'lakeloop[spark]' (and Java 17 or later)",
+            ) from None
+        active = SparkContext._active_spark_context
+        if active is not None:
+            return active
+        # the Python workers run this interpreter (it has lakeloop and the pipeline's deps)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = (
+            SparkSession.builder.master(self.master)
+            .appName("lakeloop-trials")
+            .config("spark.ui.enabled", "false")
+            .config("spark.python.worker.reuse", "false")  # a fresh Python per trial
+            .config("spark.pyspark.python", sys.executable)
+        )
+        if self.master.startswith("local"):
+            builder = builder.config("spark.driver.host", "127.0.0.1").config(
+                "spark.driver.bindAddress", "127.0.0.1"
+            )
+        self._session = builder.getOrCreate()
+        return self._session.sparkContext
+
+    def map(
+        self, fn: Callable[[Any], Any], tasks: Sequence[Any]
+    ) -> Iterator[tuple[int, TaskResult]]:
+        from pyspark import InheritableThread
+
+        sc = self._context()
+        group = f"lakeloop-{secrets.token_hex(4)}"
+        done: queue.Queue[tuple[int, str, Any, float]] = queue.Queue()
+
+        def run_one(index: int, task: Any) -> None:
+            sc.setJobGroup(f"{group}-{index}", f"trial {index}", interruptOnCancel=True)
+            start = time.monotonic()
+            try:
+                ((kind, payload),) = (
+                    sc.parallelize([task], 1).map(functools.partial(_remote_call, fn)).collect()
+                )
+            except Exception as exc:
+                lines = [line for line in str(exc).splitlines() if line.strip()]
+                kind, payload = "error", "the Spark task failed: " + " | ".join(lines[:3])
+            done.put((index, kind, payload, time.monotonic() - start))
+
+        pending = list(enumerate(tasks))
+        pending.reverse()
+        running: dict[int, tuple[Any, float]] = {}
+        timed_out: set[int] = set()
+        try:
+            while pending or running:
+                while pending and len(running) < self.workers:
+                    index, task = pending.pop()
+                    thread = InheritableThread(target=run_one, args=(index, task), daemon=True)
+                    thread.start()
+                    running[index] = (thread, time.monotonic())
+                try:
+                    index, kind, payload, seconds = done.get(timeout=0.5)
+                except queue.Empty:
+                    if self.timeout:
+                        now = time.monotonic()
+                        for i, (_, start) in running.items():
+                            if i not in timed_out and now - start > self.timeout:
+                                timed_out.add(i)
+                                sc.cancelJobGroup(f"{group}-{i}")
+                    continue
+                thread, _ = running.pop(index)
+                thread.join()
+                if index in timed_out:
+                    yield (
+                        index,
+                        TaskResult(False, None, f"timed out after {self.timeout:g} s", seconds),
+                    )
+                elif kind == "ok":
+                    yield index, TaskResult(True, payload, None, seconds)
+                else:
+                    yield index, TaskResult(False, None, payload, seconds)
+        finally:
+            for i in running:
+                sc.cancelJobGroup(f"{group}-{i}")
+            for thread, _ in running.values():
+                thread.join(timeout=30)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.stop()
+            self._session = None
+
+
+def _remote_call(fn: Callable[[Any], Any], task: Any) -> tuple[str, Any]:
+    return _ray_call(fn, task)
+
+
+ENGINES: dict[str, type[TrialEngine]] = {
+    "local": LocalEngine,
+    "ray": RayEngine,
+    "spark": SparkEngine,
+}
 
 
 def engine_for(name: str, workers: int = 0, *, timeout: float = 0.0) -> TrialEngine:

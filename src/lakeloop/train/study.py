@@ -35,7 +35,7 @@ __all__ = ["TRAIN_KEYS", "StudyResult", "TrialOutcome", "TrialSpec", "run_trial"
 
 # Keys of the [train] table of lakeloop.toml (docs/train.md lists them).
 TRAIN_KEYS: dict[str, str] = {
-    "engine": "where trials run: 'local' (default) or 'ray'",
+    "engine": "where trials run: 'local' (default), 'ray' or 'spark'",
     "workers": "trials at once (default: the lake's train_workers setting)",
     "threads": "threads per trial (default: the lake's train_threads_per_trial setting)",
     "timeout": "seconds one trial may run (default: the lake's train_trial_timeout)",
