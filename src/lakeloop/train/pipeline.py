@@ -272,6 +272,7 @@ class Split:
     decode: Callable[[bytes], Any] | None
     where: Callable[[Entry], bool] | None = None
     seed: int = 0
+    threads: int | None = None  # the trial's thread budget, applied to tf.data too
     _arrays: tuple[Any, Any] | None = field(default=None, repr=False)
 
     def arrays(self) -> tuple[Any, Any]:
@@ -299,10 +300,18 @@ class Split:
         from lakeloop.train.data import tf_dataset
 
         kw.setdefault("seed", self.seed)
-        return tf_dataset(
+        ds = tf_dataset(
             self.lake, self.snapshot, self.split, decode=self.decode,
             batch_size=batch_size, where=self.where, **kw,
         )  # fmt: skip
+        if self.threads:
+            import tensorflow as tf
+
+            options = tf.data.Options()
+            options.threading.private_threadpool_size = self.threads
+            options.threading.max_intra_op_parallelism = 1
+            ds = ds.with_options(options)
+        return ds
 
     def __len__(self) -> int:
         entries = self.snapshot.entries(self.split)

@@ -158,12 +158,18 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         try:
             decode = pipeline.fn("decode") or decode_image
             if spec.fold is None:
-                train = Split(lake, snap, "train", decode, None, spec.seed)
-                evaluation = Split(lake, snap, "eval", decode, None, spec.seed)
+                train = Split(lake, snap, "train", decode, None, spec.seed, spec.threads)
+                evaluation = Split(lake, snap, "eval", decode, None, spec.seed, spec.threads)
             else:
                 k, f = spec.folds, spec.fold
-                train = Split(lake, snap, "train", decode, lambda e: fold_of(e.key, k) != f)
-                evaluation = Split(lake, snap, "train", decode, lambda e: fold_of(e.key, k) == f)
+                train = Split(
+                    lake, snap, "train", decode, lambda e: fold_of(e.key, k) != f,
+                    spec.seed, spec.threads,
+                )  # fmt: skip
+                evaluation = Split(
+                    lake, snap, "train", decode, lambda e: fold_of(e.key, k) == f,
+                    spec.seed, spec.threads,
+                )  # fmt: skip
             data = TrialData(train, evaluation, labels, run, spec.fold)
             build, fit = pipeline.fn("build"), pipeline.fn("fit")
             assert build is not None and fit is not None
