@@ -88,9 +88,10 @@ def models_show(state: _State, ref: str, as_json: bool) -> None:
         for ds, sid in lin["snapshots"].items():
             click.echo(f"  data   {ds}@{sid}")
         if lin["code"]:
+            code = lin["code"]
             click.echo(
-                f"  code   {json.dumps(lin['code'].get('content'))} "
-                f"commit={lin['code'].get('commit')} dirty={lin['code'].get('dirty')}"
+                f"  code   content={str(code.get('content'))[:16]} "
+                f"commit={str(code.get('commit'))[:12]} dirty={str(code.get('dirty'))[:12]}"
             )
         click.echo(f"  run    {lin['run_id']}")
         click.echo(f"  params {json.dumps(lin['params'], sort_keys=True)}")
