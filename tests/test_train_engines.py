@@ -118,17 +118,19 @@ def local_spark() -> Iterator[None]:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(Path(__file__).parent), before) if p
     )  # the workers import the task functions from tests/
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    local_ip = os.environ.get("SPARK_LOCAL_IP")
+    os.environ["SPARK_LOCAL_IP"] = local_ip or "127.0.0.1"
     engine = SparkEngine(2)
     engine._context()  # start the session once for every test of the module
     try:
         yield
     finally:
         engine.close()
-        if before is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = before
+        for name, value in (("PYTHONPATH", before), ("SPARK_LOCAL_IP", local_ip)):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.mark.usefixtures("local_spark")
