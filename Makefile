@@ -16,7 +16,12 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 $(STAMP): pyproject.toml
+	@command -v java >/dev/null 2>&1 || { \
+		echo "installing Java (the spark trial engine needs it)"; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+			--no-install-recommends openjdk-17-jre-headless; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,ray,spark]'
 	@touch $@

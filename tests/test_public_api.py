@@ -45,6 +45,7 @@ def test_store_surface() -> None:
         "stat",
         "delete",
         "list",
+        "locate",
         "scan",
         "volumes",
         "changes",
@@ -164,6 +165,74 @@ def test_gateway_surface() -> None:
     ]
 
 
+def test_registry_surface() -> None:
+    import lakeloop.registry
+
+    assert sorted(lakeloop.registry.__all__) == [
+        "AliasMove",
+        "CHAMPION",
+        "FLAVORS",
+        "Flavor",
+        "KerasFlavor",
+        "Lineage",
+        "LoadedModel",
+        "ModelVersion",
+        "PyfuncFlavor",
+        "Registry",
+        "SklearnFlavor",
+        "flavor_for",
+        "parse_model_ref",
+    ]
+    methods = {m for m in dir(lakeloop.registry.Registry) if not m.startswith("_")}
+    assert methods == {
+        "alias",
+        "aliases",
+        "get",
+        "history",
+        "load",
+        "models",
+        "promote",
+        "register",
+        "remove_alias",
+        "versions",
+    }
+
+
+def test_train_surface() -> None:
+    import lakeloop.train
+    import lakeloop.train.data
+
+    assert sorted(lakeloop.train.__all__) == [
+        "LocalEngine",
+        "Pipeline",
+        "RayEngine",
+        "Run",
+        "RunRecord",
+        "Runs",
+        "SparkEngine",
+        "StudyResult",
+        "TaskResult",
+        "TrialData",
+        "TrialEngine",
+        "TrialOutcome",
+        "engine_for",
+        "load_pipeline",
+        "new_run_id",
+        "system_info",
+        "train_project",
+    ]
+    assert sorted(lakeloop.train.data.__all__) == [
+        "SnapshotReader",
+        "arrays",
+        "batches",
+        "decode_csv",
+        "decode_image",
+        "decode_json",
+        "label_ids",
+        "tf_dataset",
+    ]
+
+
 def test_import_lakeloop_stays_light() -> None:
     import subprocess
     import sys
@@ -176,3 +245,15 @@ def test_import_lakeloop_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_training_stays_lazy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lakeloop.train, lakeloop.train.data, lakeloop.registry, lakeloop.cli; "
+        "print(*(m in sys.modules for m in ('tensorflow', 'keras', 'sklearn', 'ray', 'pyspark')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"] * 5

@@ -401,3 +401,17 @@ def test_sync_batch_is_flushed_in_the_background(tmp_path: Path) -> None:
             time.sleep(0.02)
         assert not ns._dirty, "the maintenance thread did not fsync the batch"
         assert ns.get("b") == b"2"
+
+
+def test_locate_gives_exact_versions_in_physical_order(small_lake: Lake) -> None:
+    ns = small_lake.create_namespace("loc")
+    first = [ns.put(f"k{i:03d}", bytes([i % 251]) * 3000).version for i in range(60)]
+    ns.pin("test", first[:10])
+    for i in range(10):
+        ns.put(f"k{i:03d}", b"newer")  # overwrite: the pinned versions stay readable
+    got = ns.locate(reversed(first))
+    assert sorted(v for v, _, _ in got) == sorted(first)
+    assert got == sorted(got, key=lambda t: (t[1], t[2]))
+    assert len({vol for _, vol, _ in got}) > 1  # small volumes: several
+    with pytest.raises(NotFound):
+        ns.locate([10**9])

@@ -12,9 +12,11 @@ for getting out of it. The CLI prints ``str(error)`` on one line and exits 2.
     │   ├── InvalidSetting                  a setting has a bad value or is unknown
     │   ├── InvalidProject                  lakeloop.toml or lakeloop.lock is malformed
     │   ├── InvalidPolicy                   a gate policy is malformed (metric, margin, ...)
-    │   └── InvalidEvaluation               predictions/labels unusable: lengths, NaN, shape
+    │   ├── InvalidEvaluation               predictions/labels unusable: lengths, NaN, shape
+    │   └── InvalidPipeline                 a pipeline file breaks the contract (points at it)
     ├── NotFound (also KeyError)            no such object, version, namespace or lake
     ├── AlreadyExists                       namespace or lake already there
+    ├── Refused                             a rule forbids it (champion moved outside the gate)
     ├── ChecksumError                       stored bytes do not match their checksum
     ├── QuotaExceeded                       the namespace's quota would be exceeded
     ├── InsufficientSpace                   not enough free disk for the operation
@@ -36,6 +38,7 @@ __all__ = [
     "InvalidInput",
     "InvalidKey",
     "InvalidName",
+    "InvalidPipeline",
     "InvalidPolicy",
     "InvalidProject",
     "InvalidSetting",
@@ -44,6 +47,7 @@ __all__ = [
     "NamespaceUnavailable",
     "NotFound",
     "QuotaExceeded",
+    "Refused",
     "StoreError",
 ]
 
@@ -114,6 +118,12 @@ class InvalidEvaluation(InvalidInput):
     """Labels or predictions given to the gate cannot be used as they are."""
 
 
+class InvalidPipeline(InvalidInput):
+    """A pipeline file (``pipeline.py``) breaks the contract; ``target`` is ``file:line``."""
+
+    default_hint = "docs/train.md describes the pipeline file's functions and variables"
+
+
 class NotFound(LakeloopError, KeyError):
     """No such object, version, namespace or lake."""
 
@@ -123,6 +133,10 @@ class NotFound(LakeloopError, KeyError):
 
 class AlreadyExists(LakeloopError):
     """The namespace (or lake) already exists."""
+
+
+class Refused(LakeloopError):
+    """A rule forbids the action, e.g. moving ``champion`` without the gate."""
 
 
 class ChecksumError(LakeloopError):

@@ -389,6 +389,30 @@ SETTINGS: dict[str, Setting] = {
             64,
             _parse_int,
             "worker threads running store calls for the gateway (concurrent puts share fsyncs)",
+        # train
+        Setting(
+            "train_workers",
+            0,
+            _parse_int,
+            "trials `lakeloop train` runs at once (0: one per CPU)",
+        ),
+        Setting(
+            "train_threads_per_trial",
+            1,
+            _parse_int,
+            "threads each trial's framework may use (TensorFlow, BLAS), so trials do not compete",
+        ),
+        Setting(
+            "train_max_trials",
+            1000,
+            _parse_int,
+            "most trials (parameter sets x folds) one `lakeloop train` may start",
+        ),
+        Setting(
+            "train_trial_timeout",
+            0.0,
+            _parse_float,
+            "seconds one trial may run before it is stopped and reported failed (0: no limit)",
         ),
     ]
 }

@@ -33,6 +33,10 @@ _LAZY_COMMANDS: dict[str, str] = {
     "gate": "lakeloop.cli.gate:gate",
     "gateway": "lakeloop.cli.gateway:gateway",
     "user": "lakeloop.cli.users:user",
+    "models": "lakeloop.cli.registry:models",
+    "runs": "lakeloop.cli.train:runs",
+    "tensorboard": "lakeloop.cli.train:tensorboard",
+    "train": "lakeloop.cli.train:train",
 }
 
 

@@ -5,7 +5,7 @@ Public surface::
     Lake.open(path, create=True) -> Lake
     lake.create_namespace(name) / lake.namespace(name) / lake.namespaces()
     ns.put / put_stream / put_many / get / get_range / open / stat / delete / list
-    ns.scan / volumes / changes / pin / unpin / compact
+    ns.scan / locate / volumes / changes / pin / unpin / compact
     lake.fsck(repair=False) / lake.close()
 """
 

@@ -1292,6 +1292,24 @@ class Namespace:
             )
         return self._info(row)
 
+    def locate(self, versions: Iterable[int]) -> builtins.list[tuple[int, int, int]]:
+        """Where exact versions lie: ``[(version, volume, offset)]`` in physical order.
+
+        Read-only and index-only. Training readers use it to read a snapshot's pinned
+        versions volume by volume, in file order, and to shard by volume. Compaction may
+        move a version afterwards; ``get(key, version=...)`` still finds it.
+        """
+        self._check_open("locate")
+        seqs = [int(v) for v in versions]
+        found = self._index.where_versions(seqs)
+        out = []
+        for s in seqs:
+            if s not in found:
+                raise NotFound(f"no version {s}", op="locate", target=self.name)
+            out.append((s, *found[s]))
+        out.sort(key=lambda t: (t[1], t[2]))
+        return out
+
     def exists(self, key: str) -> bool:
         return self._index.locate(self._check_key(key, "exists")) is not None
 
