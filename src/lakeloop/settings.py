@@ -389,6 +389,7 @@ SETTINGS: dict[str, Setting] = {
             64,
             _parse_int,
             "worker threads running store calls for the gateway (concurrent puts share fsyncs)",
+        ),
         # train
         Setting(
             "train_workers",
