@@ -257,12 +257,22 @@ def test_reports(repo: Path, tmp_path: Path) -> None:
     assert out.returncode == 0 and out.stdout == ""
     page = html.read_text()
     assert page.startswith("<!doctype html>") and "lakeloop ci: promote" in page
-    assert "Acceptance" not in page or "acceptance" in page.lower()
     set_model(repo, BAD)
     page = lakeloop_ci(repo, "--report", "html").stdout
     assert '<img alt="metric per model version"' in page and "block" in page
     md = lakeloop_ci(repo, "--force-run", "--report", "md").stdout
     assert "| accuracy |" in md and "digits@1" in md and "digits@3" in md
+
+
+def test_no_promote_decides_but_moves_nothing(repo: Path) -> None:
+    from lakeloop.loop import run_ci
+
+    result = run_ci(repo, promote=False)
+    assert result.outcome == "promote" and result.passed and result.lock is None
+    assert any("not moved" in r for r in result.reasons)
+    aliases, versions, decisions = registry_state(repo)
+    assert aliases == {} and versions == 1 and decisions[-1]["promoted"] is False
+    assert read_lock(repo) is None
 
 
 def test_errors_are_one_line(repo: Path, tmp_path: Path) -> None:

@@ -37,6 +37,11 @@ import click
     metavar="NAME@VERSION",
     help="Gate this registered version instead of training one.",
 )
+@click.option(
+    "--no-promote",
+    is_flag=True,
+    help="Decide and store the decision, but move no alias and write no lock (pull requests).",
+)
 @click.option("--engine", default=None, help="Trial engine: local (default), ray or spark.")
 @click.option("--workers", type=int, default=None, help="Trials at once.")
 @click.pass_context
@@ -49,6 +54,7 @@ def ci(
     commit: bool,
     force_run: bool,
     candidate: str | None,
+    no_promote: bool,
     engine: str | None,
     workers: int | None,
 ) -> None:
@@ -75,6 +81,7 @@ def ci(
         force=force_run,
         commit=commit,
         candidate=candidate,
+        promote=not no_promote,
         engine=engine,
         workers=workers,
         log=log,

@@ -249,13 +249,15 @@ def gate_candidate(
     candidate: str,
     snapshot: str,
     *,
+    promote: bool = True,
     extra: Mapping[str, Any] | None = None,
 ) -> CiResult:
     """Score *candidate* (``NAME@VERSION``), the champion and the ratchet set on the eval
     split of *snapshot* (an id), decide, store the decision, and promote on ``promote``.
 
     The returned :class:`CiResult` has no lock yet (:func:`run_ci` writes it). Comparing
-    a version with itself raises :class:`~lakeloop.errors.Refused`.
+    a version with itself raises :class:`~lakeloop.errors.Refused`. With
+    ``promote=False`` (pull requests) the decision is stored and champion never moves.
     """
     from lakeloop.catalog import Catalog
     from lakeloop.gate import Policy, acceptance, compare_all
@@ -369,10 +371,13 @@ def gate_candidate(
         "decision": None if decision is None else decision.to_dict(),
         "values": [h.to_dict() for h in history],
         "reasons": reasons,
+        "promoted": promote and outcome == "promote",
         **dict(extra or {}),
     }
     record = reg.record_decision(project.model, record)
-    if outcome == "promote":
+    if outcome == "promote" and not promote:
+        reasons.append(f"would promote {cand.ref}; champion not moved (promotion turned off)")
+    elif outcome == "promote":
         reg.promote(cand.ref, decision=record, reason=f"lakeloop ci decision {record['id']}")
         reasons.append(f"champion moved to {cand.ref}")
     elif champion_ref:
@@ -431,6 +436,7 @@ def run_ci(
     force: bool = False,
     commit: bool = False,
     candidate: str | None = None,
+    promote: bool = True,
     engine: str | None = None,
     workers: int | None = None,
     log: Callable[[str], None] | None = None,
@@ -441,7 +447,9 @@ def run_ci(
     *lake* is ``--lake`` (then ``LAKELOOP_LAKE``, then the project file). *force* runs
     even when the lock says nothing changed. *commit* git-commits the new lock.
     *candidate* (``NAME@VERSION``) gates a version already registered instead of
-    training one. *log* receives progress lines.
+    training one. ``promote=False`` decides and stores the decision but moves no alias
+    and writes no lock (for pull requests, whose code is not merged yet). *log* receives
+    progress lines.
     """
     from lakeloop.project import Lock, load_project, read_lock, resolve_lake, write_lock
     from lakeloop.store import Lake
@@ -520,9 +528,13 @@ def run_ci(
         evaluated = snap.id
     extra = {"unit_tests": test_doc, "code_now": code.to_dict()}
     with Lake.open(where.value, background=False) as lk:
-        result = gate_candidate(lk, proj, candidate, evaluated, extra=extra)
+        result = gate_candidate(lk, proj, candidate, evaluated, promote=promote, extra=extra)
     result.code = code
-    champion_now = result.candidate if result.outcome == "promote" else result.champion
+    if not promote:
+        return result
+    champion_now = (
+        result.candidate if result.record and result.record["promoted"] else result.champion
+    )
     new_lock = Lock(
         code=code.content,
         data=result.data,
