@@ -25,8 +25,7 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "t@example.com",
     "GIT_CONFIG_GLOBAL": os.devnull,
 }
-for _var in ("LAKELOOP_LAKE",):
-    GIT_ENV.pop(_var, None)
+GIT_ENV.pop("LAKELOOP_LAKE", None)
 
 PIPELINE = """\
 import numpy as np
@@ -95,9 +94,7 @@ def add_digits(lake_dir: Path, rows: slice) -> None:
     with Lake.open(lake_dir, create=True, background=False) as lake:
         ns = lake.create_namespace("digits-raw", exist_ok=True)
         index = range(len(images))[rows]
-        ns.put_many(
-            [(f"{digits.target[i]}/{i:05d}.bin", images[i].tobytes(), {}) for i in index]
-        )
+        ns.put_many([(f"{digits.target[i]}/{i:05d}.bin", images[i].tobytes(), {}) for i in index])
         Catalog(lake).snapshot("digits-raw/", dataset="digits", labels="{label}/{name}")
 
 
@@ -281,3 +278,45 @@ def test_errors_are_one_line(repo: Path, tmp_path: Path) -> None:
     (repo / "lakeloop.toml").write_text(PROJECT.replace('dataset = "digits"', 'dataset = "x"'))
     out = lakeloop_ci(repo)
     assert out.returncode == 2 and "no dataset 'x'" in out.stderr
+
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+def test_every_option_is_documented() -> None:
+    from lakeloop.cli.ci import ci
+
+    doc = (DOCS / "ci.md").read_text()
+    for param in ci.params:
+        for opt in param.opts:
+            assert f"`{opt}`" in doc, f"{opt} is missing from docs/ci.md"
+
+
+def test_the_shell_example_runs(repo: Path) -> None:
+    script = DOCS / "examples" / "ci.sh"
+    env = {**GIT_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(
+        ["sh", str(script), "json"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "gate passed" in out.stdout
+    assert json.loads((repo / "gate-report.json").read_text())["outcome"] == "promote"
+    workflow = (DOCS / "examples" / "ci-github.yml").read_text()
+    assert "lakeloop ci --no-promote" in workflow and "--commit" in workflow
+    yaml = pytest.importorskip("yaml")
+    assert "gate" in yaml.safe_load(workflow)["jobs"]
+
+
+def test_the_lake_from_the_environment_and_the_option(repo: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "shared-lake"
+    (repo / "lake").rename(elsewhere)
+    env = {**GIT_ENV, "LAKELOOP_LAKE": str(elsewhere)}
+    out = subprocess.run(
+        [sys.executable, "-m", "lakeloop", "ci"], cwd=repo, env=env, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert out.returncode == 0 and "promote" in out.stdout, out.stderr
+    again = lakeloop_ci(repo, "--lake", str(elsewhere))
+    assert again.returncode == 0 and "nothing changed" in again.stdout, again.stderr
+    missing = lakeloop_ci(repo)  # the project file's lake is gone
+    assert missing.returncode == 2 and missing.stderr.startswith("error:")
