@@ -320,3 +320,19 @@ def test_the_lake_from_the_environment_and_the_option(repo: Path, tmp_path: Path
     assert again.returncode == 0 and "nothing changed" in again.stdout, again.stderr
     missing = lakeloop_ci(repo)  # the project file's lake is gone
     assert missing.returncode == 2 and missing.stderr.startswith("error:")
+
+
+def test_probability_metrics_are_scored_on_probabilities(repo: Path) -> None:
+    from lakeloop.loop import run_ci
+
+    text = (repo / "lakeloop.toml").read_text()
+    (repo / "lakeloop.toml").write_text(
+        text.replace("[gate.acceptance]", '[[gate.policy]]\nmetric = "log_loss"\nmargin = 0.05\n\n'
+                     "[gate.acceptance]")
+    )  # fmt: skip
+    assert run_ci(repo).outcome == "promote"
+    second = run_ci(repo, force=True)  # the same model again: log loss differs by exactly 0
+    assert second.outcome == "promote", second.reasons
+    checks = {d.metric: d for d in second.decision.decisions}
+    assert checks["log_loss"].delta == 0 and 0 < checks["log_loss"].champion_value < 1
+    assert {h.metric for h in second.history} == {"accuracy", "log_loss"}

@@ -52,6 +52,9 @@ __all__ = ["CiResult", "gate_candidate", "run_ci"]
 # acceptance claim of a first run was not shown.
 BLOCKING = frozenset({"block", "tests-failed", "train-failed"})
 REPORT_FORMATS = ("md", "json", "html")
+# Metrics that need class scores or probabilities rather than labels.
+_SCORE_METRICS = frozenset({"auc", "log_loss"})
+_HARD = "\0labels"  # the key of a version's plain predictions (no policy can be named so)
 
 
 @dataclass
@@ -215,11 +218,12 @@ def _history(y: Any, scored: Mapping[str, Any], policies: Sequence[Any]) -> list
     points = []
     for policy in policies:
         for ref, pred in scored.items():
-            value, _ = prepare(policy.metric, y, pred, pred, k=policy.k, groups=None).observed()
+            one = pred[policy.label]
+            value, _ = prepare(policy.metric, y, one, one, k=policy.k, groups=None).observed()
             lower = upper = None
             if policy.metric == "accuracy":
                 n = len(y)
-                right = float(np.sum(_hard_labels(pred) == y))
+                right = float(np.sum(_hard_labels(one) == y))
                 level = 1 - (1 - policy.confidence) / 2
                 lower = lower_bound(right, n, level, "clopper-pearson")
                 upper = 1 - lower_bound(n - right, n, level, "clopper-pearson")
@@ -305,9 +309,20 @@ def gate_candidate(
                 hint="gate ranking models with lakeloop.gate.compare_all and groups",
             )
 
-    def score(version: int) -> Any:
+    def score(version: int) -> dict[str, Any]:
+        """The version's predictions for each policy: labels (or scores) from ``predict``;
+        probabilities from ``predict_proba`` for AUC and log loss when the model has it."""
         model = reg.load(f"{project.model}@{version}")
-        return _align(model.predict(x), model.lineage.labels, labels)
+        out = _align(model.predict(x), model.lineage.labels, labels)
+        proba = None
+        proba_fn = getattr(model.model, "predict_proba", None)
+        wants = any(p.metric in _SCORE_METRICS for p in policies)
+        if wants and out.ndim == 1 and callable(proba_fn):
+            proba = _align(proba_fn(x), model.lineage.labels, labels)
+        return {
+            p.label: proba if proba is not None and p.metric in _SCORE_METRICS else out
+            for p in policies
+        } | {_HARD: out}
 
     reasons: list[str] = []
     decision: Any = None
@@ -327,7 +342,7 @@ def gate_candidate(
         else:
             decision = acceptance(
                 y,
-                _hard_labels(cand_pred),
+                _hard_labels(cand_pred[_HARD]),
                 threshold=acc.threshold,
                 confidence=acc.confidence,
                 method=acc.method,
