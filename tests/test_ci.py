@@ -248,6 +248,16 @@ def test_failing_unit_tests_block_before_training(repo: Path) -> None:
     assert read_lock(repo) is None
 
 
+def test_a_change_that_does_not_train_blocks(repo: Path) -> None:
+    from lakeloop.loop import run_ci
+
+    set_model(repo, "MODEL = None")
+    result = run_ci(repo)
+    assert result.outcome == "train-failed" and result.exit_code == 1
+    assert any("pipeline.py" in r and "fit" in r for r in result.reasons), result.reasons
+    assert read_lock(repo) is None
+
+
 def test_reports(repo: Path, tmp_path: Path) -> None:
     html = tmp_path / "report.html"
     out = lakeloop_ci(repo, "--report", "html", "--out", str(html))

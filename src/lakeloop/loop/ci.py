@@ -55,6 +55,10 @@ REPORT_FORMATS = ("md", "json", "html")
 # Metrics that need class scores or probabilities rather than labels.
 _SCORE_METRICS = frozenset({"auc", "log_loss"})
 _HARD = "\0labels"  # the key of a version's plain predictions (no policy can be named so)
+# How much of a failure the result quotes: the last lines of the unit tests' output, the
+# first failed trials (the runs keep everything: `lakeloop runs list`).
+TEST_OUTPUT_LINES = 20
+FAILED_TRIALS_SHOWN = 10
 
 
 @dataclass
@@ -515,7 +519,10 @@ def run_ci(
         done = subprocess.run(
             proj.test, shell=True, cwd=proj.root, capture_output=True, text=True, check=False
         )
-        tail = (done.stdout + done.stderr).strip().splitlines()[-20:]
+        output = (done.stdout + done.stderr).strip().splitlines()
+        tail = output[-TEST_OUTPUT_LINES:]
+        if len(output) > TEST_OUTPUT_LINES:
+            tail.insert(0, f"(the last {TEST_OUTPUT_LINES} of {len(output)} lines of output)")
         test_doc = {
             "command": proj.test,
             "exit_code": done.returncode,
@@ -535,7 +542,15 @@ def run_ci(
             return CiResult(
                 "train-failed",
                 **base,
-                reasons=["no trial trained a model", *errors[:10]],
+                reasons=[
+                    "no trial trained a model",
+                    *errors[:FAILED_TRIALS_SHOWN],
+                    *(
+                        [f"(the first {FAILED_TRIALS_SHOWN} of {len(errors)} failed trials)"]
+                        if len(errors) > FAILED_TRIALS_SHOWN
+                        else []
+                    ),
+                ],
             )
         candidate, evaluated = study.version.ref, study.snapshot
         say(f"trained {candidate}: {study.metric}={study.best_score}")
