@@ -92,7 +92,13 @@ def test_gate_surface() -> None:
 
 
 def test_loop_and_project_surface() -> None:
-    assert sorted(lakeloop.loop.__all__) == ["CodeFingerprint", "code_fingerprint"]
+    assert sorted(lakeloop.loop.__all__) == [
+        "CiResult",
+        "CodeFingerprint",
+        "code_fingerprint",
+        "gate_candidate",
+        "run_ci",
+    ]
     assert sorted(lakeloop.project.__all__) == [
         "AcceptanceConfig",
         "GateConfig",
@@ -187,11 +193,13 @@ def test_registry_surface() -> None:
     assert methods == {
         "alias",
         "aliases",
+        "decisions",
         "get",
         "history",
         "load",
         "models",
         "promote",
+        "record_decision",
         "register",
         "remove_alias",
         "versions",

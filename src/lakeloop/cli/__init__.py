@@ -25,6 +25,7 @@ __all__ = ["cli", "main"]
 # Command groups that live in their own modules, imported only when used so that
 # ``lakeloop --help`` stays fast. Each later package adds one line here.
 _LAZY_COMMANDS: dict[str, str] = {
+    "ci": "lakeloop.cli.ci:ci",
     "dataset": "lakeloop.cli.catalog:dataset",
     "preview": "lakeloop.cli.catalog:preview",
     "search": "lakeloop.cli.catalog:search",

@@ -72,6 +72,7 @@ def models_show(state: _State, ref: str, as_json: bool) -> None:
             "aliases": reg.aliases(name),
             "versions": [v.to_dict() for v in reg.versions(name)],
             "history": [m.to_dict() for m in reg.history(name)],
+            "decisions": reg.decisions(name),
         }
         if not doc["versions"]:
             from lakeloop.errors import NotFound
@@ -121,6 +122,13 @@ def models_show(state: _State, ref: str, as_json: bool) -> None:
         click.echo(
             f"{_when(m['when'])}  {m['alias']}: {m['from']} -> {m['to']}  [{m['kind']}] "
             f"by {m['who']}: {m['why']}"
+        )
+    for d in doc["decisions"]:
+        snap = d.get("snapshot") or {}
+        click.echo(
+            f"decision {d['id']}  {_when(d.get('recorded', 0))}  {d.get('outcome')}: "
+            f"{d.get('candidate')} vs {d.get('champion') or 'no champion'} "
+            f"on {snap.get('dataset')}@{str(snap.get('id'))[:12]} (n={snap.get('n')})"
         )
 
 

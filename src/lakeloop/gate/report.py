@@ -105,8 +105,9 @@ def render_markdown(result: Result | Sequence[Result], history: Sequence[History
         ]
         for d in decisions:
             p = d.p_value if d.p_value_adjusted is None else d.p_value_adjusted
+            check = d.label if d.baseline == "champion" else f"{d.label} vs {d.baseline}"
             lines.append(
-                f"| {d.label} | {_f(d.champion_value)} | {_f(d.candidate_value)} | "
+                f"| {check} | {_f(d.champion_value)} | {_f(d.candidate_value)} | "
                 f"{_signed(d.delta)} | [{_signed(d.interval[0])}, {_signed(d.interval[1])}] "
                 f"at {d.confidence:.0%} | {p:.3g} | {_ICON[d.outcome]} |"
             )

@@ -11,6 +11,7 @@ Public surface::
     reg.promote("digits@3", decision=gate_decision)            # champion: the gate's way
     reg.alias("digits@3", "champion", force=True, reason="...")  # recorded override
     reg.history("digits") -> [AliasMove]                       # who, when, why
+    reg.record_decision("digits", record) / reg.decisions("digits")  # every gate decision
 
 Flavors (``keras``, ``sklearn``, ``pyfunc``) are subclasses of :class:`Flavor`. See
 docs/registry.md.

@@ -5,6 +5,7 @@ Everything lives in the reserved namespace ``_registry``::
     models/<name>/versions/<n>.json     one version: flavor, artifact checksum, lineage
     models/<name>/artifacts/<n><suffix> the file the flavor wrote (streamed in and out)
     models/<name>/aliases.json          alias -> version, and every move ever made
+    models/<name>/decisions/<n>.json    a gate decision with its evidence (lakeloop ci)
 
 Versions are numbered 1, 2, ... per model. Registering a version and moving an alias
 both run under the model's lock file (``<lake>/registry/<name>.lock``, ``flock``), so
@@ -566,6 +567,40 @@ class Registry:
                 target=f"{name}@{alias}",
             )
         return self._move(name, alias, kind="remove", why=reason, actor=actor)
+
+    def record_decision(self, name: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Store one gate decision about model *name* (whatever its outcome) with its
+        evidence; returns the stored record with its ``id`` (1, 2, ... per model).
+
+        ``lakeloop ci`` stores every decision it makes here, promote, hold or block, so
+        that each champion move and each refusal can be traced to its evidence.
+
+        >>> rec = reg.record_decision("digits", {"outcome": "block"})   # doctest: +SKIP
+        >>> rec["id"], reg.decisions("digits")[-1]["outcome"]          # doctest: +SKIP
+        (3, 'block')
+        """
+        _check_name(name)
+        if not isinstance(record, Mapping):
+            raise InvalidInput("a decision record is a mapping", op="record decision", target=name)
+        doc = json.loads(json.dumps(dict(record), default=str))
+        with self._lock(name):
+            prefix = f"models/{name}/decisions/"
+            numbers = [int(i.key[len(prefix) : -5]) for i in self._ns.list(prefix=prefix)]
+            doc["id"] = max(numbers, default=0) + 1
+            doc.setdefault("recorded", time.time())
+            self._ns.put(
+                f"{prefix}{doc['id']:08d}.json",
+                json.dumps(doc, indent=1, sort_keys=True).encode(),
+                content_type="application/json",
+            )
+        return dict(doc)
+
+    def decisions(self, name: str) -> list[dict[str, Any]]:
+        """Every decision recorded about model *name*, oldest first."""
+        _check_name(name)
+        prefix = f"models/{name}/decisions/"
+        keys = sorted(i.key for i in self._ns.list(prefix=prefix))
+        return [dict(json.loads(self._ns.get(k))) for k in keys]
 
     def promote(
         self,
