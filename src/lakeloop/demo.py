@@ -31,7 +31,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rich.console import Console
     from rich.progress import Progress
 
 __all__ = ["main"]
@@ -70,7 +69,7 @@ def _example_module(name: str) -> ModuleType:
 
 
 def _train_digits(
-    lake_path: Path, limit: int | None, console: Console, progress: Callable[..., Progress]
+    lake_path: Path, limit: int | None, progress: Callable[..., Progress]
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """Digits as PNGs -> snapshot -> parallel Keras trials -> the best registered.
 
@@ -101,8 +100,10 @@ def _train_digits(
     prepare = _example_module("prepare")
     t0 = time.perf_counter()
     with Lake.open(lake_path, background=False) as lake, progress() as bar:
-        task = bar.add_task("digits -> PNG objects", total=limit or 1797)
-        snap = prepare.load(lake, limit, lambda done, total: bar.update(task, completed=done))
+        task = bar.add_task("digits -> PNG objects", total=None)
+        snap = prepare.load(
+            lake, limit, lambda done, total: bar.update(task, completed=done, total=total)
+        )
         png_bytes = lake.namespace(prepare.NAMESPACE).usage()["bytes"]
     rows.append(
         (
@@ -196,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
         "--no-train", action="store_true", help="skip the training step (store and catalog only)"
     )
     args = parser.parse_args(argv)
+    if args.digits is not None and args.digits < 1:
+        parser.error("--digits must be at least 1")
     console = Console(highlight=False)
     lake_path = Path(args.lake)
     if lake_path.exists():
@@ -382,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     commands: list[str] = []
     if check.ok and not args.no_train:
         console.rule("[bold]training on the lake")
-        rows, commands = _train_digits(lake_path, args.digits, console, progress)
+        rows, commands = _train_digits(lake_path, args.digits, progress)
         summary += rows
     table = Table(title="what happened", show_header=False)
     table.add_column("step", style="bold")
