@@ -1,4 +1,5 @@
-"""`make demo` keeps working: the same module, on a small folder of real files."""
+"""`make demo` keeps working: the same module, on a small folder of real files, and the
+training step on the first 400 digits (the same code path as the full demo)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,52 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lakeloop import Lake
+from lakeloop.registry import Registry
+from lakeloop.train import Runs
+
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     src = Path(__file__).parent.parent / "src" / "lakeloop"  # real files of this project
+    lake_path = tmp_path / "lake"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lakeloop.demo",
+            "--lake",
+            str(lake_path),
+            "--source",
+            str(src),
+            "--digits",
+            "400",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "0 mismatches" in out and "fsck" in out and "ok:" in out
+    assert "FAILED" not in out
+    # the training step: digits as PNG objects, 4 trials, the best registered
+    assert "400 real 8x8 images as PNG objects" in out
+    assert "4 Keras CNN trials on the local engine, 2 at a time, 0 failed" in out
+    assert "digits-cnn@1 (keras)" in out and "loaded back by reference" in out
+    assert f"--lake {lake_path} models show digits-cnn@1" in out
+    assert "oneDNN" not in proc.stderr and "absl" not in proc.stderr  # no wall of logs
+    with Lake.open(lake_path, background=False) as lake:
+        version = Registry(lake).get("digits-cnn@1")
+        assert version.lineage.labels == [str(d) for d in range(10)]
+        assert version.lineage.extra["trials"] == 4
+        runs = Runs(lake).list()
+        assert len(runs) == 4 and {r.status for r in runs} == {"finished"}
+        assert version.lineage.run_id in {r.id for r in runs}
+
+
+def test_demo_without_training(tmp_path: Path) -> None:
+    src = Path(__file__).parent.parent / "src" / "lakeloop" / "store"
     proc = subprocess.run(
         [
             sys.executable,
@@ -18,13 +62,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
             str(tmp_path / "lake"),
             "--source",
             str(src),
+            "--no-train",
         ],
         capture_output=True,
         text=True,
-        timeout=300,
-        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+        timeout=120,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
-    assert "0 mismatches" in out and "fsck" in out and "ok:" in out
-    assert "FAILED" not in out
+    assert "fsck" in proc.stdout and "training on the lake" not in proc.stdout

@@ -238,6 +238,7 @@ def test_train_surface() -> None:
         "decode_json",
         "label_ids",
         "tf_dataset",
+        "torch_dataset",
     ]
 
 

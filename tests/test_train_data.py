@@ -117,3 +117,38 @@ def test_row_decoders_and_bad_arguments(lake: Lake) -> None:
         SnapshotReader(lake, "digits@1", shard=(2, 2))
     with pytest.raises(InvalidInput, match="batch_size"):
         next(iter(batches(lake, "digits@1", batch_size=0)))
+
+
+@pytest.mark.parametrize(("shard", "workers"), [((0, 1), 2), ((1, 2), 3), ((0, 3), 1)])
+def test_subshards_split_a_shard_by_volume(
+    lake: Lake, shard: tuple[int, int], workers: int
+) -> None:
+    # the split the PyTorch reader makes among DataLoader workers
+    make_digits(lake)
+    whole = SnapshotReader(lake, "digits@latest", "train", shard=shard)
+    parts = [whole.subshard(w, workers) for w in range(workers)]
+    assert sorted(v for p in parts for v in p.volumes) == whole.volumes
+    assert sum(len(p) for p in parts) == len(whole)
+    seen: Counter[int] = Counter()
+    for p in parts:
+        i, n = p.shard
+        assert p.volumes == SnapshotReader(lake, "digits@latest", "train", shard=(i, n)).volumes
+        seen.update(e.version for e, _ in p.examples())
+    assert seen == Counter(e.version for e, _ in whole.examples())
+    with pytest.raises(InvalidInput, match="subshard"):
+        whole.subshard(workers, workers)
+
+
+def test_torch_dataset_without_torch_says_how_to_get_it(lake: Lake) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("PyTorch is installed")
+    from lakeloop.train.data import torch_dataset
+
+    make_digits(lake, n=12)
+    with pytest.raises(InvalidInput, match="needs PyTorch") as err:
+        torch_dataset(lake, "digits@1")
+    assert err.value.hint == "pip install torch"

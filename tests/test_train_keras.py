@@ -91,6 +91,14 @@ def test_tf_dataset_decoded_epochs(lake: Lake) -> None:
     assert epochs[0].tolist() != epochs[1].tolist()
 
 
+def test_tf_dataset_honours_where(lake: Lake) -> None:
+    make_digits(lake, n=60)
+    ds = tf_dataset(lake, "digits@latest", batch_size=8, where=lambda e: e.label == "dog")
+    ys = np.concatenate([y.numpy() for _, y in ds])
+    assert len(ys) > 0 and set(ys.tolist()) == {1}
+    assert Counter(ys.tolist())[1] == sum(1 for _, y in _expected(lake).elements() if y == 1)
+
+
 KERAS_PIPELINE = textwrap.dedent(
     """\
     import keras

@@ -62,7 +62,9 @@ def test_run_records_everything(lake: Lake) -> None:
     assert rec.artifact and rec.artifact["flavor"] == "sklearn"
     assert runs.load_model(a).predict([[3]]).tolist() == [1]
     assert len(rec.tensorboard) == 1 and rec.tensorboard[0].startswith("events.out.tfevents")
-    failed = runs.get(b[:17])  # a unique prefix
+    # the shortest prefix of b that a does not share (both ids may begin with one second)
+    prefix = next(b[:n] for n in range(1, len(b) + 1) if not a.startswith(b[:n]))
+    failed = runs.get(prefix)  # a unique prefix
     assert failed.status == "failed" and "boom" in (failed.error or "")
     assert [r.id for r in runs.list()] == [a, b] and runs.list(study="x") == []
     cmp = runs.compare([a, b])

@@ -1,4 +1,5 @@
-"""Readers: a snapshot as NumPy batches or a ``tf.data.Dataset``, read volume by volume.
+"""Readers: a snapshot as NumPy batches, a ``tf.data.Dataset`` or a PyTorch
+``IterableDataset``, read volume by volume.
 
 A reader takes one split of one snapshot (``"digits@latest"``, ``split="train"``), finds
 where each recorded version lies (:meth:`~lakeloop.store.Namespace.locate`), and reads
@@ -13,22 +14,31 @@ Sharding is by volume: ``shard=(i, n)`` reads the volumes whose position in the
 snapshot's sorted list of volumes is ``i`` modulo ``n``, so each worker reads whole
 volumes and the ``n`` shards are disjoint and together complete. (All workers must plan
 from the same lake state: a compaction between their plans can move versions between
-volumes.)
+volumes.) The PyTorch reader splits its shard again among the DataLoader's worker
+processes, by volume too.
+
+The three readers share one core (:class:`SnapshotReader` and its batching); they differ
+only in what they hand the framework.
 
 >>> for x, y in batches(lake, "digits@latest", decode=decode_image, batch_size=256):
 ...     pass                                                      # doctest: +SKIP
 >>> ds = tf_dataset(lake, "digits@latest", decode=decode_image, batch_size=256,
 ...                 shuffle_buffer=4096, shard=(0, 2), seed=1)    # doctest: +SKIP
+>>> loader = torch.utils.data.DataLoader(
+...     torch_dataset(lake, "digits@latest", decode=decode_image, batch_size=256),
+...     batch_size=None, num_workers=2)                              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import io
 import json
 import random
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lakeloop.catalog import Entry
@@ -47,6 +57,7 @@ __all__ = [
     "decode_json",
     "label_ids",
     "tf_dataset",
+    "torch_dataset",
 ]
 
 Decode = Callable[[bytes], Any]
@@ -154,6 +165,21 @@ class SnapshotReader:
         self._plan = plan
         self.volumes = sorted(plan)
         self.count = sum(len(v) for v in plan.values())
+
+    def subshard(self, i: int, n: int) -> SnapshotReader:
+        """Part *i* of *n* of this shard, by volume (every n-th of its volumes from i):
+        the same as ``shard=(si + sn * i, sn * n)`` for this reader's ``shard=(si, sn)``."""
+        if not (0 <= i < n):
+            raise InvalidInput(
+                f"subshard must be (i, n) with 0 <= i < n, not {(i, n)!r}", op="read snapshot"
+            )
+        part = copy.copy(self)
+        part.volumes = self.volumes[i::n]
+        part._plan = {vol: self._plan[vol] for vol in part.volumes}
+        part.count = sum(len(v) for v in part._plan.values())
+        si, sn = self.shard
+        part.shard = (si + sn * i, sn * n)
+        return part
 
     def __len__(self) -> int:
         return self.count
@@ -310,7 +336,9 @@ def tf_dataset(
 
     if batch_size < 1:
         raise InvalidInput("batch_size must be >= 1", op="read snapshot")
-    reader = SnapshotReader(lake, ref, split, shard=shard, shuffle_buffer=shuffle_buffer, seed=seed)
+    reader = SnapshotReader(
+        lake, ref, split, shard=shard, shuffle_buffer=shuffle_buffer, seed=seed, where=where
+    )
     if reader.count == 0:
         raise InvalidInput("the shard holds no examples", op="tf_dataset", target=str(ref))
     _, first_data = next(reader._ordered(0))
@@ -334,3 +362,89 @@ def tf_dataset(
     if prefetch:
         ds = ds.prefetch(prefetch)
     return ds
+
+
+@dataclass(frozen=True)
+class TorchSource:
+    """What a PyTorch reader needs to plan and read in any process: plain values only, so
+    DataLoader workers (forked or spawned) open the lake themselves and never share its
+    open files or index connections with the parent."""
+
+    lake: str
+    snapshot: str  # pinned: "DATASET@ID", so every worker and epoch reads the same data
+    split: str | None
+    decode: Decode | None
+    batch_size: int
+    shuffle_buffer: int
+    shard: tuple[int, int]
+    seed: int
+    drop_remainder: bool
+    where: Callable[[Entry], bool] | None
+    count: int  # examples in the whole shard (all workers together)
+
+    def batches(self, epoch: int, worker: tuple[int, int] = (0, 1)) -> Iterator[tuple[Any, Any]]:
+        """NumPy batches of worker ``(i, n)``'s part of the shard for *epoch*."""
+        from lakeloop.store import Lake
+
+        with Lake.open(self.lake, background=False) as lake:
+            reader = SnapshotReader(
+                lake, self.snapshot, self.split, shard=self.shard,
+                shuffle_buffer=self.shuffle_buffer, seed=self.seed, where=self.where,
+            )  # fmt: skip
+            if worker[1] > 1:
+                reader = reader.subshard(*worker)
+            yield from _batches(reader, self.decode, self.batch_size, epoch, self.drop_remainder)
+
+
+def torch_dataset(
+    lake: Lake,
+    ref: str | Snapshot,
+    split: str | None = "train",
+    *,
+    decode: Decode | None = None,
+    batch_size: int = 32,
+    shuffle_buffer: int = 0,
+    shard: tuple[int, int] = (0, 1),
+    seed: int = 0,
+    drop_remainder: bool = False,
+    where: Callable[[Entry], bool] | None = None,
+) -> Any:
+    """A PyTorch ``IterableDataset`` of ``(x, y)`` batches (``torch.Tensor``; ``x`` stays
+    a list of ``bytes`` without *decode*), with the same reading, shuffling and sharding
+    as :func:`batches`. Batches are built in NumPy, so give the loader
+    ``batch_size=None``::
+
+        loader = DataLoader(torch_dataset(lake, "digits@latest", decode=decode_image,
+                                          batch_size=256), batch_size=None, num_workers=2)
+
+    Each DataLoader worker reads its own whole volumes of the shard
+    (``torch.utils.data.get_worker_info()``); a worker with no volume yields nothing. Each
+    new iteration is the next epoch (a new shuffle) in the process that iterates, so with
+    ``num_workers > 0`` and workers that are not persistent, call ``set_epoch(e)`` before
+    each epoch (as with PyTorch's ``DistributedSampler``). Needs PyTorch
+    (``pip install torch``); lakeloop does not install it.
+    """
+    if batch_size < 1:
+        raise InvalidInput("batch_size must be >= 1", op="read snapshot")
+    root = getattr(lake, "root", None)
+    if root is None:
+        raise InvalidInput(
+            "the PyTorch reader needs a lake folder", op="torch_dataset", target=str(ref),
+            hint="open the lake by its path, not through a gateway URL",
+        )  # fmt: skip
+    try:
+        from lakeloop.train._torch import SnapshotIterableDataset
+    except ImportError:
+        raise InvalidInput(
+            "the PyTorch reader needs PyTorch", op="torch_dataset", hint="pip install torch"
+        ) from None
+    reader = SnapshotReader(
+        lake, ref, split, shard=shard, shuffle_buffer=shuffle_buffer, seed=seed, where=where
+    )
+    source = TorchSource(
+        lake=str(root), snapshot=f"{reader.snapshot.dataset}@{reader.snapshot.id}",
+        split=split, decode=decode, batch_size=batch_size, shuffle_buffer=shuffle_buffer,
+        shard=reader.shard, seed=seed, drop_remainder=drop_remainder, where=where,
+        count=reader.count,
+    )  # fmt: skip
+    return SnapshotIterableDataset(source)
