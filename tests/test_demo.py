@@ -42,12 +42,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "digits-cnn@1 (keras)" in out and "loaded back by reference" in out
     assert f"--lake {lake_path} models show digits-cnn@1" in out
     assert "oneDNN" not in proc.stderr and "absl" not in proc.stderr  # no wall of logs
+    # the gate: one promotion by acceptance, one regression blocked, champion unmoved
+    assert "digits-gated@1 promoted by acceptance" in out
+    assert "digits-gated@2 blocked (CI exit 1)" in out and "champion stays" in out
     with Lake.open(lake_path, background=False) as lake:
         version = Registry(lake).get("digits-cnn@1")
         assert version.lineage.labels == [str(d) for d in range(10)]
         assert version.lineage.extra["trials"] == 4
-        runs = Runs(lake).list()
+        runs = [r for r in Runs(lake).list() if r.model == "digits-cnn"]
         assert len(runs) == 4 and {r.status for r in runs} == {"finished"}
+        decisions = Registry(lake).decisions("digits-gated")
+        assert [d["outcome"] for d in decisions] == ["promote", "block"]
+        assert Registry(lake).get("digits-gated@champion").version == 1
         assert version.lineage.run_id in {r.id for r in runs}
 
 

@@ -170,6 +170,104 @@ def _train_digits(
     return rows, ["runs list", f"models show {version.ref}", "tensorboard"]
 
 
+_GATE_PIPELINE = '''\
+"""The demo's gated model: a scikit-learn classifier on the digit images."""
+import io
+
+import numpy as np
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+
+params = {"C": [1.0]}
+
+
+def decode(data):
+    return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float64).ravel() / 255.0
+
+
+def build(params):
+    return MODEL
+
+
+def fit(model, data, params):
+    model.fit(*data.train.arrays())
+
+
+MODEL = LogisticRegression(C=1.0, max_iter=500)
+'''
+_GOOD_MODEL = "MODEL = LogisticRegression(C=1.0, max_iter=500)"
+_BAD_MODEL = "MODEL = DecisionTreeClassifier(max_depth=2, random_state=0)"
+
+
+def _gate_project(folder: Path, lake_path: Path, dataset: str) -> Path:
+    """A project folder for the gate step: lakeloop.toml + pipeline.py."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pipeline.py").write_text(_GATE_PIPELINE)
+    (folder / "lakeloop.toml").write_text(
+        "[project]\n"
+        f'lake = "{lake_path.resolve()}"\n'
+        'pipeline = "pipeline.py"\n'
+        f'dataset = "{dataset}"\n'
+        'model = "digits-gated"\n'
+        'code = ["pipeline.py"]\n\n'
+        "[[gate.policy]]\n"
+        'metric = "accuracy"\n'
+        "margin = 0.02\n\n"
+        "[gate.acceptance]\n"
+        "threshold = 0.85\n\n"
+        "[train]\n"
+        "workers = 1\n"
+    )
+    return folder
+
+
+def _gate_digits(lake_path: Path, dataset: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """The gate on the digits: a first model promoted by acceptance, then a code change
+    that makes the model worse, blocked with its evidence (``lakeloop ci``'s pipeline)."""
+    import shutil
+    import tempfile
+
+    from lakeloop.loop import run_ci
+
+    rows: list[tuple[str, str]] = []
+    folder = Path(tempfile.mkdtemp(prefix="lakeloop-demo-project-"))
+    try:
+        project = _gate_project(folder, lake_path, dataset)
+        first = run_ci(project, lake=str(lake_path.resolve()), force=True)
+        acc = first.decision
+        if first.outcome != "promote":
+            raise SystemExit(
+                f"demo failed: the first gated model was not promoted: {first.reasons}"
+            )
+        rows.append(
+            (
+                "gate: first model",
+                f"{first.candidate} promoted by acceptance: accuracy {acc.estimate:.3f} on "
+                f"{acc.n} eval examples, 95 % lower bound {acc.lower_bound:.3f} >= "
+                f"{acc.threshold:.2f}",
+            )
+        )
+        pipeline = project / "pipeline.py"
+        pipeline.write_text(pipeline.read_text().replace(_GOOD_MODEL, _BAD_MODEL))
+        second = run_ci(project, lake=str(lake_path.resolve()))
+        if second.outcome != "block":
+            raise SystemExit(f"demo failed: the worse model was not blocked: {second.reasons}")
+        d = second.decision.decisions[0]
+        rows.append(
+            (
+                "gate: worse code",
+                f"{second.candidate} blocked (CI exit 1): {d.metric} {d.candidate_value:.3f} vs "
+                f"champion {second.champion} {d.champion_value:.3f}, delta {d.delta:+.3f}, "
+                f"one-sided bounds [{d.interval[0]:+.3f}, {d.interval[1]:+.3f}], "
+                f"p = {d.p_value:.1e}; champion stays",
+            )
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return rows, ["models show digits-gated"]
+
+
 def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
@@ -387,6 +485,11 @@ def main(argv: list[str] | None = None) -> None:
         console.rule("[bold]training on the lake")
         rows, commands = _train_digits(lake_path, args.digits, progress)
         summary += rows
+        if commands:  # training ran: now the gate, on the same snapshot
+            console.print("gating: a first model, then a code change that makes it worse...")
+            rows, more = _gate_digits(lake_path, "digits")
+            summary += rows
+            commands += more
     table = Table(title="what happened", show_header=False)
     table.add_column("step", style="bold")
     table.add_column("result")
