@@ -290,3 +290,19 @@ def test_concurrent_searches_while_writing(tmp_path: Path) -> None:
     assert cat.search(key="new").total == 300
     cat.close()
     lake.close()
+
+
+def test_prefix_bounds_follow_utf8_order(lake: Lake) -> None:
+    from lakeloop.catalog._search import prefix_upper
+
+    assert prefix_upper("ab") == "ac" and prefix_upper("") is None
+    assert prefix_upper("a\x7f") == "a\x80"  # one UTF-8 byte becomes two: still in order
+    assert prefix_upper("\ud7ff") == "\ue000" and prefix_upper("x\U0010ffff") == "y"
+    ns = lake.create_namespace("aaa")
+    keys = ["a\x7f", "a\x7fz", "a\x80", "é/1", "é/2", "f"]
+    for k in keys:
+        ns.put(k, b"1")
+    cat = Catalog(lake)
+    assert [i["key"] for i in cat.search(prefix="a\x7f").items] == ["a\x7f", "a\x7fz"]
+    assert [i["key"] for i in cat.search(prefix="é/").items] == ["é/1", "é/2"]
+    assert [i["key"] for i in cat.search(glob="é*").items] == ["é/1", "é/2"]

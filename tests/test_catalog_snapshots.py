@@ -41,8 +41,8 @@ def test_snapshot_survives_overwrites_deletes_compaction_and_reopen(tmp_path: Pa
             ns.delete(key)
         for key in keys[1::2]:
             ns.put(key, b"overwritten")
-        ns.compact()
-        assert ns.volumes()  # compaction ran and rewrote what it could
+        report = ns.compact()
+        assert report.records_copied > 0  # the pinned records were moved, not left in place
         got = {e.key: snap.read(e) for e in snap.entries()}
         assert got == original
     # pins and manifests are durable: a reopened lake reads the same bytes

@@ -166,9 +166,9 @@ class Catalog:
             return idx
 
     def _identity(self, name: str) -> str:
-        path = Path(self.lake.root) / "namespaces" / name / "namespace.toml"
+        """This incarnation of the namespace: its record, written once at creation."""
         try:
-            return path.read_text()
+            return (Path(self.lake.namespace(name).root) / "namespace.toml").read_text()
         except FileNotFoundError:
             raise NotFound("no such namespace", op="search", target=name) from None
 
@@ -275,15 +275,7 @@ class Catalog:
 
     # ------------------------------------------------------------------ preview
     def _limits(self) -> Limits:
-        return Limits(
-            max_bytes=int(self._setting("preview_max_bytes")),
-            rows=int(self._setting("preview_rows")),
-            columns=int(self._setting("preview_columns")),
-            text_bytes=int(self._setting("preview_text_bytes")),
-            thumbnail_px=int(self._setting("preview_thumbnail_px")),
-            image_max_bytes=int(self._setting("preview_image_max_bytes")),
-            cell_chars=int(self._setting("preview_cell_chars")),
-        )
+        return Limits.from_settings(self._setting)
 
     @staticmethod
     def _split_target(target: str, op: str) -> tuple[str, str]:

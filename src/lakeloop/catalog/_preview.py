@@ -29,13 +29,18 @@ __all__ = ["PREVIEWERS", "Limits", "Preview", "Previewer", "sniff"]
 class Limits:
     """The ``preview_*`` settings, resolved for one preview."""
 
-    max_bytes: int = 1 << 20
-    rows: int = 20
-    columns: int = 50
-    text_bytes: int = 1024
-    thumbnail_px: int = 128
-    image_max_bytes: int = 64 << 20
-    cell_chars: int = 200
+    max_bytes: int
+    rows: int
+    columns: int
+    text_bytes: int
+    thumbnail_px: int
+    image_max_bytes: int
+    cell_chars: int
+
+    @classmethod
+    def from_settings(cls, setting: Callable[[str], Any]) -> Limits:
+        """Each field from the setting ``preview_<field>``."""
+        return cls(**{f: int(setting(f"preview_{f}")) for f in cls.__dataclass_fields__})
 
 
 @dataclass

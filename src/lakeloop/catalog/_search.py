@@ -167,14 +167,19 @@ def _fts_phrase(word: str) -> str:
 
 
 def prefix_upper(prefix: str) -> str | None:
-    """The smallest string above every string that starts with *prefix* (None: no bound)."""
-    raw = prefix.encode()
-    while raw and raw[-1] == 0xFF:
-        raw = raw[:-1]
-    if not raw:
-        return None
-    # compare as UTF-8 bytes: SQLite's BINARY collation does, and so does the store
-    return (raw[:-1] + bytes([raw[-1] + 1])).decode("utf-8", "surrogateescape")
+    """The smallest string above every string that starts with *prefix* (None: no bound).
+
+    UTF-8 byte order (the store's key order, and SQLite's BINARY collation) is code point
+    order, so the bound steps the last character up by one code point, over the
+    surrogates, which UTF-8 cannot encode.
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1 if last + 1 != 0xD800 else 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
 
 
 @dataclass

@@ -19,7 +19,6 @@ lock file, so concurrent ``snapshot create`` calls from several processes are sa
 from __future__ import annotations
 
 import csv
-import fcntl
 import hashlib
 import io
 import json
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lakeloop._filelock import FileLock
 from lakeloop.errors import ChecksumError, InvalidInput, InvalidName, NotFound
 
 if TYPE_CHECKING:
@@ -184,7 +184,11 @@ class Snapshot:
 
     def read(self, entry: Entry) -> bytes:
         """The exact bytes the snapshot recorded for *entry* (MD5 checked)."""
-        data = self._ns().get(entry.key, version=entry.version)
+        return self.check(entry, self._ns().get(entry.key, version=entry.version))
+
+    def check(self, entry: Entry, data: bytes) -> bytes:
+        """*data* if it is what the snapshot recorded for *entry*, else ``ChecksumError``
+        (readers that fetch bytes their own way, in volume order, check them here)."""
         if hashlib.md5(data).hexdigest() != entry.etag:
             raise ChecksumError(
                 "object differs from the snapshot's record",
@@ -243,24 +247,6 @@ class Datasets:
     @property
     def _store(self) -> Namespace:
         return self.lake.internal_namespace(INTERNAL_NS)
-
-    class _Locked:
-        def __init__(self, path: Path) -> None:
-            self.path = path
-            self.fd = -1
-
-        def __enter__(self) -> None:
-            import os
-
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-        def __exit__(self, *exc: object) -> None:
-            import os
-
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
 
     def _record(self, name: str) -> dict[str, Any] | None:
         try:
@@ -391,7 +377,7 @@ class Datasets:
             raise InvalidInput("eval_fraction must be in [0, 1)", target=str(eval_fraction))
         regex = _pattern_regex(labels) if labels else None
         ns = self.lake.namespace(namespace)  # NotFound for a missing namespace
-        with self._Locked(self._lock_path):
+        with FileLock(self._lock_path):
             record = self._record(dataset)
             wanted = {
                 "namespace": namespace,
@@ -522,7 +508,7 @@ class Datasets:
     def drop(self, ref: str) -> Snapshot:
         """Forget one snapshot and release its pins (its bytes may then be compacted away)."""
         snap = self.resolve(ref)
-        with self._Locked(self._lock_path):
+        with FileLock(self._lock_path):
             record = self._record(snap.dataset)
             assert record is not None
             record["snapshots"] = [s for s in record["snapshots"] if s["id"] != snap.id]
@@ -536,7 +522,7 @@ class Datasets:
         snaps = self.list(name)
         for s in snaps:
             self.drop(f"{name}@{s.id}")
-        with self._Locked(self._lock_path):
+        with FileLock(self._lock_path):
             self._store.delete(f"datasets/{name}.json", missing_ok=True)
         return len(snaps)
 
@@ -544,7 +530,7 @@ class Datasets:
         """Release pins and manifests that no dataset names (left by a crash between
         pinning and recording a snapshot); -> {namespace: pins released}."""
         released: dict[str, int] = {}
-        with self._Locked(self._lock_path):
+        with FileLock(self._lock_path):
             live = set()
             for name in self.names():
                 record = self._record(name)

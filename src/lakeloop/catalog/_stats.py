@@ -2,7 +2,7 @@
 
 Each table object's statistics are computed once per content (keyed by its MD5) and
 cached in the namespace's search index; a prefix's statistics merge the cached ones. Per
-column: values, nulls, min, max and a HyperLogLog sketch (4,096 registers, about 1.6 %
+column: values, nulls, min, max and a HyperLogLog sketch (4,096 registers, theoretical 1.6 %
 standard error) whose merge gives the approximate distinct count across all objects.
 """
 

@@ -19,7 +19,6 @@ reason, recorded as an override. Anything else is refused.
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import hashlib
 import json
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lakeloop._filelock import FileLock
 from lakeloop.errors import InvalidInput, InvalidName, NotFound, Refused
 from lakeloop.registry._flavors import FLAVORS, flavor_for
 
@@ -240,21 +240,6 @@ class LoadedModel:
         return f"<LoadedModel {self.ref} ({self.flavor})>"
 
 
-class _ModelLock:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd = -1
-
-    def __enter__(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-
-
 def _decision_record(decision: Any) -> dict[str, Any]:
     """The gate's decision as a dict; it must say ``promote`` (or ``passed`` for an
     acceptance claim, which has no outcome)."""
@@ -297,8 +282,8 @@ class Registry:
     def _ns(self) -> Namespace:
         return self.lake.internal_namespace(INTERNAL_NS)
 
-    def _lock(self, name: str) -> _ModelLock:
-        return _ModelLock(self._lock_dir / f"{name}.lock")
+    def _lock(self, name: str) -> FileLock:
+        return FileLock(self._lock_dir / f"{name}.lock")
 
     # ------------------------------------------------------------------ reading
     def models(self) -> list[str]:

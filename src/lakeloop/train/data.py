@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import io
 import json
 import random
@@ -42,7 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lakeloop.catalog import Entry
-from lakeloop.errors import ChecksumError, InvalidInput
+from lakeloop.errors import InvalidInput
 
 if TYPE_CHECKING:
     from lakeloop.catalog import Snapshot
@@ -205,13 +204,7 @@ class SnapshotReader:
                     yield e, self._checked(e, ns.get(e.key, version=e.version))
 
     def _checked(self, e: Entry, data: bytes) -> bytes:
-        if hashlib.md5(data).hexdigest() != e.etag:
-            raise ChecksumError(
-                "object differs from the snapshot's record",
-                op="read snapshot",
-                target=f"{self.snapshot.ref}:{e.key}",
-            )
-        return data
+        return self.snapshot.check(e, data)
 
     def examples(self, epoch: int = 0) -> Iterator[tuple[Entry, bytes]]:
         """Every example of the shard once; *epoch* varies the shuffle."""
