@@ -379,32 +379,27 @@ class Datasets:
         ns = self.lake.namespace(namespace)  # NotFound for a missing namespace
         with FileLock(self._lock_path):
             record = self._record(dataset)
-            wanted = {
+            # what this call asks for; None: not given (a later call may leave it out)
+            given = {
                 "namespace": namespace,
                 "prefix": prefix,
                 "labels": labels,
                 "labels_table": labels_table,
-                "eval_fraction": 0.2 if eval_fraction is None else float(eval_fraction),
-                "split_seed": split_seed or "",
+                "eval_fraction": None if eval_fraction is None else float(eval_fraction),
+                "split_seed": split_seed,
             }
             if record is None:
-                record = {"name": dataset, "definition": wanted, "snapshots": []}
-            else:
-                d = record["definition"]
-                for k, v in wanted.items():
-                    given = {
-                        "labels": labels,
-                        "labels_table": labels_table,
-                        "eval_fraction": eval_fraction,
-                        "split_seed": split_seed,
-                    }.get(k, v)
-                    if given is not None and given != d.get(k):
-                        raise InvalidInput(
-                            f"dataset {dataset} has {k} = {d.get(k)!r}, not {given!r}",
-                            op="snapshot create",
-                            target=dataset,
-                            hint="a dataset's definition is fixed; use a new dataset name",
-                        )
+                defaults = {"eval_fraction": 0.2, "split_seed": ""}
+                definition = {k: defaults.get(k) if v is None else v for k, v in given.items()}
+                record = {"name": dataset, "definition": definition, "snapshots": []}
+            for k, v in given.items():
+                if v is not None and v != record["definition"].get(k):
+                    raise InvalidInput(
+                        f"dataset {dataset} has {k} = {record['definition'].get(k)!r}, not {v!r}",
+                        op="snapshot create",
+                        target=dataset,
+                        hint="a dataset's definition is fixed; use a new dataset name",
+                    )
             d = record["definition"]
             if d["labels"]:
                 regex = _pattern_regex(d["labels"])
