@@ -54,7 +54,7 @@ def test_segments_roll_at_their_size_and_replay_crosses_them(lake: Lake) -> None
         assert s.info()["segments"] == len(segs)
 
 
-def test_a_torn_tail_is_ignored_by_readers_and_cut_by_the_next_publish(lake: Lake) -> None:
+def test_a_torn_tail_is_cut_on_the_next_open(lake: Lake) -> None:
     with open_stream(lake, "torn") as s:
         assert isinstance(s, EmbeddedStream)
         s.publish_many([{"i": i} for i in range(3)])
@@ -65,12 +65,27 @@ def test_a_torn_tail_is_ignored_by_readers_and_cut_by_the_next_publish(lake: Lak
     with open(seg, "ab") as f:
         f.write(frame[: len(frame) // 2])
     with open_stream(lake, "torn") as s:
+        assert seg.stat().st_size == good
         assert [m.data["i"] for m in s.replay()] == [0, 1, 2]
         assert [m.data["i"] for m in s.consume("g", "c", max=10)] == [0, 1, 2]
         off = s.publish({"i": 3})
         assert off == "3"
         assert [m.data["i"] for m in s.replay()] == [0, 1, 2, 3]
     assert seg.stat().st_size > good
+
+
+def test_readers_of_an_open_stream_skip_a_torn_tail_the_next_publish_cuts(lake: Lake) -> None:
+    with open_stream(lake, "torn2") as s:
+        assert isinstance(s, EmbeddedStream)
+        s.publish_many([{"i": i} for i in range(2)])
+        seg = _segments(s)[-1]
+        good = seg.stat().st_size
+        with open(seg, "ab") as f:  # a publisher in another process died mid-write
+            f.write(seg.read_bytes()[: good // 3])
+        assert [m.data["i"] for m in s.replay()] == [0, 1]
+        assert [m.data["i"] for m in s.consume("g", "c", max=10)] == [0, 1]
+        assert s.publish({"i": 2}) == "2"
+        assert [m.data["i"] for m in s.replay()] == [0, 1, 2]
 
 
 def test_damage_before_a_whole_frame_is_corruption_not_a_tail(lake: Lake) -> None:
@@ -83,11 +98,33 @@ def test_damage_before_a_whole_frame_is_corruption_not_a_tail(lake: Lake) -> Non
     data[60] ^= 0xFF  # inside the first frame's body
     seg.write_bytes(bytes(data))
     with open_stream(lake, "rot") as s:
-        with pytest.raises(ChecksumError):
+        with pytest.raises(ChecksumError) as err:
             list(s.replay())
+        assert err.value.volume == str(seg)
+        with pytest.raises(ChecksumError):
+            s.consume("g", "c")
         with pytest.raises(ChecksumError):
             s.publish({"i": 2})  # never cut acknowledged events away
     assert seg.read_bytes() == bytes(data)
+
+
+def test_events_before_damage_stay_readable(lake: Lake) -> None:
+    with open_stream(lake, "rot2") as s:
+        assert isinstance(s, EmbeddedStream)
+        s.publish_many([{"i": i} for i in range(3)])
+        s.publish({"i": 3, "pad": "p" * 40})
+        s.publish({"i": 4})
+        seg = _segments(s)[-1]
+        second = s._log._segments[-1].positions[1]
+    data = bytearray(seg.read_bytes())
+    data[second + 50] ^= 0x01
+    seg.write_bytes(bytes(data))
+    with open_stream(lake, "rot2") as s:
+        seen = []
+        with pytest.raises(ChecksumError):
+            for m in s.replay():
+                seen.append(m.data["i"])
+        assert seen == [0, 1, 2]
 
 
 def test_sync_none_still_reads_back(tmp_path: Path) -> None:

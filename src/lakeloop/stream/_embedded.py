@@ -151,6 +151,7 @@ class EmbeddedStream(Stream):
         self._poll = max(float(settings["stream_poll_interval"]), 0.0005)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._log = Log(str(self.folder), name, int(settings["stream_segment_size"]), self._sync)
+        self._log.recover()
         self._groups: dict[str, _Group] = {}
         self._groups_mu = threading.Lock()
         self._closed = False
@@ -255,14 +256,15 @@ class EmbeddedStream(Stream):
             start = check_offsets(self.name, [from_offset], _parse_offset)[0] + 1
         self._log.refresh()
         end = self._log.end_seq()
-        while start < end:
-            batch = self._log.read(start, min(1000, end - start))
-            if not batch:
-                return
+        while True:
+            # read even past the end once: damage there is raised, not hidden
+            batch = self._log.read(start, min(1000, max(end - start, 1)))
             for seq, event_id, ts_ns, data in batch:
                 if seq >= end:
                     return
                 yield self._message(seq, event_id, ts_ns, data, 0)
+            if not batch:
+                return
             start = batch[-1][0] + 1
 
     def info(self) -> dict[str, Any]:
