@@ -66,9 +66,11 @@ def test_bad_names_and_urls_exit_2_with_one_line(tmp_path: Path) -> None:
 
 def test_redis_streams_are_listed_with_url(tmp_path: Path, redis_server: str) -> None:
     root = tmp_path / "lake"
-    with Lake.open(root, create=True, background=False) as lake:
-        with open_stream(lake, "on-redis", url=redis_server) as s:
-            s.publish({"x": 1})
+    with (
+        Lake.open(root, create=True, background=False) as lake,
+        open_stream(lake, "on-redis", url=redis_server) as s,
+    ):
+        s.publish({"x": 1})
     rows = json.loads(run("stream", "ls", "--json", "--url", redis_server, lake=root).stdout)
     assert {"name": "on-redis", "backend": "redis"}.items() <= next(
         r for r in rows if r["name"] == "on-redis"
