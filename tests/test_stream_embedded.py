@@ -162,3 +162,26 @@ def test_publishers_in_several_processes_interleave_safely(lake: Lake) -> None:
     assert {m.id for m in msgs} == {f"{w}-{i}" for w in "abc" for i in range(n)}
     for who in "abc":  # each publisher's events stay in its order
         assert [m.data["i"] for m in msgs if m.data["who"] == who] == list(range(n))
+
+
+def test_concurrent_threads_share_commits_and_keep_their_order(lake: Lake) -> None:
+    import threading
+
+    with open_stream(lake, "threads") as s:
+        assert isinstance(s, EmbeddedStream)
+        results: dict[int, list[str]] = {}
+
+        def publish(t: int) -> None:
+            results[t] = [s.publish({"t": t, "i": i}, id=f"{t}-{i}") for i in range(25)]
+
+        threads = [threading.Thread(target=publish, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        msgs = list(s.replay())
+        assert [m.offset for m in msgs] == [str(i) for i in range(200)]
+        by_offset = {m.offset: m for m in msgs}
+        for t, offs in results.items():  # each returned offset holds that very event
+            assert [by_offset[o].id for o in offs] == [f"{t}-{i}" for i in range(25)]
+            assert [int(o) for o in offs] == sorted(int(o) for o in offs)

@@ -135,6 +135,18 @@ class _Group:
             self._fd = -1
 
 
+class _Ticket:
+    """One publish waiting for a group commit."""
+
+    __slots__ = ("done", "error", "events", "first")
+
+    def __init__(self, events: list[tuple[str, bytes]]) -> None:
+        self.events = events
+        self.first = -1
+        self.error: BaseException | None = None
+        self.done = False
+
+
 class EmbeddedStream(Stream):
     """A stream in the lake's ``_streams`` namespace; no server, safe across processes."""
 
@@ -152,6 +164,10 @@ class EmbeddedStream(Stream):
         self.folder.mkdir(parents=True, exist_ok=True)
         self._log = Log(str(self.folder), name, int(settings["stream_segment_size"]), self._sync)
         self._log.recover()
+        # group commit: publishes of concurrent threads share one write and one fsync
+        self._queue: list[_Ticket] = []
+        self._queue_mu = threading.Lock()
+        self._commit_mu = threading.Lock()
         self._groups: dict[str, _Group] = {}
         self._groups_mu = threading.Lock()
         self._closed = False
@@ -168,8 +184,28 @@ class EmbeddedStream(Stream):
         encoded = encode_events(self.name, events, ids, self._max_bytes)
         if not encoded:
             return []
-        first = self._log.append(encoded, time.time_ns(), self._sync_interval)
-        return [str(first + i) for i in range(len(encoded))]
+        ticket = _Ticket(encoded)
+        with self._queue_mu:
+            self._queue.append(ticket)
+        with self._commit_mu:
+            if not ticket.done:  # lead: commit every publish queued so far, ours included
+                with self._queue_mu:
+                    group, self._queue = self._queue, []
+                try:
+                    firsts = self._log.append(
+                        [t.events for t in group], time.time_ns(), self._sync_interval
+                    )
+                    for t, first in zip(group, firsts, strict=True):
+                        t.first = first
+                except BaseException as exc:
+                    for t in group:
+                        t.error = exc
+                finally:
+                    for t in group:
+                        t.done = True
+        if ticket.error is not None:
+            raise ticket.error
+        return [str(ticket.first + i) for i in range(len(encoded))]
 
     # ---------------------------------------------------------------- consuming
     def _group(self, group: str) -> _Group:
