@@ -72,7 +72,9 @@ def _parse_offset(text: str) -> int:
     return int(text)
 
 
-def _write_state(path: Path, state: dict[str, Any], sync: bool) -> None:
+def _write_state(path: Path, state: dict[str, Any], sync: bool, durable_name: bool) -> None:
+    """Replace the state file atomically; fsync its bytes (*sync*) and the rename too
+    (*durable_name*: a lost rename falls back to the previous state after a power cut)."""
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as f:
         json.dump(state, f, separators=(",", ":"))
@@ -80,7 +82,7 @@ def _write_state(path: Path, state: dict[str, Any], sync: bool) -> None:
         if sync:
             os.fsync(f.fileno())
     os.replace(tmp, path)
-    if sync:
+    if sync and durable_name:
         fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(fd)
@@ -126,8 +128,10 @@ class _Group:
             ) from None
         return state
 
-    def save(self, state: dict[str, Any]) -> None:
-        _write_state(self.path, state, self.sync)
+    def save(self, state: dict[str, Any], *, commit: bool) -> None:
+        """*commit*: an ack, durable before it returns. A consume's state may be lost
+        to a power cut: its events are then delivered again (at least once)."""
+        _write_state(self.path, state, self.sync, durable_name=commit)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -166,8 +170,8 @@ class EmbeddedStream(Stream):
         self._log.recover()
         # group commit: publishes of concurrent threads share one write and one fsync
         self._queue: list[_Ticket] = []
-        self._queue_mu = threading.Lock()
-        self._commit_mu = threading.Lock()
+        self._cv = threading.Condition()
+        self._leading = False
         self._groups: dict[str, _Group] = {}
         self._groups_mu = threading.Lock()
         self._closed = False
@@ -185,27 +189,35 @@ class EmbeddedStream(Stream):
         if not encoded:
             return []
         ticket = _Ticket(encoded)
-        with self._queue_mu:
+        with self._cv:
             self._queue.append(ticket)
-        with self._commit_mu:
-            if not ticket.done:  # lead: commit every publish queued so far, ours included
-                with self._queue_mu:
-                    group, self._queue = self._queue, []
-                try:
-                    firsts = self._log.append(
-                        [t.events for t in group], time.time_ns(), self._sync_interval
-                    )
-                    for t, first in zip(group, firsts, strict=True):
-                        t.first = first
-                except BaseException as exc:
-                    for t in group:
-                        t.error = exc
-                finally:
-                    for t in group:
-                        t.done = True
+            while not ticket.done and self._leading:
+                self._cv.wait()  # a leader is writing; ours goes in the next group
+            if not ticket.done:
+                self._leading = True
+                group, self._queue = self._queue, []
+        if not ticket.done:
+            self._commit(group)  # lead: one write and one fsync for every queued publish
         if ticket.error is not None:
             raise ticket.error
         return [str(ticket.first + i) for i in range(len(encoded))]
+
+    def _commit(self, group: list[_Ticket]) -> None:
+        try:
+            firsts = self._log.append(
+                [t.events for t in group], time.time_ns(), self._sync_interval
+            )
+            for t, first in zip(group, firsts, strict=True):
+                t.first = first
+        except BaseException as exc:
+            for t in group:
+                t.error = exc
+        finally:
+            with self._cv:
+                for t in group:
+                    t.done = True
+                self._leading = False
+                self._cv.notify_all()
 
     # ---------------------------------------------------------------- consuming
     def _group(self, group: str) -> _Group:
@@ -260,7 +272,7 @@ class EmbeddedStream(Stream):
             until = now + self._ack_timeout
             for m in out:
                 pending[m.offset] = [consumer, until, m.deliveries]
-            g.save(state)
+            g.save(state, commit=False)
         return out
 
     @staticmethod
@@ -281,7 +293,7 @@ class EmbeddedStream(Stream):
                 if pending.pop(str(seq), None) is not None:
                     done += 1
             if done:
-                g.save(state)
+                g.save(state, commit=True)
         return done
 
     # ---------------------------------------------------------------- replay and info
