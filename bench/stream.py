@@ -29,6 +29,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -177,8 +178,10 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def measure(backend: str, url: str, root: Path, args: argparse.Namespace) -> dict[str, float]:
-    name = f"bench-{backend}"
+def measure(
+    backend: str, url: str, root: Path, args: argparse.Namespace, round_: int
+) -> dict[str, float]:
+    name = f"bench-{backend}-{round_}"
     n, threads = args.events, 16
     with Lake.open(root, background=False) as lake, open_stream(lake, name, url=url) as s:
         one = rate(n, lambda: [s.publish(event(i)) for i in range(n)] and None)
@@ -230,28 +233,35 @@ def main() -> None:
     ap.add_argument("--latency-events", type=int, default=300)
     ap.add_argument("--gap", type=float, default=0.01, help="seconds between latency events")
     ap.add_argument("--backends", default="embedded,redis,nats")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; medians are printed")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if args.quick:
-        args.events, args.latency_events = 160, 60
+        args.events, args.latency_events, args.repeat = 160, 60, 1
     folder = Path(tempfile.mkdtemp(prefix="lakeloop-bench-stream-"))
     urls, procs = start_servers(folder)
     urls["embedded"] = "embedded"
-    rows: dict[str, dict[str, float]] = {}
+    runs: dict[str, list[dict[str, float]]] = {}
+    bases: list[float] = []
+    backends = [b for b in args.backends.split(",") if b in urls]
+    for b in set(args.backends.split(",")) - set(backends):
+        print(f"skipping {b}: its server is not installed", file=sys.stderr)
     try:
         Lake.open(folder / "lake", create=True, background=False).close()
-        base = baseline_fsync(folder, args.events)
-        for backend in args.backends.split(","):
-            if backend not in urls:
-                print(f"skipping {backend}: its server is not installed", file=sys.stderr)
-                continue
-            rows[backend] = measure(backend, urls[backend], folder / "lake", args)
+        for r in range(args.repeat):  # rounds interleave the backends: noise hits all
+            bases.append(baseline_fsync(folder, args.events))
+            for backend in backends:
+                got = measure(backend, urls[backend], folder / "lake", args, r)
+                runs.setdefault(backend, []).append(got)
     finally:
         for p in procs:
             p.terminate()
             p.wait(timeout=10)
         shutil.rmtree(folder, ignore_errors=True)
+    base = statistics.median(bases)
+    rows = {b: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for b, rs in runs.items()}
     print(f"machine: {machine()}")
+    print(f"medians of {args.repeat} rounds")
     print(
         f"events: {args.events} per publish measure, publish_many batches of {args.batch},"
         f" latency over {args.latency_events} events {args.gap * 1000:.0f} ms apart"

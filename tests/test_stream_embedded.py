@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lakeloop import Lake
-from lakeloop.errors import ChecksumError
+from lakeloop.errors import ChecksumError, StoreError
 from lakeloop.stream import open_stream
 from lakeloop.stream._embedded import EmbeddedStream
 
@@ -138,6 +139,7 @@ def test_sync_none_still_reads_back(tmp_path: Path) -> None:
 
 _PUBLISHER = """
 import sys
+import time
 from lakeloop import Lake
 from lakeloop.stream import open_stream
 lake = Lake.open(sys.argv[1], background=False)
@@ -185,3 +187,26 @@ def test_concurrent_threads_share_commits_and_keep_their_order(lake: Lake) -> No
         for t, offs in results.items():  # each returned offset holds that very event
             assert [by_offset[o].id for o in offs] == [f"{t}-{i}" for i in range(25)]
             assert [int(o) for o in offs] == sorted(int(o) for o in offs)
+
+
+def test_a_torn_group_commit_falls_back_to_the_previous_one(lake: Lake) -> None:
+    with open_stream(lake, "acks") as s:
+        assert isinstance(s, EmbeddedStream)
+        s.publish_many([{"i": i} for i in range(6)])
+        got = s.consume("g", "c", max=10)
+        assert s.ack("g", [got[0].offset, got[1].offset]) == 2
+        assert s.ack("g", [got[2].offset]) == 1
+        groups = s.folder / "groups"
+    newest = max(groups.glob("g.commit-*"), key=lambda p: p.stat().st_mtime_ns)
+    raw = newest.read_bytes()
+    newest.write_bytes(raw[: len(raw) // 2])  # the last ack was torn: it never returned
+    time.sleep(0.35)
+    with open_stream(lake, "acks") as s:
+        again = s.consume("g", "c", max=10)
+        assert [m.data["i"] for m in again] == [2, 3, 4, 5]
+        assert all(m.deliveries == 2 for m in again)
+    for p in groups.glob("g.*"):
+        if p.suffix != ".lock":
+            p.write_bytes(b"garbage")
+    with open_stream(lake, "acks") as s, pytest.raises(StoreError, match="damaged"):
+        s.consume("g", "c")

@@ -5,15 +5,17 @@
     <lake>/namespaces/_streams/streams/<name>/
         segments/*.seg          the log (see ``_log``)
         write.lock              publishers' lock
-        groups/<group>.json     a consumer group's state, replaced atomically
+        groups/<group>.state    a consumer group's state after its last consume
+        groups/<group>.commit-N ... after its last acks (two copies, written by turns)
         groups/<group>.lock     taken (flock) for every consume and ack of the group
 
 A group's state is ``next`` (the first event never delivered to it) and ``pending``
 (delivered, not yet acknowledged: offset -> consumer, deadline, deliveries). Everything
 below ``min(pending, next)`` is acknowledged: that is the group's committed offset.
-Consume and ack rewrite the state under the group's lock and fsync it (per the ``sync``
-setting) before they return, so a committed offset survives a crash, and an event
-whose consumer died is delivered again once its deadline passes — from any process.
+Consume and ack rewrite the state under the group's lock; an ack fsyncs it (per the
+``sync`` setting) before it returns, so a committed offset survives a crash, and an
+event whose consumer died is delivered again once its deadline passes — from any
+process (see ``_Group``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from crc32c import crc32c
 
 from lakeloop.errors import InvalidInput, StoreError
 from lakeloop.stream._base import (
@@ -72,29 +76,45 @@ def _parse_offset(text: str) -> int:
     return int(text)
 
 
-def _write_state(path: Path, state: dict[str, Any], sync: bool, durable_name: bool) -> None:
-    """Replace the state file atomically; fsync its bytes (*sync*) and the rename too
-    (*durable_name*: a lost rename falls back to the previous state after a power cut)."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        json.dump(state, f, separators=(",", ":"))
-        f.flush()
-        if sync:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-    if sync and durable_name:
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _encode_state(state: dict[str, Any]) -> bytes:
+    body = json.dumps(state, separators=(",", ":")).encode()
+    return b"LLG1 %d %08x\n" % (len(body), crc32c(body)) + body
+
+
+def _decode_state(raw: bytes) -> dict[str, Any] | None:
+    """The state in *raw*, or None if it is torn or damaged (length and CRC checked)."""
+    head, _, rest = raw.partition(b"\n")
+    parts = head.split(b" ")
+    if len(parts) != 3 or parts[0] != b"LLG1" or not parts[1].isdigit():
+        return None
+    body = rest[: int(parts[1])]
+    if len(body) != int(parts[1]) or f"{crc32c(body):08x}".encode() != parts[2]:
+        return None
+    state: dict[str, Any] = json.loads(body)
+    return state
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class _Group:
-    """One consumer group's durable state, changed only under its flock."""
+    """One consumer group's state, changed only under its flock.
+
+    Three files, each with a generation number, a length and a CRC; a load takes the
+    newest whole one. A consume replaces ``<group>.state`` (renamed into place, not
+    fsynced: a power cut may take it back, which only delivers events again). An ack
+    writes the state in place into ``<group>.commit-0`` or ``-1`` by turns and fsyncs
+    it before it returns: one fsync, and a torn write leaves the other copy whole.
+    """
 
     def __init__(self, folder: Path, name: str, sync: bool) -> None:
-        self.path = folder / f"{name}.json"
+        self.folder = folder
+        self.name = name
         self.sync = sync
         folder.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -113,25 +133,55 @@ class _Group:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._mu.release()
 
+    def _paths(self) -> list[Path]:
+        return [
+            self.folder / f"{self.name}{suffix}" for suffix in (".state", ".commit-0", ".commit-1")
+        ]
+
     def load(self, start: int) -> dict[str, Any]:
-        try:
-            with open(self.path) as f:
-                state: dict[str, Any] = json.load(f)
-        except FileNotFoundError:
-            return {"next": start, "pending": {}}
-        except ValueError:
+        found, whole = False, []
+        for path in self._paths():
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            found = True
+            state = _decode_state(raw)
+            if state is not None:
+                whole.append(state)
+        if whole:
+            return max(whole, key=lambda st: int(st["gen"]))
+        if found:
             raise StoreError(
-                "the consumer group's state file is unreadable",
+                "every copy of the consumer group's state is damaged",
                 op="consume",
-                target=str(self.path),
-                hint="delete it to restart the group from the start of the stream",
-            ) from None
-        return state
+                target=str(self.folder / self.name),
+                hint="delete its files to restart the group from the start of the stream",
+            )
+        return {"gen": 0, "next": start, "pending": {}}
 
     def save(self, state: dict[str, Any], *, commit: bool) -> None:
-        """*commit*: an ack, durable before it returns. A consume's state may be lost
-        to a power cut: its events are then delivered again (at least once)."""
-        _write_state(self.path, state, self.sync, durable_name=commit)
+        """*commit* (an ack): durable before it returns; else (a consume) best effort."""
+        state["gen"] = int(state["gen"]) + 1
+        data = _encode_state(state)
+        if not commit:
+            path = self._paths()[0]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            return
+        path = self._paths()[1 + state["gen"] % 2]
+        created = not path.exists()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+            if self.sync:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        if created and self.sync:
+            _fsync_dir(self.folder)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -321,12 +371,13 @@ class EmbeddedStream(Stream):
         first, end = self._log.first_seq(), self._log.end_seq()
         groups: dict[str, Any] = {}
         folder = self.folder / "groups"
-        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            with self._group(path.stem) as g:
+        names = {p.name.split(".")[0] for p in folder.glob("*.lock")} if folder.is_dir() else set()
+        for name in sorted(names):
+            with self._group(name) as g:
                 state = g.load(first)
             pending = [int(k) for k in state["pending"]]
             committed = min([*pending, int(state["next"])])
-            groups[path.stem] = {
+            groups[name] = {
                 "committed": committed,  # every offset below it is acknowledged
                 "pending": len(pending),
                 "lag": end - int(state["next"]),
