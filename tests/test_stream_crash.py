@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from lakeloop import Lake
+from lakeloop.errors import StreamError
 from lakeloop.stream import open_stream
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
@@ -27,6 +28,7 @@ ACK_TIMEOUT = 0.8
 _CHILD = r"""
 import sys, time
 from lakeloop import Lake
+from lakeloop.errors import StreamError
 from lakeloop.stream import open_stream
 
 role, root, name = sys.argv[1:4]
@@ -158,3 +160,26 @@ def test_a_killed_consumer_gets_redelivered_and_acked_events_stay_acked(
         s.ack("workers", [m.offset for m in got])
         time.sleep(ACK_TIMEOUT + 0.2)
         assert s.consume("workers", "heir", max=100, block=0.2) == []
+
+
+@pytest.mark.parametrize(
+    "scheme", ["redis", pytest.param("nats", marks=pytest.mark.slow)]
+)  # nats: a publish waits 10 s for the acks of a server that is gone
+def test_a_server_killed_mid_session_gives_stream_error(tmp_path: Path, scheme: str) -> None:
+    from _streams import start_nats, start_redis
+
+    url, stop = (start_redis if scheme == "redis" else start_nats)(tmp_path / scheme)
+    with Lake.open(tmp_path / "lake", create=True, background=False) as lake:
+        s = open_stream(lake, "x", url=url)
+        try:
+            s.publish({"a": 1})
+            got = s.consume("g", "c", max=1)
+            stop()
+            with pytest.raises(StreamError, match="hint"):
+                s.publish({"a": 2})
+            with pytest.raises(StreamError):
+                s.consume("g", "c", block=0.2)
+            with pytest.raises(StreamError):
+                s.ack("g", [got[0].offset])
+        finally:
+            s.close()
