@@ -210,3 +210,25 @@ def test_a_torn_group_commit_falls_back_to_the_previous_one(lake: Lake) -> None:
             p.write_bytes(b"garbage")
     with open_stream(lake, "acks") as s, pytest.raises(StoreError, match="damaged"):
         s.consume("g", "c")
+
+
+def test_sealed_segments_are_read_only_when_needed(lake: Lake) -> None:
+    with open_stream(lake, "lazy") as s:
+        assert isinstance(s, EmbeddedStream)
+        offs = s.publish_many([{"i": i, "pad": "y" * 200} for i in range(4)])
+        for i in range(4, 40):
+            offs.append(s.publish({"i": i, "pad": "y" * 200}))
+        segs = _segments(s)
+    assert len(segs) > 5
+    damaged = bytearray(segs[0].read_bytes())
+    damaged[50] ^= 0xFF  # the first (sealed) segment's first frame
+    segs[0].write_bytes(bytes(damaged))
+    with open_stream(lake, "lazy") as s:
+        assert isinstance(s, EmbeddedStream)
+        # opening indexed only the last segment; the damage is not even seen yet
+        assert not any(seg.complete for seg in s._log._segments)
+        assert s.info()["length"] == 40
+        assert [m.data["i"] for m in s.replay(offs[20])] == list(range(21, 40))
+        with pytest.raises(ChecksumError):
+            list(s.replay())
+        assert s.publish({"i": 40}) == "40"  # appends go on: the damage is not at the tail
