@@ -10,11 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from lakeloop import Lake
 from lakeloop.errors import ChecksumError, StoreError
 from lakeloop.stream import open_stream
 from lakeloop.stream._embedded import EmbeddedStream
+from lakeloop.stream._log import encode_frame, parse_frame
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -232,3 +236,32 @@ def test_sealed_segments_are_read_only_when_needed(lake: Lake) -> None:
         with pytest.raises(ChecksumError):
             list(s.replay())
         assert s.publish({"i": 40}) == "40"  # appends go on: the damage is not at the tail
+
+
+# ---------------------------------------------------------------------------- frame format
+_events = st.lists(
+    st.tuples(
+        st.text(min_size=1, max_size=40),
+        st.binary(max_size=300),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(_events, st.integers(0, 2**40), st.integers(0, 2**62), st.data())
+def test_frames_round_trip_and_every_change_or_cut_is_caught(
+    events: list[tuple[str, bytes]], first: int, ts: int, data: st.DataObject
+) -> None:
+    raw = encode_frame(first, ts, events)
+    frame = parse_frame(raw, 0, 0)
+    assert frame is not None
+    assert (frame.first_seq, frame.ts_ns, frame.end) == (first, ts, len(raw))
+    assert frame.events == events
+    cut = data.draw(st.integers(0, len(raw) - 1))
+    assert parse_frame(raw[:cut], 0, 0) is None  # a torn frame is never taken as whole
+    at = data.draw(st.integers(0, len(raw) - 1))
+    flipped = bytearray(raw)
+    flipped[at] ^= data.draw(st.integers(1, 255))
+    assert parse_frame(bytes(flipped), 0, 0) is None  # CRC32C catches one changed byte
