@@ -41,6 +41,9 @@ def test_the_stream_lives_in_the_reserved_namespace(lake: Lake) -> None:
         assert s.folder.parent.parent.name == "_streams"
     assert "_streams" in lake.namespaces(include_internal=True)
     assert "_streams" not in lake.namespaces()
+    assert lake.fsck(repair=True).ok  # the store's checks leave the stream files alone
+    with open_stream(lake, "pred") as s:
+        assert [m.data for m in s.replay()] == [{"a": 1}]
 
 
 def test_segments_roll_at_their_size_and_replay_crosses_them(lake: Lake) -> None:
