@@ -268,3 +268,12 @@ def test_frames_round_trip_and_every_change_or_cut_is_caught(
     flipped = bytearray(raw)
     flipped[at] ^= data.draw(st.integers(1, 255))
     assert parse_frame(bytes(flipped), 0, 0) is None  # CRC32C catches one changed byte
+
+
+def test_a_remote_lake_has_no_embedded_streams() -> None:
+    from lakeloop.errors import InvalidInput
+    from lakeloop.store._remote import RemoteLake
+
+    remote = RemoteLake("http://127.0.0.1:9", access_key="k", secret_key="s")
+    with pytest.raises(InvalidInput, match="needs a local lake"):
+        open_stream(remote, "x")  # type: ignore[arg-type]

@@ -208,8 +208,8 @@ class EmbeddedStream(Stream):
 
     def __init__(self, lake: Any, name: str) -> None:
         super().__init__(check_stream_name(name))
+        self.folder = streams_root(lake) / name  # first: it refuses a remote lake clearly
         settings = lake.settings
-        self.folder = streams_root(lake) / name
         self._sync = str(settings.for_namespace(INTERNAL_NS, "sync"))
         self._sync_interval = float(settings["sync_interval"])
         self._ack_timeout = float(settings["stream_ack_timeout"])
