@@ -207,6 +207,8 @@ def test_a_torn_group_commit_falls_back_to_the_previous_one(lake: Lake) -> None:
     newest = max(groups.glob("g.commit-*"), key=lambda p: p.stat().st_mtime_ns)
     raw = newest.read_bytes()
     newest.write_bytes(raw[: len(raw) // 2])  # the last ack was torn: it never returned
+    state = groups / "g.state"  # and a consume after it was torn too
+    state.write_bytes(b"LLG1 999 00000000\n{")
     time.sleep(0.35)
     with open_stream(lake, "acks") as s:
         again = s.consume("g", "c", max=10)

@@ -106,10 +106,11 @@ class _Group:
     """One consumer group's state, changed only under its flock.
 
     Three files, each with a generation number, a length and a CRC; a load takes the
-    newest whole one. A consume replaces ``<group>.state`` (renamed into place, not
-    fsynced: a power cut may take it back, which only delivers events again). An ack
-    writes the state in place into ``<group>.commit-0`` or ``-1`` by turns and fsyncs
-    it before it returns: one fsync, and a torn write leaves the other copy whole.
+    newest whole one. A consume overwrites ``<group>.state`` without fsync (a crash or
+    power cut may tear it or take it back: the load then takes an older copy, which
+    only delivers events again). An ack writes the state into ``<group>.commit-0`` or
+    ``-1`` by turns and fsyncs it before it returns: one fsync, and a torn write leaves
+    the other copy whole.
     """
 
     def __init__(self, folder: Path, name: str, sync: bool) -> None:
@@ -165,22 +166,24 @@ class _Group:
         state["gen"] = int(state["gen"]) + 1
         data = _encode_state(state)
         if not commit:
-            path = self._paths()[0]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-            return
-        path = self._paths()[1 + state["gen"] % 2]
+            self._write(self._paths()[0], data, sync=False)
+        else:
+            self._write(self._paths()[1 + state["gen"] % 2], data, sync=self.sync)
+
+    def _write(self, path: Path, data: bytes, *, sync: bool) -> None:
+        """Overwrite *path* in place: no rename (ext4 flushes a file renamed over another,
+        which costs a consume milliseconds); a torn write fails its CRC and the load
+        takes another copy."""
         created = not path.exists()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))
-            if self.sync:
+            if sync:
                 os.fdatasync(fd)
         finally:
             os.close(fd)
-        if created and self.sync:
+        if created and sync:
             _fsync_dir(self.folder)
 
     def close(self) -> None:
