@@ -279,3 +279,22 @@ def test_a_remote_lake_has_no_embedded_streams() -> None:
     remote = RemoteLake("http://127.0.0.1:9", access_key="k", secret_key="s")
     with pytest.raises(InvalidInput, match="needs a local lake"):
         open_stream(remote, "x")  # type: ignore[arg-type]
+
+
+def test_an_ack_never_overwrites_the_newest_commit(lake: Lake) -> None:
+    with open_stream(lake, "acks2") as s:
+        assert isinstance(s, EmbeddedStream)
+        s.publish_many([{"i": i} for i in range(6)])
+        first = s.consume("g", "c", max=3)
+        assert s.ack("g", [first[0].offset]) == 1  # returned: must survive anything
+        second = s.consume("g", "c", max=3)
+        assert s.ack("g", [first[1].offset]) == 1
+        groups = s.folder / "groups"
+    assert [m.data["i"] for m in second] == [3, 4, 5]
+    newest = max(groups.glob("g.commit-*"), key=lambda p: p.stat().st_mtime_ns)
+    newest.write_bytes(newest.read_bytes()[:10])  # as if the second ack had been torn
+    (groups / "g.state").write_bytes(b"")  # and a power cut took the consume state
+    time.sleep(0.35)
+    with open_stream(lake, "acks2") as s:
+        again = s.consume("g", "c", max=10)
+    assert sorted(m.data["i"] for m in again) == [1, 2, 3, 4, 5]  # 0 stays acknowledged

@@ -6,7 +6,7 @@
         segments/*.seg          the log (see ``_log``)
         write.lock              publishers' lock
         groups/<group>.state    a consumer group's state after its last consume
-        groups/<group>.commit-N ... after its last acks (two copies, written by turns)
+        groups/<group>.commit-N ... after its last acks (two copies; an ack overwrites the older)
         groups/<group>.lock     taken (flock) for every consume and ack of the group
 
 A group's state is ``next`` (the first event never delivered to it) and ``pending``
@@ -108,9 +108,9 @@ class _Group:
     Three files, each with a generation number, a length and a CRC; a load takes the
     newest whole one. A consume overwrites ``<group>.state`` without fsync (a crash or
     power cut may tear it or take it back: the load then takes an older copy, which
-    only delivers events again). An ack writes the state into ``<group>.commit-0`` or
-    ``-1`` by turns and fsyncs it before it returns: one fsync, and a torn write leaves
-    the other copy whole.
+    only delivers events again). An ack writes the state over the older of
+    ``<group>.commit-0`` and ``-1`` and fsyncs it before it returns: one fsync, and a
+    torn write leaves the newest commit whole.
     """
 
     def __init__(self, folder: Path, name: str, sync: bool) -> None:
@@ -120,6 +120,7 @@ class _Group:
         folder.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._mu = threading.Lock()  # flock does not exclude threads sharing the fd
+        self._commit_gens = [-1, -1]
 
     def __enter__(self) -> _Group:
         self._mu.acquire()
@@ -141,7 +142,8 @@ class _Group:
 
     def load(self, start: int) -> dict[str, Any]:
         found, whole = False, []
-        for path in self._paths():
+        self._commit_gens = [-1, -1]  # generation in each commit copy (-1: none or torn)
+        for i, path in enumerate(self._paths()):
             try:
                 raw = path.read_bytes()
             except FileNotFoundError:
@@ -150,6 +152,8 @@ class _Group:
             state = _decode_state(raw)
             if state is not None:
                 whole.append(state)
+                if i:
+                    self._commit_gens[i - 1] = int(state["gen"])
         if whole:
             return max(whole, key=lambda st: int(st["gen"]))
         if found:
@@ -168,7 +172,10 @@ class _Group:
         if not commit:
             self._write(self._paths()[0], data, sync=False)
         else:
-            self._write(self._paths()[1 + state["gen"] % 2], data, sync=self.sync)
+            # overwrite the older copy: the newest durable commit stays whole meanwhile
+            slot = 0 if self._commit_gens[0] <= self._commit_gens[1] else 1
+            self._write(self._paths()[1 + slot], data, sync=self.sync)
+            self._commit_gens[slot] = int(state["gen"])
 
     def _write(self, path: Path, data: bytes, *, sync: bool) -> None:
         """Overwrite *path* in place: no rename (ext4 flushes a file renamed over another,
