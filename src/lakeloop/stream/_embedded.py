@@ -190,8 +190,9 @@ class _Group:
                 os.fdatasync(fd)
         finally:
             os.close(fd)
-        if created and sync:
+        if created and sync:  # the new name, and the groups folder's own, must last
             _fsync_dir(self.folder)
+            _fsync_dir(self.folder.parent)
 
     def close(self) -> None:
         if self._fd >= 0:

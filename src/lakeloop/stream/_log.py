@@ -460,11 +460,17 @@ class Log:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         os.close(fd)
         if self.sync != "none":
-            dfd = os.open(self.seg_dir, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            # the new name; for the first segment also the folders made for the stream
+            # (segments/, the stream's, streams/), so that a power cut keeps them all
+            depth = 1 if self._segments else 4
+            folder = self.seg_dir
+            for _ in range(depth):
+                dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+                folder = os.path.dirname(folder)
         seg = _Segment(path, base)
         self._segments.append(seg)
         return seg
