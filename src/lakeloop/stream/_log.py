@@ -478,6 +478,9 @@ class Log:
     def _writer_for(self, seg: _Segment) -> int:
         if self._write_seg is not seg:
             if self._write_fd >= 0:
+                if self._dirty:  # sync = "batch": the sealed segment's window goes down now
+                    os.fdatasync(self._write_fd)
+                    self._dirty = False
                 os.close(self._write_fd)
                 self._write_fd = -1
             self._write_fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
