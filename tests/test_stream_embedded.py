@@ -135,13 +135,19 @@ def test_events_before_damage_stay_readable(lake: Lake) -> None:
         assert seen == [0, 1, 2]
 
 
-def test_sync_none_still_reads_back(tmp_path: Path) -> None:
-    with (
-        Lake.open(tmp_path / "l", create=True, settings={"sync": "none"}, background=False) as lk,
-        open_stream(lk, "fast") as s,
-    ):
-        s.publish_many([{"i": i} for i in range(5)])
-        assert len(list(s.replay())) == 5
+@pytest.mark.parametrize("sync", ["batch", "none"])
+def test_relaxed_sync_policies_read_back_across_rolls(tmp_path: Path, sync: str) -> None:
+    settings = {"sync": sync, "stream_segment_size": "1KiB", "sync_interval": 0.05}
+    with Lake.open(tmp_path / "l", create=True, settings=settings, background=False) as lk:
+        with open_stream(lk, "fast") as s:
+            for i in range(30):
+                s.publish({"i": i, "pad": "q" * 100})
+            got = s.consume("g", "c", max=100)
+            assert s.ack("g", [m.offset for m in got]) == 30
+        with open_stream(lk, "fast") as s:
+            assert [m.data["i"] for m in s.replay()] == list(range(30))
+            assert s.info()["segments"] > 2
+            assert s.consume("g", "c", max=100) == []
 
 
 _PUBLISHER = """
