@@ -415,6 +415,14 @@ SETTINGS: dict[str, Setting] = {
             _parse_float,
             "seconds one trial may run before it is stopped and reported failed (0: no limit)",
         ),
+        # remote lake (a client of a gateway URL)
+        Setting(
+            "remote_read_workers",
+            8,
+            _parse_int,
+            "GETs a reader of a snapshot over a gateway URL keeps in flight at once (1: one"
+            " after another)",
+        ),
     ]
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lakeloop.gateway._api import ApiContext, endpoint
+from lakeloop.gateway._api import ApiContext, ApiError, endpoint
 
 __all__: list[str] = []
 
@@ -135,3 +135,26 @@ def fsck(ctx: ApiContext, namespace: str) -> dict[str, Any]:
     result: dict[str, Any] = report.as_dict()
     result["ok"] = report.ok
     return result
+
+
+@endpoint(
+    "POST",
+    "/namespaces/{namespace}/locate",
+    summary="Where exact versions lie: [version, volume, offset] in physical order "
+    "(readers plan and shard a snapshot by volume with it)",
+    role="read",
+    response={
+        "type": "object",
+        "required": ["located"],
+        "properties": {"located": {"type": "array", "items": {"type": "array"}}},
+    },
+)
+def locate(ctx: ApiContext, namespace: str) -> dict[str, Any]:
+    body = ctx.body if isinstance(ctx.body, dict) else {}
+    versions = body.get("versions")
+    if not isinstance(versions, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in versions
+    ):
+        raise ApiError(400, "InvalidInput", 'the body is {"versions": [int, ...]}')
+    found = ctx.lake.namespace(namespace).locate(versions)
+    return {"located": [list(t) for t in found]}
