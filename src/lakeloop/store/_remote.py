@@ -108,6 +108,8 @@ class RemoteLake:
         self._region = region
         self._timeout = timeout
         self._local = threading.local()
+        self._conns: dict[int, http.client.HTTPConnection] = {}  # thread id -> connection
+        self._conns_lock = threading.Lock()
         self._closed = False
 
     # ------------------------------------------------------------------ HTTP
@@ -122,7 +124,16 @@ class RemoteLake:
                 conn.close()
             conn = self._new_connection()
             self._local.conn = conn
+            with self._conns_lock:
+                self._conns[threading.get_ident()] = conn
         return conn
+
+    def _drop_connections(self, threads: Iterable[int]) -> None:
+        """Close the keep-alive connections of *threads* (a finished pool's workers)."""
+        with self._conns_lock:
+            conns = [self._conns.pop(t) for t in threads if t in self._conns]
+        for conn in conns:
+            conn.close()
 
     def request(
         self,
@@ -286,8 +297,9 @@ class RemoteLake:
 
     def close(self) -> None:
         self._closed = True
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        with self._conns_lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
             conn.close()
 
     def __enter__(self) -> RemoteLake:
@@ -504,18 +516,26 @@ class RemoteNamespace:
         from concurrent.futures import Future, ThreadPoolExecutor
 
         pending: deque[Future[bytes]] = deque()
-        it = iter(items)
-        with ThreadPoolExecutor(workers, thread_name_prefix="lakeloop-get") as pool:
-            try:
-                for key, version in it:
-                    pending.append(pool.submit(self.get, key, version=version))
-                    if len(pending) >= window:
+        threads: set[int] = set()
+
+        def fetch(key: str, version: int | None) -> bytes:
+            threads.add(threading.get_ident())
+            return self.get(key, version=version)
+
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="lakeloop-get") as pool:
+                try:
+                    for key, version in items:
+                        pending.append(pool.submit(fetch, key, version))
+                        if len(pending) >= window:
+                            yield pending.popleft().result()
+                    while pending:
                         yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
-            finally:
-                for f in pending:
-                    f.cancel()
+                finally:
+                    for f in pending:
+                        f.cancel()
+        finally:
+            self.lake._drop_connections(threads)
 
     def locate(self, versions: Iterable[int]) -> list[tuple[int, int, int]]:
         """Where exact versions lie on the server: ``[(version, volume, offset)]`` in
