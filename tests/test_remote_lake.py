@@ -93,7 +93,7 @@ def test_a_snapshot_read_over_the_gateway_returns_its_pinned_bytes_after_an_over
 
 def test_the_reader_over_the_gateway_equals_the_local_reader(gateway: Any) -> None:
     gw = gateway
-    ns_name, dataset = _digits(gw, slice(0, 200))
+    _, dataset = _digits(gw, slice(0, 200))
     with _remote(gw, gw.admin) as remote:
         snap = Catalog(remote).resolve(f"{dataset}@latest")
         local_snap = Catalog(gw.lake).resolve(f"{dataset}@{snap.id}")
@@ -129,7 +129,12 @@ def test_the_registry_over_the_gateway_and_the_models_grant(gateway: Any, tmp_pa
         v2 = reg.register(name, model)
         assert [v.version for v in reg.versions(name)] == [1, 2]
         loaded = reg.load(f"{name}@1")
-        assert loaded.lineage.params == {"C": 1.0} and list(loaded.predict(np.eye(4))) == [0, 1, 0, 1]
+        assert loaded.lineage.params == {"C": 1.0} and list(loaded.predict(np.eye(4))) == [
+            0,
+            1,
+            0,
+            1,
+        ]
         reg.alias(v2.ref, "challenger", reason="try it")
         with pytest.raises(Refused):
             reg.alias(v1.ref, "champion")  # champion moves only through the gate
@@ -238,8 +243,12 @@ def test_lakeloop_train_of_the_digits_example_over_the_gateway(
     model = f"digits-cnn-{_uid()}"
     toml = (project / "lakeloop.toml").read_text().replace('"digits-cnn"', f'"{model}"')
     dataset = f"digits-{_uid()}"
-    (project / "lakeloop.toml").write_text(toml.replace('dataset = "digits"', f'dataset = "{dataset}"'))
-    user = gw.user(f"trainer-{_uid()}", {"@models": "write", "@runs": "write", "digits-png": "write"})
+    (project / "lakeloop.toml").write_text(
+        toml.replace('dataset = "digits"', f'dataset = "{dataset}"')
+    )
+    user = gw.user(
+        f"trainer-{_uid()}", {"@models": "write", "@runs": "write", "digits-png": "write"}
+    )
     gw.lake.create_namespace(prepare.NAMESPACE, exist_ok=True)
     with _remote(gw, gw.admin) as lake:
         ns = lake.namespace(prepare.NAMESPACE)
@@ -257,7 +266,9 @@ def test_lakeloop_train_of_the_digits_example_over_the_gateway(
             ns.put(f"{d.target[i]}/{i:05d}.png", buf.getvalue(), content_type="image/png")
     with _remote(gw, user) as lake:
         Catalog(lake).snapshot(f"{prepare.NAMESPACE}/", dataset=dataset, labels="{label}/{name}")
-    done = _lakeloop(["--lake", gw.url, "train", "--workers", "1", "--json"], project, _env(gw, user))
+    done = _lakeloop(
+        ["--lake", gw.url, "train", "--workers", "1", "--json"], project, _env(gw, user)
+    )
     assert done.returncode == 0, done.stderr
     study = json.loads(done.stdout)
     assert study["version"]["ref"] == f"{model}@1"
@@ -265,7 +276,9 @@ def test_lakeloop_train_of_the_digits_example_over_the_gateway(
     snap = Catalog(gw.lake).resolve(f"{dataset}@latest")
     assert version.lineage.snapshots == {dataset: snap.id}
     assert version.lineage.code and version.lineage.code["files"]
-    assert version.lineage.run_id == study["best_run"] and version.lineage.labels == sorted(snap.labels)
+    assert version.lineage.run_id == study["best_run"] and version.lineage.labels == sorted(
+        snap.labels
+    )
     run = Runs(gw.lake).get(study["best_run"])
     assert run.status == "finished" and run.epochs and run.artifact
     assert version.created_by.startswith(user.name)
@@ -309,9 +322,7 @@ def test_lakeloop_ci_end_to_end_over_the_gateway(gateway: Any, tmp_path: Path) -
         f'model = "{model}"\ncode = ["pipeline.py"]\n\n[[gate.policy]]\nmetric = "accuracy"\n'
         "margin = 0.03\n\n[gate.acceptance]\nthreshold = 0.8\n\n[train]\nworkers = 1\n"
     )
-    ci_user = gw.user(
-        f"ci-{_uid()}", {ns_name: "write", "@models": "write", "@runs": "write"}
-    )
+    ci_user = gw.user(f"ci-{_uid()}", {ns_name: "write", "@models": "write", "@runs": "write"})
     env = _env(gw, ci_user)
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "p"]):
         subprocess.run(["git", "-C", str(repo), *args], check=True, env=env, capture_output=True)

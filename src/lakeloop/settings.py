@@ -418,10 +418,17 @@ SETTINGS: dict[str, Setting] = {
         # remote lake (a client of a gateway URL)
         Setting(
             "remote_read_workers",
-            8,
+            2,
             _parse_int,
-            "GETs a reader of a snapshot over a gateway URL keeps in flight at once (1: one"
+            "batch reads a snapshot reader over a gateway URL keeps in flight at once (1: one"
             " after another)",
+        ),
+        Setting(
+            "remote_read_batch_items",
+            1024,
+            _parse_int,
+            "examples per batch read of a snapshot reader over a gateway URL (at most 4096;"
+            " a batch also stops at 8 MiB)",
         ),
     ]
 }

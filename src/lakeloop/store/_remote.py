@@ -18,6 +18,7 @@ import calendar
 import hashlib
 import http.client
 import io
+import json
 import os
 import threading
 import time
@@ -267,8 +268,6 @@ class RemoteLake:
 
         *query* values are sent as strings (None values are left out); *body* as JSON.
         """
-        import json
-
         raw = b"" if body is None else json.dumps(body).encode()
         headers = {"content-type": "application/json"} if raw else None
         return json.loads(self.api_bytes(method, path, query, raw, headers))
@@ -282,8 +281,6 @@ class RemoteLake:
         headers: dict[str, str] | None = None,
     ) -> bytes:
         """Call the JSON API with a raw *body* -> the raw answer (artifacts, manifests)."""
-        import json
-
         pairs = [(k, str(v)) for k, v in (query or {}).items() if v is not None]
         resp = self.request(method, "/api/v1" + path, pairs, body, headers)
         if resp.status >= 300:
@@ -537,6 +534,83 @@ class RemoteNamespace:
         finally:
             self.lake._drop_connections(threads)
 
+    def get_versions(self, items: list[tuple[str, int]]) -> list[bytes]:
+        """The bytes of each exact ``(key, version)`` in one request (at most 4096 items
+        and 64 MiB: see ``plan_reads``), in order."""
+        import struct
+
+        body = json.dumps({"items": [[k, int(v)] for k, v in items]}).encode()
+        raw = self.lake.api_bytes(
+            "POST", f"/namespaces/{self.name}/read", body=body,
+            headers={"content-type": "application/json"},
+        )  # fmt: skip
+        (count,) = struct.unpack_from(">I", raw)
+        if count != len(items):
+            raise StoreError(
+                f"asked for {len(items)} items, got {count}", op="read", target=self.name
+            )
+        sizes = struct.unpack_from(f">{count}Q", raw, 4)
+        out, pos = [], 4 + 8 * count
+        for n in sizes:
+            out.append(raw[pos : pos + n])
+            pos += n
+        if pos != len(raw):
+            raise StoreError("the batch answer is cut short", op="read", target=self.name)
+        return out
+
+    def read_batches(
+        self,
+        items: Iterable[tuple[str, int, int]],
+        *,
+        workers: int = 2,
+        batch_items: int = 1024,
+        batch_bytes: int = 8 << 20,
+    ) -> Iterator[bytes]:
+        """The bytes of each ``(key, version, size)``, in order: grouped into batch reads
+        of at most *batch_items* items and *batch_bytes* bytes, *workers* batches in
+        flight ahead of the consumer (one thread and keep-alive connection each)."""
+
+        def grouped() -> Iterator[list[tuple[str, int]]]:
+            group: list[tuple[str, int]] = []
+            size = 0
+            for key, version, n in items:
+                if group and (len(group) >= batch_items or size + n > batch_bytes):
+                    yield group
+                    group, size = [], 0
+                group.append((key, version))
+                size += n
+            if group:
+                yield group
+
+        if workers <= 1:
+            for group in grouped():
+                yield from self.get_versions(group)
+            return
+        from collections import deque
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        pending: deque[Future[list[bytes]]] = deque()
+        threads: set[int] = set()
+
+        def fetch(group: list[tuple[str, int]]) -> list[bytes]:
+            threads.add(threading.get_ident())
+            return self.get_versions(group)
+
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="lakeloop-read") as pool:
+                try:
+                    for group in grouped():
+                        pending.append(pool.submit(fetch, group))
+                        if len(pending) > workers:
+                            yield from pending.popleft().result()
+                    while pending:
+                        yield from pending.popleft().result()
+                finally:
+                    for f in pending:
+                        f.cancel()
+        finally:
+            self.lake._drop_connections(threads)
+
     def locate(self, versions: Iterable[int]) -> list[tuple[int, int, int]]:
         """Where exact versions lie on the server: ``[(version, volume, offset)]`` in
         physical order (see ``Namespace.locate``); readers plan and shard by volume."""
@@ -703,8 +777,6 @@ class RemoteInternal:
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> None:
-        import json
-
         run, rest = self._run_key(key, "put")
         if rest == "run.json":
             self.lake.api("PUT", f"/runs/{run}", body=json.loads(data))

@@ -21,9 +21,11 @@ The three readers share one core (:class:`SnapshotReader` and its batching); the
 only in what they hand the framework.
 
 Over a gateway (``Lake.open("http://...")``) the plan is the same (the gateway locates
-the versions, so shards are the same volumes), but there is no local file to scan: each
-example is one GET of its exact version (``versionId``), and ``remote_read_workers``
-of them are in flight at once, in plan order, so the round trips overlap.
+the versions, so shards are the same volumes), but there is no local file to scan: the
+examples, in plan order, are fetched at their exact versions in batches of
+``remote_read_batch_items`` per request (``POST /api/v1/namespaces/NS/read``, which the
+gateway serves as a forward sweep through the volume), with ``remote_read_workers``
+batches in flight, so one round trip carries many examples and the next is on its way.
 
 >>> for x, y in batches(lake, "digits@latest", decode=decode_image, batch_size=256):
 ...     pass                                                      # doctest: +SKIP
@@ -126,8 +128,12 @@ def _fetch(lake: Lake, snap: Snapshot, entries: Sequence[Entry]) -> Iterator[byt
             yield snap.read(e)
         return
     ns: Any = lake.namespace(snap.namespace)
-    workers = int(lake.settings["remote_read_workers"])
-    fetched = ns.get_many(((e.key, e.version) for e in entries), workers=workers)
+    settings = lake.settings
+    fetched = ns.read_batches(
+        ((e.key, e.version, e.size) for e in entries),
+        workers=int(settings["remote_read_workers"]),
+        batch_items=int(settings["remote_read_batch_items"]),
+    )
     for e, data in zip(entries, fetched, strict=True):
         yield snap.check(e, data)
 
