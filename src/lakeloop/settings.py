@@ -418,7 +418,7 @@ SETTINGS: dict[str, Setting] = {
         # remote lake (a client of a gateway URL)
         Setting(
             "remote_read_workers",
-            2,
+            4,
             _parse_int,
             "batch reads a snapshot reader over a gateway URL keeps in flight at once (1: one"
             " after another)",
