@@ -76,6 +76,11 @@ class ApiContext:
         if not self.principal.can(namespace, role):
             raise ApiError(403, "AccessDenied", f"no {role} grant on {namespace}")
 
+    def require_grant(self, target: str, role: str) -> None:
+        """403 unless the caller holds *role* on a grant target (``@models``, ``@runs``)."""
+        if not self.principal.can(target, role):
+            raise ApiError(403, "AccessDenied", f"no {role} grant on {target}")
+
 
 @dataclass
 class Endpoint:
@@ -88,6 +93,7 @@ class Endpoint:
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
     public: bool = False  # no authentication (the OpenAPI document, health)
     upload: bool = False  # the body is raw bytes (a file object in ctx.body), not JSON
+    grant: tuple[str, str] | None = None  # (target, role) checked before the body is read
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -103,15 +109,18 @@ def endpoint(
     query: dict[str, dict[str, Any]] | None = None,
     public: bool = False,
     upload: bool = False,
+    grant: tuple[str, str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a JSON endpoint at ``/api/v1`` + *path*. With *upload*, the request body
     is raw bytes (up to ``gateway_max_object_size``), spooled to a temporary file and
     checked against its signed SHA-256 before the handler sees it; a handler may answer
-    bytes by returning :class:`Binary` (*response* then describes the bytes)."""
+    bytes by returning :class:`Binary` (*response* then describes the bytes). *grant*
+    (``("@models", "write")``) is checked right after authentication, so a caller
+    without it is refused before an upload is read."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         ENDPOINTS.append(
-            Endpoint(method, path, fn, summary, role, response, query or {}, public, upload)
+            Endpoint(method, path, fn, summary, role, response, query or {}, public, upload, grant)
         )
         return fn
 
@@ -127,6 +136,8 @@ def call(ep: Endpoint, ctx: ApiContext, params: dict[str, str]) -> Any:
     """Run one endpoint, mapping lakeloop errors to API errors."""
     if ep.role is not None and "namespace" in params:
         ctx.require(params["namespace"], ep.role)
+    if ep.grant is not None:
+        ctx.require_grant(*ep.grant)
     try:
         return ep.handler(ctx, **params)
     except NotFound as exc:

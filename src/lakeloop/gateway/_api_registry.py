@@ -43,8 +43,7 @@ _LIST_PAGE = 1000
 
 def need(ctx: ApiContext, target: str, role: str) -> None:
     """403 unless the caller holds *role* on the grant target (``@models``, ``@runs``)."""
-    if not ctx.principal.can(target, role):
-        raise ApiError(403, "AccessDenied", f"no {role} grant on {target}")
+    ctx.require_grant(target, role)
 
 
 def _catalog_key(ctx: ApiContext, key: str) -> None:
@@ -179,6 +178,7 @@ def put_run(ctx: ApiContext, run: str) -> dict[str, Any]:
     response=_OBJ,
     query={"path": {"type": "string"}},
     upload=True,
+    grant=(RUNS, "write"),
 )
 def put_run_file(ctx: ApiContext, run: str) -> dict[str, Any]:
     need(ctx, RUNS, "write")
@@ -224,6 +224,7 @@ def _text(body: dict[str, Any], name: str, default: str = "") -> str:
     "followed by the artifact's bytes",
     response=_OBJ,
     upload=True,
+    grant=(MODELS, "write"),
 )
 def register_version(ctx: ApiContext, model: str) -> dict[str, Any]:
     need(ctx, MODELS, "write")

@@ -88,6 +88,8 @@ class Gateway:
                     principal, signed = self._authenticate(request.scope, query)
                 else:
                     signed = sigv4.UNSIGNED
+                if ep.grant is not None:
+                    api.ApiContext(self.lake, principal, {}).require_grant(*ep.grant)
                 body: Any = None
                 if ep.upload:
                     upload, digest = await self._spool(request)

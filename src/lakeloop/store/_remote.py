@@ -228,6 +228,22 @@ class RemoteLake:
             )
         return RemoteInternal(self, name)
 
+    def require(self, target: str, role: str, *, op: str) -> None:
+        """``AccessDenied`` now, before any work, unless this principal holds *role* on
+        *target* (a namespace, ``@models`` or ``@runs``), as the gateway's whoami says."""
+        ranks = {"read": 0, "write": 1, "admin": 2}
+        doc = self.api("GET", "/whoami")
+        grants = doc.get("grants", {})
+        held = [grants[t] for t in (target, "*") if t in grants]
+        if not any(ranks.get(r, -1) >= ranks[role] for r in held):
+            raise AccessDenied(
+                f"{doc.get('name')} holds no {role} grant on {target}",
+                op=op,
+                target=self.url,
+                hint=f"on the gateway's machine: lakeloop user grant {doc.get('name')} "
+                f"{target} {role}",
+            )
+
     @property
     def settings(self) -> Any:
         """This client's settings: the defaults and ``LAKELOOP_*`` variables (the

@@ -260,6 +260,11 @@ def train_project(
     pipeline_path = proj.root / proj.pipeline
     pipeline = load_pipeline(pipeline_path)
     with Lake.open(where.value, background=False) as lk:
+        if getattr(lk, "remote", False):
+            # refuse before training, not after: trials record runs, the best is registered
+            lk.require("@runs", "write", op="train")  # type: ignore[attr-defined]
+            if register:
+                lk.require("@models", "write", op="train")  # type: ignore[attr-defined]
         settings = lk.settings
         snap = Catalog(lk).resolve(f"{proj.dataset}@latest")
         code = proj.code_fingerprint().to_dict()
