@@ -150,7 +150,7 @@ class Catalog:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self._remote = getattr(lake, "remote", False)
-        self._dir = Path(lake.root) / _CATALOG_DIR
+        self._dir = Path(lake.root) / _CATALOG_DIR  # local only (indexes, the series lock)
         self._indexes: dict[str, NamespaceIndex] = {}
         self._lock = threading.Lock()
         self.datasets: Datasets | RemoteDatasets

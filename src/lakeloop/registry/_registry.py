@@ -12,6 +12,11 @@ both run under the model's lock file (``<lake>/registry/<name>.lock``, ``flock``
 concurrent processes never hand out one number twice or lose a move; each change is one
 ``put`` of one object, so a reader sees the state before or after it, never between.
 
+Over a gateway (``Registry(Lake.open("http://..."))``) the same methods work: reads run
+this code over the gateway's reserved-area endpoint, and every change is sent to the
+gateway, which runs it through a Registry of its own under its lock file (grants:
+``@models`` read / write / admin).
+
 ``champion`` is special: :meth:`Registry.promote` moves it and needs the gate's decision
 (stored with the move); :meth:`Registry.alias` moves it only with ``force=True`` and a
 reason, recorded as an override. Anything else is refused.
