@@ -349,6 +349,12 @@ def test_lakeloop_ci_end_to_end_over_the_gateway(gateway: Any, tmp_path: Path) -
     record = local.decisions(model)[-1]
     assert record["outcome"] == "block" and record["candidate"] == f"{model}@2"
     assert record["champion"] == f"{model}@1"
+    # readable from the command line over the URL
+    shown = _lakeloop(["--lake", gw.url, "models", "show", model, "--json"], repo, env)
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert [d["outcome"] for d in doc["decisions"]] == ["promote", "block"]
+    assert doc["aliases"] == {"champion": 1} and len(doc["versions"]) == 2
 
     # without write on @models, CI trains nothing it could register and changes nothing
     no_models = gw.user(f"nomodels-{_uid()}", {ns_name: "write", "@runs": "write"})
@@ -356,3 +362,21 @@ def test_lakeloop_ci_end_to_end_over_the_gateway(gateway: Any, tmp_path: Path) -
     refused = _lakeloop(["ci"], repo, _env(gw, no_models))
     assert refused.returncode == 2 and "@models" in refused.stderr
     assert len(local.versions(model)) == 2 and local.aliases(model) == {"champion": 1}
+    assert len(local.decisions(model)) == 2  # refused before training: nothing recorded
+
+
+def test_an_upload_that_does_not_match_its_signed_hash_registers_nothing(tmp_path: Path) -> None:
+    """In process (httpx's ASGI transport), in addition to the real gateway above."""
+    from _gateway import InProcess
+
+    gw = InProcess(tmp_path)
+    head = json.dumps({"flavor": "pyfunc", "lineage": {}}).encode() + b"\n"
+    body = head + b"artifact bytes"
+    path = "/api/v1/models/m/versions"
+    lie = {"x-amz-content-sha256-override": hashlib.sha256(body + b"!").hexdigest()}
+    resp = gw.request("POST", path, body, headers=lie)
+    assert resp.status_code == 400 and "SHA256Mismatch" in resp.text
+    bad_head = gw.request("POST", path, b"not json\nbytes")
+    assert bad_head.status_code == 400
+    assert Registry(gw.lake).models() == []
+    gw.lake.close()
