@@ -79,6 +79,7 @@ class Gateway:
     def _handler(self, ep: api.Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             upload = None
+            raw = b""
             try:
                 query = sigv4.parse_query(request.scope.get("query_string", b"").decode("latin-1"))
                 principal = Principal("anonymous")
@@ -99,17 +100,17 @@ class Gateway:
                     if len(raw) > _JSON_BODY_LIMIT:
                         raise api.ApiError(413, "TooLarge", "the request body is over 1 MiB")
                     digest = hashlib.sha256(raw).hexdigest()
-                    if raw:
-                        try:
-                            body = json.loads(raw)
-                        except ValueError:
-                            raise api.ApiError(400, "InvalidJSON", "the body is not JSON") from None
                 if signed != sigv4.UNSIGNED and digest != signed.lower():
                     raise api.ApiError(
                         400,
                         "XAmzContentSHA256Mismatch",
                         "the body does not match its signed SHA-256",
                     )
+                if not ep.upload and raw:
+                    try:
+                        body = json.loads(raw)
+                    except ValueError:
+                        raise api.ApiError(400, "InvalidJSON", "the body is not JSON") from None
                 ctx = api.ApiContext(self.lake, principal, dict(query), body)
                 params = {k: str(v) for k, v in request.path_params.items()}
                 result = await self.s3.run(api.call, ep, ctx, params)
