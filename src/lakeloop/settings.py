@@ -468,6 +468,21 @@ SETTINGS: dict[str, Setting] = {
             _word,
             "prefix of the Redis keys and NATS stream names, so lakes can share one server",
         ),
+        # remote lake (a client of a gateway URL)
+        Setting(
+            "remote_read_workers",
+            4,
+            _parse_int,
+            "batch reads a snapshot reader over a gateway URL keeps in flight at once (1: one"
+            " after another)",
+        ),
+        Setting(
+            "remote_read_batch_items",
+            1024,
+            _parse_int,
+            "examples per batch read of a snapshot reader over a gateway URL (at most 4096;"
+            " a batch also stops at 8 MiB)",
+        ),
     ]
 }
 

@@ -476,15 +476,7 @@ def run_ci(
 
     say = log or (lambda line: None)
     proj = load_project(project)
-    where = resolve_lake(lake, proj)
-    if where.kind != "path":
-        raise InvalidInput(
-            "lakeloop ci trains, and training needs a lake folder; gateway URLs are not "
-            "supported for training yet",
-            op="ci",
-            target=where.value,
-            hint="run CI on a runner that mounts the lake, and pass its folder with --lake",
-        )
+    where = resolve_lake(lake, proj)  # a folder or a gateway URL (keys from the environment)
     code = proj.code_fingerprint()
     with Lake.open(where.value, background=False) as lk:
         snap = _data_fingerprint(lk, proj.dataset)

@@ -20,6 +20,13 @@ processes, by volume too.
 The three readers share one core (:class:`SnapshotReader` and its batching); they differ
 only in what they hand the framework.
 
+Over a gateway (``Lake.open("http://...")``) the plan is the same (the gateway locates
+the versions, so shards are the same volumes), but there is no local file to scan: the
+examples, in plan order, are fetched at their exact versions in batches of
+``remote_read_batch_items`` per request (``POST /api/v1/namespaces/NS/read``, which the
+gateway serves as a forward sweep through the volume), with ``remote_read_workers``
+batches in flight, so one round trip carries many examples and the next is on its way.
+
 >>> for x, y in batches(lake, "digits@latest", decode=decode_image, batch_size=256):
 ...     pass                                                      # doctest: +SKIP
 >>> ds = tf_dataset(lake, "digits@latest", decode=decode_image, batch_size=256,
@@ -109,6 +116,28 @@ def label_ids(snapshot: Snapshot) -> dict[str, int]:
     return {name: i for i, name in enumerate(sorted(snapshot.labels))}
 
 
+def _is_remote(lake: Lake) -> bool:
+    return bool(getattr(lake, "remote", False))
+
+
+def _fetch(lake: Lake, snap: Snapshot, entries: Sequence[Entry]) -> Iterator[bytes]:
+    """The checked bytes of *entries* at their snapshot versions, in order: from a
+    remote lake by a bounded pool of GETs, from a local one entry by entry."""
+    if not _is_remote(lake):
+        for e in entries:
+            yield snap.read(e)
+        return
+    ns: Any = lake.namespace(snap.namespace)
+    settings = lake.settings
+    fetched = ns.read_batches(
+        ((e.key, e.version, e.size) for e in entries),
+        workers=int(settings["remote_read_workers"]),
+        batch_items=int(settings["remote_read_batch_items"]),
+    )
+    for e, data in zip(entries, fetched, strict=True):
+        yield snap.check(e, data)
+
+
 def _resolve(lake: Lake, ref: str | Snapshot) -> Snapshot:
     if isinstance(ref, str):
         from lakeloop.catalog import Catalog
@@ -191,6 +220,10 @@ class SnapshotReader:
         vols = list(self.volumes)
         if self.shuffle_buffer:
             random.Random(f"{self.seed}:{epoch}:volumes").shuffle(vols)
+        if _is_remote(self.lake):
+            order = [e for vol in vols for e in self._plan[vol]]
+            yield from zip(order, _fetch(self.lake, self.snapshot, order), strict=True)
+            return
         for vol in vols:
             wanted = {e.version: e for e in self._plan[vol]}
             # Versions still current come from one sequential scan of the volume; versions
@@ -295,10 +328,8 @@ def arrays(
     snap = _resolve(lake, ref)
     ids = label_ids(snap)
     xs, ys = [], []
-    for entry in snap.entries(split):
-        if where is not None and not where(entry):
-            continue
-        data = snap.read(entry)
+    entries = [e for e in snap.entries(split) if where is None or where(e)]
+    for entry, data in zip(entries, _fetch(lake, snap, entries), strict=True):
         xs.append(decode(data) if decode is not None else data)
         ys.append(-1 if entry.label is None else ids[entry.label])
     if not xs:
@@ -419,11 +450,13 @@ def torch_dataset(
     """
     if batch_size < 1:
         raise InvalidInput("batch_size must be >= 1", op="read snapshot")
+    # a folder or a gateway URL; DataLoader workers open it themselves (a remote lake
+    # with the keys in LAKELOOP_ACCESS_KEY / LAKELOOP_SECRET_KEY of their environment)
     root = getattr(lake, "root", None)
     if root is None:
         raise InvalidInput(
-            "the PyTorch reader needs a lake folder", op="torch_dataset", target=str(ref),
-            hint="open the lake by its path, not through a gateway URL",
+            "the PyTorch reader needs a lake opened by its folder or URL",
+            op="torch_dataset", target=str(ref),
         )  # fmt: skip
     try:
         from lakeloop.train._torch import SnapshotIterableDataset

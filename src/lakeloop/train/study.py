@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakeloop.errors import InvalidInput, InvalidProject
+from lakeloop.errors import InvalidProject
 
 if TYPE_CHECKING:
     from lakeloop.registry import ModelVersion
@@ -254,15 +254,17 @@ def train_project(
     proj = load_project(project)
     table = _train_table(proj.train, proj.path)
     where = resolve_lake(lake, proj)
-    if where.kind != "path":
-        raise InvalidInput(
-            "training needs a lake folder; gateway URLs are not supported for training yet",
-            op="train",
-            target=where.value,
-        )
+    # a folder, or a gateway URL: trials reach it with the keys of their environment
+    # (LAKELOOP_ACCESS_KEY / LAKELOOP_SECRET_KEY), which worker processes inherit
+    lake_ref = str(Path(where.value).resolve()) if where.kind == "path" else where.value
     pipeline_path = proj.root / proj.pipeline
     pipeline = load_pipeline(pipeline_path)
     with Lake.open(where.value, background=False) as lk:
+        if getattr(lk, "remote", False):
+            # refuse before training, not after: trials record runs, the best is registered
+            lk.require("@runs", "write", op="train")  # type: ignore[attr-defined]
+            if register:
+                lk.require("@models", "write", op="train")  # type: ignore[attr-defined]
         settings = lk.settings
         snap = Catalog(lk).resolve(f"{proj.dataset}@latest")
         code = proj.code_fingerprint().to_dict()
@@ -280,7 +282,7 @@ def train_project(
             for fold in range(pipeline.folds) if pipeline.folds > 1 else [None]:
                 specs.append(
                     TrialSpec(
-                        lake=str(Path(where.value).resolve()), pipeline=str(pipeline_path),
+                        lake=lake_ref, pipeline=str(pipeline_path),
                         dataset=proj.dataset, snapshot=f"{proj.dataset}@{snap.id}",
                         params=params, trial=i, fold=fold, folds=pipeline.folds,
                         run_id=new_run_id(), study=study, model=proj.model, code=code,
