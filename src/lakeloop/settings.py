@@ -415,6 +415,20 @@ SETTINGS: dict[str, Setting] = {
             _parse_float,
             "seconds one trial may run before it is stopped and reported failed (0: no limit)",
         ),
+        # web UI (`lakeloop ui`, and /ui on the gateway)
+        Setting("ui_page_size", 100, _parse_int, "rows one UI page lists (objects, runs, entries)"),
+        Setting(
+            "ui_session_hours",
+            12.0,
+            _parse_float,
+            "hours a UI login lasts before the session cookie expires",
+        ),
+        Setting(
+            "gateway_ui",
+            True,
+            _parse_bool,
+            "the gateway serves the web UI at /ui (login with an access key and secret)",
+        ),
     ]
 }
 

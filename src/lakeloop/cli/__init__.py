@@ -38,6 +38,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "runs": "lakeloop.cli.train:runs",
     "tensorboard": "lakeloop.cli.train:tensorboard",
     "train": "lakeloop.cli.train:train",
+    "ui": "lakeloop.cli.ui:ui",
 }
 
 

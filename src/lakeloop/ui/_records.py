@@ -1,0 +1,237 @@
+"""Reading what runs, the registry, the gate, serving and the loop recorded, for the pages.
+
+Only pages are read: run ids come from a delimited listing of ``_runs`` (one key per run,
+however many files each run holds), and model names from ``_registry`` the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from lakeloop.errors import LakeloopError, NotFound
+from lakeloop.ui._charts import IntervalRow
+
+if TYPE_CHECKING:
+    from lakeloop.store import Lake
+    from lakeloop.train.runs import RunRecord
+    from lakeloop.ui._access import Viewer
+
+__all__ = [
+    "acceptance_of",
+    "decision_checks",
+    "epoch_series",
+    "headline_metric",
+    "loop_turns",
+    "model_names",
+    "run_page",
+    "serving_stats",
+    "snapshot_numbers",
+    "value_rows",
+    "versions_of_run",
+]
+
+RUNS_NS = "_runs"
+REGISTRY_NS = "_registry"
+
+
+def _folders(lake: Lake, namespace: str, prefix: str, after: str | None, limit: int) -> tuple[list[str], str | None]:
+    """Up to *limit* sub-folder names under *prefix* of an internal namespace, and the
+    cursor of the next page (None on the last)."""
+    from lakeloop.gateway._s3 import list_page
+
+    if not lake.has_namespace(namespace):
+        return [], None
+    ns = lake.internal_namespace(namespace)
+    start = f"{prefix}{after}/\U0010ffff" if after else None
+    _, folders, truncated, _ = list_page(ns, prefix, "/", start, limit)
+    names = [f[len(prefix) : -1] for f in folders]
+    return names, (names[-1] if truncated and names else None)
+
+
+def run_page(lake: Lake, after: str | None, limit: int) -> tuple[list[RunRecord], str | None]:
+    """One page of runs in id (= start time) order, and the cursor of the next page."""
+    from lakeloop.train.runs import Runs
+
+    ids, cursor = _folders(lake, RUNS_NS, "runs/", after, limit)
+    runs = Runs(lake)
+    out = []
+    for run_id in ids:
+        try:
+            out.append(runs.get(run_id))
+        except (NotFound, ValueError):
+            continue  # a folder without run.json (a run still being written)
+    return out, cursor
+
+
+def epoch_series(rec: RunRecord) -> list[tuple[str, dict[str, list[tuple[float, float]]]]]:
+    """Charts of a run's per-epoch metrics: a metric and its ``val_`` twin share one."""
+    names: list[str] = []
+    for e in rec.epochs:
+        for k, v in e.items():
+            if k not in ("epoch", "time") and isinstance(v, int | float) and k not in names:
+                names.append(k)
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        base = n[4:] if n.startswith("val_") else n
+        groups.setdefault(base, []).append(n)
+    out = []
+    for base, members in groups.items():
+        series = {
+            m: [
+                (float(e["epoch"]), float(e[m]))
+                for e in rec.epochs
+                if isinstance(e.get(m), int | float) and math.isfinite(float(e[m]))
+            ]
+            for m in members
+        }
+        out.append((base, series))
+    return out
+
+
+def model_names(lake: Lake) -> list[str]:
+    names, cursor = _folders(lake, REGISTRY_NS, "models/", None, 1000)
+    while cursor:
+        more, cursor = _folders(lake, REGISTRY_NS, "models/", cursor, 1000)
+        names += more
+    return names
+
+
+def versions_of_run(viewer: Viewer, rec: RunRecord) -> list[Any]:
+    """Model versions registered from this run (lineage ``run_id``)."""
+    from lakeloop.registry import Registry
+
+    if not rec.model:
+        return []
+    try:
+        versions = Registry(viewer.lake).versions(rec.model)
+    except LakeloopError:
+        return []
+    return [v for v in versions if v.lineage.run_id == rec.id]
+
+
+def headline_metric(versions: list[Any]) -> str | None:
+    """The metric most versions recorded (accuracy first when present)."""
+    counts: dict[str, int] = {}
+    for v in versions:
+        for k, x in v.lineage.metrics.items():
+            if isinstance(x, int | float):
+                counts[k] = counts.get(k, 0) + 1
+    if not counts:
+        return None
+    if "accuracy" in counts:
+        return "accuracy"
+    return max(counts, key=lambda k: (counts[k], k))
+
+
+def snapshot_numbers(viewer: Viewer, versions: list[Any]) -> dict[str, int]:
+    """Snapshot id -> its number in its dataset, for the lineage links."""
+    out: dict[str, int] = {}
+    for dataset in {d for v in versions for d in v.lineage.snapshots}:
+        try:
+            for s in viewer.catalog.datasets.list(dataset):
+                out[s.id] = s.number
+        except LakeloopError:
+            continue
+    return out
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and math.isfinite(float(x)) else None
+
+
+def decision_checks(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every paired comparison in a stored decision, flattened for a table and a chart."""
+    doc = record.get("decision")
+    if not isinstance(doc, Mapping):
+        return []
+    items = doc.get("decisions") if doc.get("kind") == "combined" else [doc]
+    out = []
+    for d in items or []:
+        if not isinstance(d, Mapping) or d.get("kind") != "decision":
+            continue
+        interval = d.get("interval") or [None, None]
+        policy = d.get("policy") or {}
+        out.append(
+            {
+                "label": str(d.get("label") or d.get("metric")),
+                "metric": d.get("metric"),
+                "baseline": d.get("baseline"),
+                "slice": d.get("slice"),
+                "outcome": d.get("outcome"),
+                "delta": _num(d.get("delta")),
+                "lower": _num(interval[0]),
+                "upper": _num(interval[1]),
+                "confidence": d.get("confidence"),
+                "p_value": d.get("p_value"),
+                "p_value_adjusted": d.get("p_value_adjusted"),
+                "test": d.get("test"),
+                "n": d.get("n"),
+                "champion_value": d.get("champion_value"),
+                "candidate_value": d.get("candidate_value"),
+                "margin": _num(policy.get("margin")) or 0.0,
+                "n_required": d.get("n_required"),
+                "underpowered": d.get("underpowered"),
+                "reasons": list(d.get("reasons") or []),
+            }
+        )
+    return out
+
+
+def acceptance_of(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    doc = record.get("decision")
+    if isinstance(doc, Mapping) and doc.get("kind") == "acceptance":
+        return dict(doc)
+    return None
+
+
+def value_rows(record: Mapping[str, Any]) -> dict[str, list[IntervalRow]]:
+    """Each version's metric with its interval, per metric (the decision's ``values``)."""
+    out: dict[str, list[IntervalRow]] = {}
+    for v in record.get("values") or []:
+        if not isinstance(v, Mapping) or _num(v.get("value")) is None:
+            continue
+        version = str(v.get("version"))
+        outcome = ""
+        if version == record.get("candidate"):
+            outcome = str(record.get("outcome") or "")
+        out.setdefault(str(v.get("metric")), []).append(
+            IntervalRow(version, float(v["value"]), _num(v.get("lower")), _num(v.get("upper")), outcome)
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- serving and the loop
+def _json_objects(lake: Lake, namespace: str, prefix: str, limit: int) -> list[dict[str, Any]]:
+    if not lake.has_namespace(namespace):
+        return []
+    ns = lake.internal_namespace(namespace)
+    out = []
+    for info in ns.list(prefix=prefix, limit=limit):
+        if not info.key.endswith(".json"):
+            continue
+        try:
+            doc = json.loads(ns.get(info.key))
+        except (ValueError, LakeloopError):
+            continue
+        if isinstance(doc, dict):
+            out.append({"key": info.key, **doc})
+    return out
+
+
+def serving_stats(viewer: Viewer) -> list[dict[str, Any]]:
+    """What ``lakeloop serve`` recorded in the lake (``_serve/stats/``), newest last;
+    empty when nothing is served yet. Visible with a read grant on ``*`` only."""
+    if not viewer.principal.can("*", "read"):
+        return []
+    return _json_objects(viewer.lake, "_serve", "stats/", 100)
+
+
+def loop_turns(viewer: Viewer, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """The loop's turns (``_loop/turns/``), a page of them, and how many there are."""
+    if not viewer.principal.can("*", "read"):
+        return [], 0
+    turns = _json_objects(viewer.lake, "_loop", "turns/", offset + limit)
+    return turns[offset : offset + limit], len(turns)
