@@ -177,7 +177,14 @@ def thumbnail(ui: UI, viewer: Viewer, request: Request) -> Response:
     preview = viewer.catalog.preview(f"{name}/{_key_arg(request)}")
     png = preview.data.get("thumbnail_png")
     if preview.kind != "image" or not png:
-        raise NotFound(preview.error or "not an image", op="thumbnail", target=preview.key)
+        # a grid of a hundred images should show which one is broken, not a hole
+        from importlib import resources
+
+        mark = (resources.files("lakeloop.ui") / "static" / "broken.svg").read_bytes()
+        reason = (preview.error or "not an image").encode("ascii", "replace").decode()[:200]
+        return Response(
+            mark, media_type="image/svg+xml", headers={"x-lakeloop-preview-error": reason}
+        )
     return Response(
         base64.b64decode(png),
         media_type="image/png",
