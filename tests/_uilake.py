@@ -101,12 +101,18 @@ def build_ui_lake(root: Path) -> dict[str, Any]:
             b'{"user": 1, "event": "click", "ms": 12}\n{"user": 2, "event": "buy", "ms": 40}\n',
             content_type="application/x-ndjson",
         )
-        photos.put("notes/readme.txt", b"Handwritten digits, 8x8 pixels.\n", content_type="text/plain")
-        photos.put("broken/truncated.png", _png(digits.images[0] * 16)[:30], content_type="image/png")
+        photos.put(
+            "notes/readme.txt", b"Handwritten digits, 8x8 pixels.\n", content_type="text/plain"
+        )
+        photos.put(
+            "broken/truncated.png", _png(digits.images[0] * 16)[:30], content_type="image/png"
+        )
         photos.put(XSS_KEY, b"hello", content_type="text/plain", metadata={"note": XSS_META})
 
         cat = Catalog(lake)
-        snap1 = cat.snapshot("photos/digits/", dataset="digits", labels="{label}/{name}", eval_fraction=0.3)
+        snap1 = cat.snapshot(
+            "photos/digits/", dataset="digits", labels="{label}/{name}", eval_fraction=0.3
+        )
         # a second snapshot: one image more, one changed
         photos.put("digits/0/extra.png", _png(digits.images[10] * 16), content_type="image/png")
         photos.put("digits/1/0.png", _png(digits.images[11] * 16), content_type="image/png")
@@ -153,7 +159,8 @@ def build_ui_lake(root: Path) -> dict[str, Any]:
                 "passed": acc1.passed, "model": "digits-lr", "candidate": v1.ref,
                 "champion": None, "ratchet": [], "snapshot": snapdoc, "code": code,
                 "decision": acc1.to_dict(),
-                "values": [h.to_dict() for h in _history(ye, {v1.ref: {"accuracy": pred1}}, [policy])],
+                "values": [h.to_dict() for h in _history(ye, {v1.ref: {"accuracy": pred1}},
+                                                         [policy])],
                 "reasons": list(acc1.reasons), "promoted": acc1.passed,
             },
         )  # fmt: skip

@@ -40,7 +40,9 @@ def server(args: list[str], lake: Path, env: dict[str, str] | None = None) -> It
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{' '.join(args)} exited: {proc.stderr.read() if proc.stderr else ''}")
+                raise RuntimeError(
+                    f"{' '.join(args)} exited: {proc.stderr.read() if proc.stderr else ''}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     break

@@ -37,13 +37,16 @@ def ui_lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """The web UI's lake (see _uilake.py), with alice granted ``photos``, bob ``secret`` and
     admin everything, in a credentials file of its own."""
     from _uilake import build_ui_lake
-
     from lakeloop.gateway import Credentials
 
     root = tmp_path_factory.mktemp("ui")
     facts: dict[str, object] = dict(build_ui_lake(root / "lake"))
     creds = Credentials(root / "credentials.json")
-    for name, ns, role in (("alice", "photos", "read"), ("bob", "secret", "read"), ("admin", "*", "admin")):
+    for name, ns, role in (
+        ("alice", "photos", "read"),
+        ("bob", "secret", "read"),
+        ("admin", "*", "admin"),
+    ):
         facts[name] = creds.create(name)
         creds.grant(name, ns, role)
     facts["lake"] = root / "lake"

@@ -171,6 +171,12 @@ def test_gateway_surface() -> None:
     ]
 
 
+def test_ui_surface() -> None:
+    import lakeloop.ui
+
+    assert sorted(lakeloop.ui.__all__) == ["create_app", "serve"]
+
+
 def test_registry_surface() -> None:
     import lakeloop.registry
 
@@ -249,11 +255,23 @@ def test_import_lakeloop_stays_light() -> None:
     code = (
         "import sys, lakeloop, lakeloop.store, lakeloop.cli; "
         "heavy = ('uvicorn', 'starlette', 'anyio', 'boto3', 'lakeloop.gateway', 'numpy', "
-        "'scipy', 'pyarrow', 'PIL', 'lakeloop.catalog'); "
+        "'scipy', 'pyarrow', 'PIL', 'lakeloop.catalog', 'lakeloop.ui', 'jinja2', 'playwright'); "
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_gateway_loads_the_ui_on_its_first_page() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lakeloop.gateway; "
+        "print(*(m in sys.modules for m in ('lakeloop.ui', 'jinja2', 'lakeloop.catalog')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"] * 3
 
 
 def test_training_stays_lazy() -> None:

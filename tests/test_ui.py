@@ -10,14 +10,13 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
 from _uilake import XSS_KEY, XSS_META
 from _uiserver import server
-
 from lakeloop.ui._charts import IntervalRow, interval_chart, line_chart
 from lakeloop.ui._session import COOKIE, SessionSigner
 
@@ -74,7 +73,9 @@ def crawl(client: httpx.Client, start: str, limit: int = 250) -> dict[str, str]:
     return seen
 
 
-def test_a_principal_sees_no_trace_of_another_namespace(gateway: str, ui_lake: dict[str, Any], clients: list[httpx.Client]) -> None:
+def test_a_principal_sees_no_trace_of_another_namespace(
+    gateway: str, ui_lake: dict[str, Any], clients: list[httpx.Client]
+) -> None:
     alice = login(gateway, ui_lake["alice"], clients)
     pages = crawl(alice, "/ui/")
     assert len(pages) > 30  # the crawl reached datasets, runs, models, decisions, objects
@@ -119,7 +120,9 @@ def test_a_principal_sees_no_trace_of_another_namespace(gateway: str, ui_lake: d
     assert "secret-model" in bob.get("/ui/models").text
 
 
-def test_login_sessions_and_cookies(gateway: str, ui_lake: dict[str, Any], clients: list[httpx.Client]) -> None:
+def test_login_sessions_and_cookies(
+    gateway: str, ui_lake: dict[str, Any], clients: list[httpx.Client]
+) -> None:
     anon = client_for(gateway, clients)
     r = anon.get("/ui/ns/photos?prefix=digits/")
     assert r.status_code == 303
@@ -189,7 +192,9 @@ def test_signed_requests_to_ui_paths_are_s3_requests(gateway: str, ui_lake: dict
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["photos", "secret"]
 
 
-def test_keys_and_metadata_are_escaped(ui_lake: dict[str, Any], clients: list[httpx.Client]) -> None:
+def test_keys_and_metadata_are_escaped(
+    ui_lake: dict[str, Any], clients: list[httpx.Client]
+) -> None:
     with server(["ui"], ui_lake["lake"]) as url:
         client = client_for(url, clients)
         pages = [
@@ -218,7 +223,8 @@ def test_the_local_ui_serves_the_owner_and_stays_on_loopback(ui_lake: dict[str, 
     from _uiserver import _env
 
     r = subprocess.run(
-        [sys.executable, "-m", "lakeloop", "--lake", str(ui_lake["lake"]), "ui", "--host", "0.0.0.0"],
+        [sys.executable, "-m", "lakeloop", "--lake", str(ui_lake["lake"]),
+         "ui", "--host", "0.0.0.0"],
         env=_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert r.returncode == 2 and "loopback" in r.stderr and "--login" in r.stderr
@@ -247,7 +253,10 @@ def test_charts_escape_labels_and_draw_open_bounds() -> None:
     svg = line_chart({"<b>acc</b>": [(1, 0.5), (2, 0.75), (3, float("nan"))]}, title="<t>")
     assert "<b>" not in svg and "&lt;b&gt;acc&lt;/b&gt;" in svg
     assert svg.count("<circle") == 2  # NaN is left out
-    rows = [IntervalRow("<v1>", 0.01, -0.02, None, "promote"), IntervalRow("v2", -0.05, None, -0.03, "block")]
+    rows = [
+        IntervalRow("<v1>", 0.01, -0.02, None, "promote"),
+        IntervalRow("v2", -0.05, None, -0.03, "block"),
+    ]
     svg = interval_chart(rows, references=[(0.0, "zero"), (-0.02, "-margin")])
     assert "<v1>" not in svg and "&lt;v1&gt;" in svg
     assert svg.count("<circle") == 2 and "#dc2626" in svg and "#16a34a" in svg

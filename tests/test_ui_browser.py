@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _uilake import XSS_KEY, N_PER_DIGIT
+
+from _uilake import N_PER_DIGIT, XSS_KEY
 from _uiserver import server
 
 CHROMIUM = os.environ.get("LAKELOOP_CHROMIUM", "/usr/bin/chromium")
@@ -144,7 +145,9 @@ def test_a_runs_chart(page: Any, ui_url: str, ui_lake: dict[str, Any]) -> None:
     charts = page.locator("#epoch-charts svg")
     assert charts.count() == 2  # accuracy with val_accuracy, loss with val_loss
     first = charts.nth(0)
-    assert "accuracy" in (first.text_content() or "") and "val_accuracy" in (first.text_content() or "")
+    assert "accuracy" in (first.text_content() or "") and "val_accuracy" in (
+        first.text_content() or ""
+    )
     assert first.locator("polyline").count() == 2
     assert first.locator("circle").count() == 2 * 6  # 6 epochs, two series
     box = first.bounding_box()
@@ -153,7 +156,9 @@ def test_a_runs_chart(page: Any, ui_url: str, ui_lake: dict[str, Any]) -> None:
     shot(page, "08-run-chart")
 
 
-def test_a_model_its_lineage_and_a_gate_report(page: Any, ui_url: str, ui_lake: dict[str, Any]) -> None:
+def test_a_model_its_lineage_and_a_gate_report(
+    page: Any, ui_url: str, ui_lake: dict[str, Any]
+) -> None:
     page.goto(ui_url + "/models")
     page.click("#models a:has-text('digits-lr')")
     page.wait_for_url(re.compile(r"/models/digits-lr$"))

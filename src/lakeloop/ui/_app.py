@@ -218,9 +218,9 @@ class UI:
             log.info("ui: failed login for access key %r", access[:32])
         html = render("login.html", base=base, user=None, login=True, problem=problem,
                       next_url=next_url, request_path=request.url.path)  # fmt: skip
-        response = HTMLResponse(html, status_code=401 if problem else 200)
-        response.headers.update(_SECURITY_HEADERS)
-        return response
+        page = HTMLResponse(html, status_code=401 if problem else 200)
+        page.headers.update(_SECURITY_HEADERS)
+        return page
 
     def _logout(self, request: Request) -> Response:
         base = self.base(request)
@@ -268,4 +268,3 @@ def download(ns: Any, key: str) -> StreamingResponse:
     return StreamingResponse(
         stream_object(ns, key, info.version), media_type="application/octet-stream", headers=headers
     )
-

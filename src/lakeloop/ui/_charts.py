@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
-__all__ = ["IntervalRow", "interval_chart", "line_chart", "nice_ticks"]
+__all__ = ["IntervalRow", "bar_chart", "interval_chart", "line_chart", "nice_ticks"]
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563")
 
@@ -36,7 +36,7 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     start = math.floor(lo / step) * step
-    ticks = []
+    ticks: list[float] = []
     t = start
     while t <= hi + step * 1e-9 and len(ticks) < 50:
         ticks.append(round(t, 12))
@@ -83,8 +83,12 @@ def line_chart(
 
     for t in yticks:
         y = sy(t)
-        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt(t)}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+        )
+        out.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt(t)}</text>'
+        )
     for t in nice_ticks(x0, x1, 6):
         if x0 <= t <= x1:
             x = sx(t)
@@ -96,10 +100,8 @@ def line_chart(
         f'<text x="{left + pw / 2:.1f}" y="{height - 6}" class="axis-label" '
         f'text-anchor="middle">{escape(x_label)}</text>'
     )
-    out.append(
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="frame" fill="none"/>'
-    )
-    legend_x = left + 8
+    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="frame" fill="none"/>')
+    legend_x = left + 8 * len(title) + 24  # the legend shares the title's row
     for i, (name, pts) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
         good = [(x, y) for x, y in pts if math.isfinite(y)]
@@ -112,8 +114,8 @@ def line_chart(
                     f"<title>{escape(name)} @ {_fmt(x)}: {_fmt(y)}</title></circle>"
                 )
         out.append(
-            f'<rect x="{legend_x}" y="{top + 6}" width="10" height="10" fill="{color}"/>'
-            f'<text x="{legend_x + 14}" y="{top + 15}" class="legend">{escape(name)}</text>'
+            f'<rect x="{legend_x}" y="9" width="10" height="10" fill="{color}"/>'
+            f'<text x="{legend_x + 14}" y="18" class="legend">{escape(name)}</text>'
         )
         legend_x += 24 + 7 * len(name)
     out.append("</svg>")
@@ -149,7 +151,8 @@ def interval_chart(
 ) -> str:
     """Rows of points with intervals on one horizontal axis, with reference lines (0,
     minus the margin...). An open bound is drawn as an arrow to the edge of the plot."""
-    left, right, top, bottom, row_h = 170, 24, 30, 36, 28
+    left, right, top, row_h = 170, 24, 30, 28
+    bottom = 26 + 14 * max(len(references), 1)  # reference labels on rows of their own
     height = top + bottom + row_h * max(len(rows), 1)
     vals: list[float] = []
     for r in rows:
@@ -178,14 +181,16 @@ def interval_chart(
         x = sx(t)
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom_y}" class="grid"/>')
         out.append(
-            f'<text x="{x:.1f}" y="{bottom_y + 16}" class="tick" text-anchor="middle">{_fmt(t)}</text>'
+            f'<text x="{x:.1f}" y="{bottom_y + 16}" class="tick" '
+            f'text-anchor="middle">{_fmt(t)}</text>'
         )
-    for v, name in references:
+    for i, (v, name) in enumerate(references):
         x = sx(v)
         out.append(
-            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{bottom_y}" class="ref">'
-            f"<title>{escape(name)}</title></line>"
-            f'<text x="{x + 3:.1f}" y="{bottom_y + 30}" class="ref-label">{escape(name)}</text>'
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{bottom_y + 20 + 14 * i}" '
+            f'class="ref"><title>{escape(name)}</title></line>'
+            f'<text x="{x + 4:.1f}" y="{bottom_y + 30 + 14 * i}" class="ref-label">'
+            f"{escape(name)}</text>"
         )
     for i, r in enumerate(rows):
         y = top + row_h * i + row_h / 2
@@ -211,10 +216,37 @@ def interval_chart(
                     )
         tip = f"{r.label}: {_fmt(r.value)}"
         if r.lower is not None or r.upper is not None:
-            tip += f" [{_fmt(lo) if lo is not None else '-∞'}, {_fmt(hi) if hi is not None else '∞'}]"
+            tip += (
+                f" [{_fmt(lo) if lo is not None else '-∞'}, {_fmt(hi) if hi is not None else '∞'}]"
+            )
         out.append(
             f'<circle cx="{sx(r.value):.1f}" cy="{y:.1f}" r="5" fill="{color}">'
             f"<title>{escape(tip)}</title></circle>"
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def bar_chart(items: Sequence[tuple[str, float]], *, title: str = "", width: int = 560) -> str:
+    """Horizontal bars from zero, one per (label, value): counts per label or split."""
+    left, right, top, row_h = 120, 60, 28, 20
+    height = top + 10 + row_h * max(len(items), 1)
+    out = [
+        f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="8" y="18" class="chart-title">{escape(title)}</text>',
+    ]
+    peak = max((v for _, v in items if math.isfinite(v)), default=0.0)
+    pw = width - left - right
+    for i, (label, value) in enumerate(items):
+        y = top + row_h * i
+        w = 0.0 if peak <= 0 or not math.isfinite(value) else value / peak * pw
+        out.append(
+            f'<text x="{left - 8}" y="{y + 14}" class="row-label" text-anchor="end">'
+            f"{escape(label[:16])}<title>{escape(label)}</title></text>"
+            f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="{PALETTE[0]}"/>'
+            f'<text x="{left + w + 6:.1f}" y="{y + 14}" class="tick">{_fmt(value)}</text>'
         )
     out.append("</svg>")
     return "".join(out)

@@ -73,7 +73,7 @@ def _key_arg(request: Request) -> str:
 
 # ---------------------------------------------------------------------- the lake
 def overview(ui: UI, viewer: Viewer, request: Request) -> Response:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in viewer.namespaces():
         ns = viewer.lake.namespace(name)
         usage = ns.usage()
@@ -204,9 +204,7 @@ def raw(ui: UI, viewer: Viewer, request: Request) -> Response:
 def search(ui: UI, viewer: Viewer, request: Request) -> Response:
     qp = request.query_params
     allowed = viewer.namespaces()
-    form = {
-        k: qp.get(k, "") for k in ("q", "ns", "type", "size", "tag", "meta", "prefix", "sort")
-    }
+    form = {k: qp.get(k, "") for k in ("q", "ns", "type", "size", "tag", "meta", "prefix", "sort")}
     form["desc"] = qp.get("desc", "")
     filters: dict[str, Any] = {}
     searched = any(form[k] for k in ("q", "ns", "type", "size", "tag", "meta", "prefix"))
@@ -228,7 +226,9 @@ def search(ui: UI, viewer: Viewer, request: Request) -> Response:
         if form["meta"]:
             name, eq, value = form["meta"].partition("=")
             if not eq or not name.strip():
-                raise InvalidInput("metadata filter is name=value", op="search", target=form["meta"])
+                raise InvalidInput(
+                    "metadata filter is name=value", op="search", target=form["meta"]
+                )
             filters["metadata"] = {name.strip(): value.strip()}
         if form["prefix"]:
             filters["prefix"] = form["prefix"]
@@ -300,14 +300,18 @@ def dataset(ui: UI, viewer: Viewer, request: Request) -> Response:
     offset = _int_arg(request, "offset")
     split = request.query_params.get("split") or None
     if snaps:
-        chosen = viewer.catalog.datasets.resolve(f"{name}@{request.query_params.get('snap') or 'latest'}")
+        chosen = viewer.catalog.datasets.resolve(
+            f"{name}@{request.query_params.get('snap') or 'latest'}"
+        )
         all_entries = chosen.entries(split)
         total = len(all_entries)
         entries = all_entries[offset : offset + ui.page_size]
     labels_chart = None
     if chosen is not None and chosen.labels:
-        rows = [charts.IntervalRow(k, float(v)) for k, v in sorted(chosen.labels.items())]
-        labels_chart = safe(charts.interval_chart(rows[:40], title="examples per label"))
+        counts = sorted(chosen.labels.items(), key=lambda kv: (-kv[1], kv[0]))[:40]
+        labels_chart = safe(
+            charts.bar_chart([(k, float(v)) for k, v in counts], title="examples per label")
+        )
     return ui.render(
         request,
         "dataset.html",
@@ -337,7 +341,11 @@ def diff(ui: UI, viewer: Viewer, request: Request) -> Response:
     for part in ("added", "removed", "changed"):
         keys = getattr(d, part)
         start = offset if show == part else 0
-        parts[part] = {"total": len(keys), "shown": keys[start : start + ui.page_size], "offset": start}
+        parts[part] = {
+            "total": len(keys),
+            "shown": keys[start : start + ui.page_size],
+            "offset": start,
+        }
     return ui.render(
         request,
         "diff.html",
@@ -423,8 +431,14 @@ def model(ui: UI, viewer: Viewer, request: Request) -> Response:
     moves = [m for m in reg.history(name) if m.version in visible or m.previous in visible]
     decisions = [d for d in reg.decisions(name) if viewer.can_see_decision(d)]
     chart = None
+    gated = records.gate_values(decisions, {v.ref for v in versions})
     metric = records.headline_metric(versions)
-    if metric:
+    if gated:
+        metric, rows = next(iter(gated.items()))
+        chart = safe(
+            charts.interval_chart(rows, title=f"{metric} at the gate (latest decision per version)")
+        )
+    elif metric:
         rows = [
             charts.IntervalRow(f"v{v.version}", float(v.lineage.metrics[metric]))
             for v in versions
@@ -513,4 +527,3 @@ def loop(ui: UI, viewer: Viewer, request: Request) -> Response:
         offset=offset,
         page_size=ui.page_size,
     )
-

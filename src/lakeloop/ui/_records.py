@@ -23,6 +23,7 @@ __all__ = [
     "acceptance_of",
     "decision_checks",
     "epoch_series",
+    "gate_values",
     "headline_metric",
     "loop_turns",
     "model_names",
@@ -37,7 +38,9 @@ RUNS_NS = "_runs"
 REGISTRY_NS = "_registry"
 
 
-def _folders(lake: Lake, namespace: str, prefix: str, after: str | None, limit: int) -> tuple[list[str], str | None]:
+def _folders(
+    lake: Lake, namespace: str, prefix: str, after: str | None, limit: int
+) -> tuple[list[str], str | None]:
     """Up to *limit* sub-folder names under *prefix* of an internal namespace, and the
     cursor of the next page (None on the last)."""
     from lakeloop.gateway._s3 import list_page
@@ -198,8 +201,31 @@ def value_rows(record: Mapping[str, Any]) -> dict[str, list[IntervalRow]]:
         if version == record.get("candidate"):
             outcome = str(record.get("outcome") or "")
         out.setdefault(str(v.get("metric")), []).append(
-            IntervalRow(version, float(v["value"]), _num(v.get("lower")), _num(v.get("upper")), outcome)
+            IntervalRow(
+                version, float(v["value"]), _num(v.get("lower")), _num(v.get("upper")), outcome
+            )
         )
+    return out
+
+
+def _version_number(ref: str) -> int:
+    tail = ref.rpartition("@")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
+def gate_values(decisions: list[Mapping[str, Any]], refs: set[str]) -> dict[str, list[IntervalRow]]:
+    """Per metric, each version's value and interval from the latest decision that
+    scored it (decisions oldest first); versions in *refs* only, in version order."""
+    latest: dict[str, dict[str, IntervalRow]] = {}
+    for rec in decisions:
+        for metric, rows in value_rows(rec).items():
+            for row in rows:
+                if row.label in refs:
+                    latest.setdefault(metric, {})[row.label] = row
+    out = {}
+    for metric, by_ref in latest.items():
+        ordered = sorted(by_ref.values(), key=lambda r: _version_number(r.label))
+        out[metric] = [IntervalRow(r.label, r.value, r.lower, r.upper) for r in ordered]
     return out
 
 
