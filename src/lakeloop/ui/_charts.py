@@ -245,7 +245,8 @@ def bar_chart(items: Sequence[tuple[str, float]], *, title: str = "", width: int
         out.append(
             f'<text x="{left - 8}" y="{y + 14}" class="row-label" text-anchor="end">'
             f"{escape(label[:16])}<title>{escape(label)}</title></text>"
-            f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="{PALETTE[0]}"/>'
+            f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
+            f'fill="{PALETTE[0]}"/>'
             f'<text x="{left + w + 6:.1f}" y="{y + 14}" class="tick">{_fmt(value)}</text>'
         )
     out.append("</svg>")
