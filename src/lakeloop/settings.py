@@ -415,6 +415,52 @@ SETTINGS: dict[str, Setting] = {
             _parse_float,
             "seconds one trial may run before it is stopped and reported failed (0: no limit)",
         ),
+        # --- the continuous-training loop (lakeloop loop; docs/loop.md) ---
+        Setting(
+            "loop_min_new_examples",
+            100,
+            _parse_int,
+            "a loop turn starts once this many labelled examples were joined since the last "
+            "turn (0: never for this reason)",
+        ),
+        Setting(
+            "loop_interval",
+            0.0,
+            _parse_float,
+            "seconds between scheduled loop turns (0: no schedule)",
+        ),
+        Setting(
+            "loop_accuracy_drop",
+            0.05,
+            _ratio,
+            "a loop turn starts when the champion's live accuracy falls this far below its "
+            "accuracy at the gate (0: never for this reason)",
+        ),
+        Setting(
+            "loop_accuracy_min_examples",
+            50,
+            _parse_int,
+            "labelled predictions of the champion (since the last turn) needed before its live "
+            "accuracy may start a turn",
+        ),
+        Setting(
+            "loop_join_window",
+            86400.0,
+            _parse_float,
+            "seconds a prediction waits for its label; feedback after that is kept as unmatched",
+        ),
+        Setting(
+            "loop_poll",
+            2.0,
+            _parse_float,
+            "seconds `lakeloop loop run` waits between checks of the joiner and the triggers",
+        ),
+        Setting(
+            "loop_join_batch",
+            500,
+            _parse_int,
+            "most events the joiner reads from a stream per call",
+        ),
     ]
 }
 

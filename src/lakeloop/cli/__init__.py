@@ -34,6 +34,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "gate": "lakeloop.cli.gate:gate",
     "gateway": "lakeloop.cli.gateway:gateway",
     "user": "lakeloop.cli.users:user",
+    "loop": "lakeloop.cli.loop:loop",
     "models": "lakeloop.cli.registry:models",
     "runs": "lakeloop.cli.train:runs",
     "tensorboard": "lakeloop.cli.train:tensorboard",
