@@ -14,8 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from _loopproject import BAD, GIT_ENV, GOOD, add_digits, lakeloop, make_project
 
+from _loopproject import BAD, GIT_ENV, GOOD, add_digits, lakeloop, make_project
 from lakeloop import Lake
 from lakeloop.errors import LockTimeout
 from lakeloop.loop import Controller, TurnLog, check_triggers, loop_status, run_turn
