@@ -36,6 +36,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "user": "lakeloop.cli.users:user",
     "models": "lakeloop.cli.registry:models",
     "runs": "lakeloop.cli.train:runs",
+    "serve": "lakeloop.cli.serve:serve",
     "tensorboard": "lakeloop.cli.train:tensorboard",
     "train": "lakeloop.cli.train:train",
 }
