@@ -468,6 +468,57 @@ SETTINGS: dict[str, Setting] = {
             _word,
             "prefix of the Redis keys and NATS stream names, so lakes can share one server",
         ),
+        # serve
+        Setting(
+            "serve_max_batch_size",
+            64,
+            _parse_int,
+            "most instances `lakeloop serve` runs through the model in one micro-batch",
+        ),
+        Setting(
+            "serve_max_wait_ms",
+            2.0,
+            _parse_float,
+            "milliseconds an idle model waits for requests already being read to join a batch"
+            " (never waits when no other request is arriving; 0: never)",
+        ),
+        Setting(
+            "serve_poll_interval",
+            2.0,
+            _parse_float,
+            "seconds between checks of the served alias (and the shadow's) in the registry",
+        ),
+        Setting(
+            "serve_max_request_bytes",
+            8 * 1024 * 1024,
+            parse_size,
+            "largest request body `lakeloop serve` reads (413 beyond it)",
+        ),
+        Setting(
+            "serve_max_instances",
+            1024,
+            _parse_int,
+            "most instances in one predict request, or feedback items in one feedback request",
+        ),
+        Setting(
+            "serve_log_sync",
+            False,
+            _parse_bool,
+            "answer a prediction only once it is durably in the inference log (off: the log"
+            " is written right after the answer, in batches; a crash may lose the last ones)",
+        ),
+        Setting(
+            "serve_log_queue",
+            10000,
+            _parse_int,
+            "predictions waiting to be written to the inference log; when full, answers wait",
+        ),
+        Setting(
+            "serve_shadow_queue",
+            2048,
+            _parse_int,
+            "instances waiting for the shadow model; beyond it they are skipped and counted",
+        ),
         # --- the continuous-training loop (lakeloop loop; docs/loop.md) ---
         Setting(
             "loop_min_new_examples",

@@ -37,6 +37,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "loop": "lakeloop.cli.loop:loop",
     "models": "lakeloop.cli.registry:models",
     "runs": "lakeloop.cli.train:runs",
+    "serve": "lakeloop.cli.serve:serve",
     "tensorboard": "lakeloop.cli.train:tensorboard",
     "train": "lakeloop.cli.train:train",
 }
