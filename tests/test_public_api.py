@@ -96,6 +96,7 @@ def test_loop_and_project_surface() -> None:
         "CiResult",
         "CodeFingerprint",
         "Controller",
+        "Joiner",
         "LiveAccuracy",
         "Trigger",
         "Turn",

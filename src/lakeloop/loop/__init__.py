@@ -24,12 +24,14 @@ from lakeloop.loop.controller import (
     run_turn,
 )
 from lakeloop.loop.fingerprint import CodeFingerprint, code_fingerprint
+from lakeloop.loop.joiner import Joiner
 from lakeloop.loop.turns import Turn, TurnLog
 
 __all__ = [
     "CiResult",
     "CodeFingerprint",
     "Controller",
+    "Joiner",
     "LiveAccuracy",
     "Trigger",
     "Turn",
