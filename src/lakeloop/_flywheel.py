@@ -22,6 +22,7 @@ Only :func:`run` is meant to be called (by :mod:`lakeloop.demo`).
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import signal
@@ -308,8 +309,6 @@ def run(
     from lakeloop.loop import Controller, Trigger, run_turn
 
     # the gate scores Keras models in this process; their retracing notices are noise here
-    import logging
-
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     result = FlywheelResult()
     digits = load_digits()
