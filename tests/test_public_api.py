@@ -95,9 +95,19 @@ def test_loop_and_project_surface() -> None:
     assert sorted(lakeloop.loop.__all__) == [
         "CiResult",
         "CodeFingerprint",
+        "Controller",
+        "Joiner",
+        "LiveAccuracy",
+        "Trigger",
+        "Turn",
+        "TurnLog",
+        "check_triggers",
         "code_fingerprint",
         "gate_candidate",
+        "live_accuracy",
+        "loop_status",
         "run_ci",
+        "run_turn",
     ]
     assert sorted(lakeloop.project.__all__) == [
         "AcceptanceConfig",
