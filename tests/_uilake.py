@@ -195,7 +195,7 @@ def build_ui_lake(root: Path) -> dict[str, Any]:
             lineage=Lineage(snapshots={"secretset": ssnap.id}, run_id=srec.id),
         )
         cat.close()
-        return {
+        facts = {
             "snap1": snap1.id,
             "snap2": snap2.id,
             "run1": run1.id,
@@ -205,8 +205,78 @@ def build_ui_lake(root: Path) -> dict[str, Any]:
             "eval_n": len(ye),
             "accuracy": [float(np.mean(pred1 == ye)), float(np.mean(pred2 == ye))],
         }
+        turn_facts = {"candidate": v2.ref, "champion": v1.ref, "snapshot": snap2.id,
+                      "outcome": second["outcome"], "decision": second["id"],
+                      "reasons": list(both.reasons)}  # fmt: skip
     finally:
         lake.close()
+    facts.update(feed_the_loop(root, digits, turn_facts))
+    return facts
+
+
+FED_LABEL = 7  # served traffic is all sevens, so only digits/7/ gains joined examples
+FED = 12  # predictions served; labels come back for all but two
+
+
+def feed_the_loop(root: Path, digits: Any, turn: dict[str, Any]) -> dict[str, Any]:
+    """What serving and the loop record, through their own code: predictions of v1 (and
+    of v2 in shadow) and their feedback on the real streams, joined by the real joiner
+    into the dataset's folder; then one finished loop turn in the turn log."""
+    import time
+    import uuid
+
+    from lakeloop.loop import Joiner, TurnLog
+    from lakeloop.loop.turns import Turn, new_turn_id
+    from lakeloop.store import Lake
+    from lakeloop.stream import open_stream
+
+    project = root.parent / "project"
+    project.mkdir()
+    (project / "pipeline.py").write_text("params = {}\n")
+    (project / "lakeloop.toml").write_text(
+        f'[project]\nlake = "{root}"\npipeline = "pipeline.py"\ndataset = "digits"\n'
+        'model = "digits-lr"\n'
+    )
+    rows = [i for i, t in enumerate(digits.target) if t == FED_LABEL][-FED:]
+    now = time.time()
+    ids = [uuid.uuid4().hex for _ in rows]
+
+    def scores(label: int) -> list[float]:
+        out = [0.01] * 10
+        out[label] = 0.91
+        return out
+
+    events = []
+    for n, (i, pid) in enumerate(zip(rows, ids, strict=True)):
+        pixels = (digits.images[i] * 16).astype("uint8")[..., None].tolist()
+        wrong = n < 3  # v1 gets three wrong, v2 (in shadow) one
+        events.append({"prediction_id": pid, "time": now, "model": "digits-lr", "version": 1,
+                       "input": pixels, "output": scores(1 if wrong else FED_LABEL),
+                       "shadow": False})  # fmt: skip
+        events.append({"prediction_id": pid, "time": now, "model": "digits-lr",
+                       "version": 2, "input": pixels,
+                       "output": scores(1 if n < 1 else FED_LABEL), "shadow": True})  # fmt: skip
+    feedback = [{"prediction_id": pid, "label": FED_LABEL, "time": now} for pid in ids[:-2]]
+    with Lake.open(root, background=False) as lake:
+        with open_stream(lake, "predictions") as s:
+            s.publish_many(events, ids=[e["prediction_id"] + str(e["shadow"]) for e in events])
+        with open_stream(lake, "feedback") as s:
+            s.publish_many(feedback, ids=[uuid.uuid4().hex for _ in feedback])
+    with Joiner(project) as joiner:
+        joined = joiner.drain()
+    with Lake.open(root, background=False) as lake:
+        started = time.time() - 5
+        TurnLog(lake, "digits-lr").finish(
+            Turn(id=new_turn_id(), model="digits-lr", trigger="examples", started=started,
+                 reasons=[f"{FED - 2} labelled examples joined since the last turn (>=10)"],
+                 status="done", steps={"snapshot": 0.2, "tests": 0.6, "train": 2.9, "gate": 0.4},
+                 ended=started + 4.1, snapshot=turn["snapshot"], examples=151,
+                 candidate=turn["candidate"], champion_before=turn["champion"],
+                 champion_after=turn["champion"], outcome=turn["outcome"],
+                 decision_id=turn["decision"], gate_reasons=turn["reasons"],
+                 joined=FED - 2)  # fmt: skip
+        )
+    return {"joined": joined, "fed": FED}
 
 
 if __name__ == "__main__":  # build a lake by hand: python tests/_uilake.py PATH

@@ -223,8 +223,8 @@ def test_the_local_ui_serves_the_owner_and_stays_on_loopback(ui_lake: dict[str, 
     from _uiserver import _env
 
     r = subprocess.run(
-        [sys.executable, "-m", "lakeloop", "--lake", str(ui_lake["lake"]),
-         "ui", "--host", "0.0.0.0"],
+        [sys.executable, "-m", "lakeloop", "ui", "--lake", str(ui_lake["lake"]),
+         "--host", "0.0.0.0"],
         env=_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert r.returncode == 2 and "loopback" in r.stderr and "--login" in r.stderr

@@ -93,13 +93,14 @@ def test_overview_search_and_a_table_preview(page: Any, ui_url: str) -> None:
     shot(page, "03-table-preview")
 
 
-def test_search_facets(page: Any, ui_url: str) -> None:
+def test_search_facets(page: Any, ui_url: str, ui_lake: dict[str, Any]) -> None:
     page.goto(ui_url + "/search?q=png")
     total = page.locator("#results tbody tr").count()
     assert total == 100  # one page (ui_page_size) ...
-    # the digits, the one added for the second snapshot, the broken one, and bob's (the
-    # owner sees every namespace)
-    assert page.inner_text("#result-count").startswith(f"{10 * N_PER_DIGIT + 3} matches")
+    # the digits, the one added for the second snapshot, the broken one, bob's (the owner
+    # sees every namespace) and the served ones the loop joined into the dataset's folder
+    want = 10 * N_PER_DIGIT + 3 + ui_lake["joined"]["joined"]
+    assert page.inner_text("#result-count").startswith(f"{want} matches")
     assert page.locator("#next-page").count() == 1  # ... and a link to the next
     page.click("#facets a:has-text('handwritten')")  # the tag facet
     page.wait_for_url(re.compile(r"tag=handwritten"))
@@ -214,11 +215,23 @@ def test_escaped_keys_run_no_script(page: Any, ui_url: str) -> None:
     # ... and the page fixture fails the test if any dialog opened
 
 
-def test_serving_and_loop_say_when_there_is_no_data(page: Any, ui_url: str) -> None:
+def test_serving_stats_and_loop_turns(page: Any, ui_url: str, ui_lake: dict[str, Any]) -> None:
     page.goto(ui_url + "/serving")
-    assert "No data yet" in page.inner_text("#no-data")
+    live = page.locator("#serving-digits-lr table.live-accuracy tbody tr")
+    assert live.count() == 2  # v1 served, v2 in shadow
+    assert "v1" in live.nth(0).inner_text() and "0.7" in live.nth(0).inner_text()
+    assert "shadow" in live.nth(1).inner_text() and "0.9" in live.nth(1).inner_text()
+    chart = page.locator("#serving-digits-lr svg")
+    assert chart.locator("circle").count() == 2 and chart.locator("line.ref").count() == 1
+    assert "pending" in page.inner_text("#serving-digits-lr table.joiner")
+    shot(page, "17-serving")
     page.goto(ui_url + "/loop")
-    assert "No data yet" in page.inner_text("#no-data")
+    turns = page.locator("#loop-digits-lr table.turns tbody tr")
+    assert turns.count() == 1
+    assert ui_lake["outcomes"][1] in turns.nth(0).inner_text()
+    shot(page, "18-loop")
+    turns.nth(0).locator("a").click()  # the turn's gate decision
+    page.wait_for_url(re.compile(r"/models/digits-lr/decisions/2$"))
 
 
 def test_login_through_the_gateway(page: Any, ui_lake: dict[str, Any]) -> None:

@@ -12,6 +12,12 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @click.command()
+@click.option(
+    "--lake",
+    "lake_path",
+    default=None,
+    help="The lake's folder (the same as `lakeloop --lake PATH ui`).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
 @click.option(
@@ -30,7 +36,13 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @click.option("--log-level", default="warning", show_default=True, help="uvicorn's log level.")
 @click.pass_obj
 def ui(
-    state: _State, host: str, port: int, login: bool, credentials_path: str | None, log_level: str
+    state: _State,
+    lake_path: str | None,
+    host: str,
+    port: int,
+    login: bool,
+    credentials_path: str | None,
+    log_level: str,
 ) -> None:
     """Serve the web UI of the lake until interrupted.
 
@@ -53,12 +65,13 @@ def ui(
             hint="add --login (access keys and grants, as for the gateway), or use the "
             "gateway's /ui",
         )
-    lake = Lake.open(state.lake_path)
+    path = lake_path or state.lake_path
+    lake = Lake.open(path, background=False)  # the UI reads; compaction is not its job
     try:
         from lakeloop.ui import serve
 
         who = "principals of " + str(credentials.path) if credentials else "the lake's owner"
-        click.echo(f"lakeloop ui: {state.lake_path} on http://{host}:{port}/ ({who})", err=True)
+        click.echo(f"lakeloop ui: {path} on http://{host}:{port}/ ({who})", err=True)
         serve(lake, host=host, port=port, credentials=credentials, log_level=log_level)
     finally:
         lake.close()

@@ -40,7 +40,7 @@ def serve(
     import uvicorn
 
     own = not isinstance(lake, Lake)
-    opened = Lake.open(lake) if not isinstance(lake, Lake) else lake
+    opened = Lake.open(lake, background=False) if not isinstance(lake, Lake) else lake
     try:
         uvicorn.run(
             create_app(opened, credentials),

@@ -511,19 +511,31 @@ def decision(ui: UI, viewer: Viewer, request: Request) -> Response:
 
 # ---------------------------------------------------------------------- serving and the loop
 def serving(ui: UI, viewer: Viewer, request: Request) -> Response:
-    found = records.serving_stats(viewer)
-    return ui.render(request, "serving.html", title="Serving", stats=found)
+    models = records.serving_stats(viewer)
+    for m in models:
+        refs = []
+        if isinstance(m.get("champion_gate_accuracy"), int | float):
+            refs = [(float(m["champion_gate_accuracy"]), "champion at the gate")]
+        m["chart"] = (
+            safe(
+                charts.interval_chart(
+                    m["rows"], title="accuracy on live traffic (95 % interval)", references=refs
+                )
+            )
+            if m["rows"]
+            else None
+        )
+    return ui.render(request, "serving.html", title="Serving", models=models)
 
 
 def loop(ui: UI, viewer: Viewer, request: Request) -> Response:
     offset = _int_arg(request, "offset")
-    turns, total = records.loop_turns(viewer, offset, ui.page_size)
+    models = records.loop_turns(viewer, offset, ui.page_size)
     return ui.render(
         request,
         "loop.html",
         title="Loop",
-        turns=turns,
-        total=total,
+        models=models,
         offset=offset,
         page_size=ui.page_size,
     )

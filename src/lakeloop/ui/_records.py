@@ -27,6 +27,7 @@ __all__ = [
     "headline_metric",
     "loop_turns",
     "model_names",
+    "visible_models",
     "run_page",
     "serving_stats",
     "snapshot_numbers",
@@ -230,34 +231,72 @@ def gate_values(decisions: list[Mapping[str, Any]], refs: set[str]) -> dict[str,
 
 
 # ---------------------------------------------------------------------- serving and the loop
-def _json_objects(lake: Lake, namespace: str, prefix: str, limit: int) -> list[dict[str, Any]]:
-    if not lake.has_namespace(namespace):
-        return []
-    ns = lake.internal_namespace(namespace)
+def visible_models(viewer: Viewer) -> list[str]:
+    """Models with at least one version this viewer may see."""
+    from lakeloop.registry import Registry
+
+    reg = Registry(viewer.lake)
     out = []
-    for info in ns.list(prefix=prefix, limit=limit):
-        if not info.key.endswith(".json"):
-            continue
+    for name in model_names(viewer.lake):
         try:
-            doc = json.loads(ns.get(info.key))
-        except (ValueError, LakeloopError):
+            if any(viewer.can_see_version(v) for v in reg.versions(name)):
+                out.append(name)
+        except LakeloopError:
             continue
-        if isinstance(doc, dict):
-            out.append({"key": info.key, **doc})
     return out
 
 
 def serving_stats(viewer: Viewer) -> list[dict[str, Any]]:
-    """What ``lakeloop serve`` recorded in the lake (``_serve/stats/``), newest last;
-    empty when nothing is served yet. Visible with a read grant on ``*`` only."""
-    if not viewer.principal.can("*", "read"):
+    """Per visible model, what serving and the feedback joiner recorded: live accuracy
+    per served version (with its interval), the joiner's counters, the champion's accuracy
+    at the gate. Models nothing was served for are left out."""
+    from lakeloop.loop import loop_status
+
+    out = []
+    for name in visible_models(viewer):
+        try:
+            status = loop_status(viewer.lake, name, limit=1)
+        except LakeloopError:
+            continue
+        if not status["live_accuracy"] and not any(status["joiner"].values()):
+            continue
+        rows = [
+            IntervalRow(
+                f"v{a['version']}" + (" (shadow)" if a.get("shadow") else ""),
+                float(a["accuracy"]),
+                _num(a.get("lower")),
+                _num(a.get("upper")),
+            )
+            for a in status["live_accuracy"]
+            if _num(a.get("accuracy")) is not None
+        ]
+        status["rows"] = rows
+        out.append(status)
+    return out
+
+
+def loop_turns(
+    viewer: Viewer, offset: int, limit: int
+) -> list[tuple[str, dict[str, Any] | None, list[dict[str, Any]], int]]:
+    """Per visible model: the turn in progress, a page of finished turns (newest first)
+    and how many there are. Only turn keys are listed; only the page is read."""
+    from lakeloop.loop import TurnLog
+
+    if not viewer.lake.has_namespace("_loop"):
         return []
-    return _json_objects(viewer.lake, "_serve", "stats/", 100)
-
-
-def loop_turns(viewer: Viewer, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-    """The loop's turns (``_loop/turns/``), a page of them, and how many there are."""
-    if not viewer.principal.can("*", "read"):
-        return [], 0
-    turns = _json_objects(viewer.lake, "_loop", "turns/", offset + limit)
-    return turns[offset : offset + limit], len(turns)
+    ns = viewer.lake.internal_namespace("_loop")
+    out = []
+    for name in visible_models(viewer):
+        keys = [i.key for i in ns.list(prefix=f"turns/{name}/")]
+        journal = TurnLog(viewer.lake, name).journal()
+        if not keys and journal is None:
+            continue
+        page = list(reversed(keys))[offset : offset + limit]
+        turns = []
+        for key in page:
+            try:
+                turns.append(json.loads(ns.get(key)))
+            except (ValueError, LakeloopError):
+                continue
+        out.append((name, None if journal is None else journal.to_dict(), turns, len(keys)))
+    return out
