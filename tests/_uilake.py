@@ -267,14 +267,25 @@ def feed_the_loop(root: Path, digits: Any, turn: dict[str, Any]) -> dict[str, An
     with Lake.open(root, background=False) as lake:
         started = time.time() - 5
         TurnLog(lake, "digits-lr").finish(
-            Turn(id=new_turn_id(), model="digits-lr", trigger="examples", started=started,
-                 reasons=[f"{FED - 2} labelled examples joined since the last turn (>=10)"],
-                 status="done", steps={"snapshot": 0.2, "tests": 0.6, "train": 2.9, "gate": 0.4},
-                 ended=started + 4.1, snapshot=turn["snapshot"], examples=151,
-                 candidate=turn["candidate"], champion_before=turn["champion"],
-                 champion_after=turn["champion"], outcome=turn["outcome"],
-                 decision_id=turn["decision"], gate_reasons=turn["reasons"],
-                 joined=FED - 2)  # fmt: skip
+            Turn(
+                id=new_turn_id(),
+                model="digits-lr",
+                trigger="examples",
+                started=started,
+                reasons=[f"{FED - 2} labelled examples joined since the last turn (>=10)"],
+                status="done",
+                steps={"snapshot": 0.2, "tests": 0.6, "train": 2.9, "gate": 0.4},
+                ended=started + 4.1,
+                snapshot=turn["snapshot"],
+                examples=151,
+                candidate=turn["candidate"],
+                champion_before=turn["champion"],
+                champion_after=turn["champion"],
+                outcome=turn["outcome"],
+                decision_id=turn["decision"],
+                gate_reasons=turn["reasons"],
+                joined=FED - 2,
+            )
         )
     return {"joined": joined, "fed": FED}
 

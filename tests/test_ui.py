@@ -235,6 +235,14 @@ def test_the_local_ui_serves_the_owner_and_stays_on_loopback(ui_lake: dict[str, 
         assert home.status_code == 200
         assert "/ns/photos" in home.text and "/ns/secret" in home.text
         assert "log out" not in home.text
+    # with --login it asks for a key, as the gateway's /ui does
+    env = {"LAKELOOP_CREDENTIALS": str(ui_lake["credentials"])}
+    with server(["ui", "--login"], ui_lake["lake"], env) as url, httpx.Client(base_url=url) as c:
+        assert c.get("/runs").headers["location"] == "/login?next=%2Fruns"
+        r = c.post("/login", data={"access_key": ui_lake["bob"][0], "secret": ui_lake["bob"][1]})
+        assert r.status_code == 303
+        home = c.get("/").text
+        assert "/ns/secret" in home and "/ns/photos" not in home
 
 
 def test_session_values() -> None:

@@ -27,12 +27,12 @@ __all__ = [
     "headline_metric",
     "loop_turns",
     "model_names",
-    "visible_models",
     "run_page",
     "serving_stats",
     "snapshot_numbers",
     "value_rows",
     "versions_of_run",
+    "visible_models",
 ]
 
 RUNS_NS = "_runs"
