@@ -112,14 +112,14 @@ def overview(ui: UI, viewer: Viewer, request: Request) -> Response:
 
 
 def browse(ui: UI, viewer: Viewer, request: Request) -> Response:
-    from lakeloop.gateway._s3 import list_page
+    from lakeloop.ui._listing import list_page
 
     name = str(request.path_params["namespace"])
     viewer.require(name)
     ns = viewer.lake.namespace(name)
     prefix = request.query_params.get("prefix", "")
     after = request.query_params.get("after") or None
-    objects, folders, truncated, cursor = list_page(ns, prefix, "/", after, ui.page_size)
+    objects, folders, cursor = list_page(ns, prefix, after, ui.page_size)
     images = [o for o in objects if (o.content_type or "").startswith("image/")]
     others = [o for o in objects if not (o.content_type or "").startswith("image/")]
     crumbs = []
@@ -138,7 +138,7 @@ def browse(ui: UI, viewer: Viewer, request: Request) -> Response:
         folders=[(f, f[len(prefix) :]) for f in folders],
         images=images,
         others=others,
-        next_after=cursor if truncated else None,
+        next_after=cursor,
         first_page=after is None,
         usage=ns.usage() if not prefix and after is None else None,
         volumes=vols[: ui.page_size],

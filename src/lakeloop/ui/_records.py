@@ -44,15 +44,15 @@ def _folders(
 ) -> tuple[list[str], str | None]:
     """Up to *limit* sub-folder names under *prefix* of an internal namespace, and the
     cursor of the next page (None on the last)."""
-    from lakeloop.gateway._s3 import list_page
+    from lakeloop.ui._listing import list_page
 
     if not lake.has_namespace(namespace):
         return [], None
     ns = lake.internal_namespace(namespace)
     start = f"{prefix}{after}/\U0010ffff" if after else None
-    _, folders, truncated, _ = list_page(ns, prefix, "/", start, limit)
+    _, folders, cursor = list_page(ns, prefix, start, limit)
     names = [f[len(prefix) : -1] for f in folders]
-    return names, (names[-1] if truncated and names else None)
+    return names, (names[-1] if cursor is not None and names else None)
 
 
 def run_page(lake: Lake, after: str | None, limit: int) -> tuple[list[RunRecord], str | None]:
