@@ -29,6 +29,16 @@ def _png(pixels: Any) -> bytes:
     return out.getvalue()
 
 
+def _parquet() -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    table = pa.table({"epoch": list(range(1, 31)), "loss": [1.0 / e for e in range(1, 31)]})
+    pq.write_table(table, out, row_group_size=10)
+    return out.getvalue()
+
+
 def _train(snap: Any, epochs: int, alpha: float, run: Any) -> tuple[Any, Any, Any]:
     """A real SGD logistic regression, one pass per epoch, accuracy and loss per epoch."""
     import numpy as np
@@ -103,6 +113,15 @@ def build_ui_lake(root: Path) -> dict[str, Any]:
         )
         photos.put(
             "notes/readme.txt", b"Handwritten digits, 8x8 pixels.\n", content_type="text/plain"
+        )
+        photos.put(
+            "notes/config.json",
+            b'{"lr": 0.01, "layers": [16, 32]}',
+            content_type="application/json",
+        )
+        photos.put("blobs/weights.bin", bytes(range(200)), content_type="application/octet-stream")
+        photos.put(
+            "tables/metrics.parquet", _parquet(), content_type="application/vnd.apache.parquet"
         )
         photos.put(
             "broken/truncated.png", _png(digits.images[0] * 16)[:30], content_type="image/png"

@@ -217,6 +217,29 @@ def test_keys_and_metadata_are_escaped(
         assert raw.content == b"hello"
 
 
+def test_every_preview_kind_renders(ui_lake: dict[str, Any], clients: list[httpx.Client]) -> None:
+    with server(["ui"], ui_lake["lake"]) as url:
+        client = client_for(url, clients)
+
+        def preview(key: str) -> str:
+            r = client.get("/object/photos", params={"key": key})
+            assert r.status_code == 200, key
+            return r.text
+
+        parquet = preview("tables/metrics.parquet")
+        assert 'data-kind="table"' in parquet and "30 rows in 3 row groups" in parquet
+        assert "<th>epoch<br>" in parquet and "<td>0.5</td>" in parquet
+        jsonl = preview("tables/events.jsonl")
+        assert 'data-kind="table"' in jsonl and "<td>click</td>" in jsonl
+        doc = preview("notes/config.json")
+        assert 'data-kind="json"' in doc and "&#34;layers&#34;: [" in doc
+        assert 'data-kind="text"' in preview("notes/readme.txt")
+        binary = preview("blobs/weights.bin")
+        assert 'data-kind="binary"' in binary and "00 01 02 03" in binary
+        broken = preview("broken/truncated.png")
+        assert 'id="preview-error"' in broken and "89 50 4e 47" in broken
+
+
 def test_the_local_ui_serves_the_owner_and_stays_on_loopback(ui_lake: dict[str, Any]) -> None:
     import subprocess
     import sys

@@ -2,7 +2,7 @@
 
 Public surface::
 
-    Gateway(lake, credentials) -> ASGI app      (S3 at /, JSON API at /api/v1/)
+    Gateway(lake, credentials) -> ASGI app      (S3 at /, JSON API at /api/v1/, web UI at /ui/)
     serve(lake, host=..., port=..., credentials=...)   run it under uvicorn
     Credentials(path) / Principal                principals, access keys, grants
     ROLES                                        ("read", "write", "admin")
