@@ -336,3 +336,8 @@ def test_listing_pages_find_every_folder_and_object_once(tmp_path: Path) -> None
                     if cursor is None:
                         break
                 assert objects == want_objects and sorted(folders) == want_folders, (prefix, size)
+        # a start before the prefix, inside it, and past it (the store's range bounds)
+        under_b = sorted(k for k in keys if k.startswith("b/"))
+        assert [i.key for i in ns.list("b/", start_after="a")] == under_b
+        assert [i.key for i in ns.list("b/", start_after=under_b[5])] == under_b[6:]
+        assert list(ns.list("b/", start_after="c")) == []
