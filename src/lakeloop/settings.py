@@ -98,6 +98,13 @@ def _choice(*options: str) -> Callable[[object], str]:
     return parse
 
 
+def _word(value: object) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", text):
+        raise ValueError(f"{value!r} is not 1-32 letters, digits, '_' or '-'")
+    return text
+
+
 def _ratio(value: object) -> float:
     number = _parse_float(value)
     if number > 1:
@@ -414,6 +421,52 @@ SETTINGS: dict[str, Setting] = {
             0.0,
             _parse_float,
             "seconds one trial may run before it is stopped and reported failed (0: no limit)",
+        ),
+        # stream (the event log: see docs/stream.md)
+        Setting(
+            "stream_backend",
+            "embedded",
+            _choice("embedded", "redis", "nats"),
+            "where streams live when stream_url names no server: embedded (segment files in"
+            " the lake), redis or nats (their local default ports)",
+        ),
+        Setting(
+            "stream_url",
+            "",
+            lambda v: str(v).strip(),
+            "the stream server: redis://HOST:PORT/DB or nats://HOST:PORT, or 'embedded';"
+            " empty: stream_backend decides",
+        ),
+        Setting(
+            "stream_ack_timeout",
+            30.0,
+            _parse_float,
+            "seconds a consumed event may stay unacknowledged before it is delivered again"
+            " to a consumer of the same group",
+        ),
+        Setting(
+            "stream_segment_size",
+            64 * 1024**2,
+            parse_size,
+            "an embedded stream's segment file is sealed at this size; appends go to a new one",
+        ),
+        Setting(
+            "stream_max_event_bytes",
+            1024**2,
+            parse_size,
+            "largest event, as JSON bytes; a bigger one is refused and nothing is published",
+        ),
+        Setting(
+            "stream_poll_interval",
+            0.002,
+            _parse_float,
+            "seconds between checks for new events while an embedded consume blocks",
+        ),
+        Setting(
+            "stream_prefix",
+            "lakeloop",
+            _word,
+            "prefix of the Redis keys and NATS stream names, so lakes can share one server",
         ),
         # serve
         Setting(

@@ -1,0 +1,127 @@
+"""The embedded backend's own guarantees: segments, torn tails, corruption, processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lakeloop import Lake
+from lakeloop.errors import ChecksumError
+from lakeloop.stream import open_stream
+from lakeloop.stream._embedded import EmbeddedStream
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Iterator[Lake]:
+    settings = {"stream_segment_size": "1KiB", "stream_ack_timeout": 0.3}
+    with Lake.open(tmp_path / "lake", create=True, settings=settings, background=False) as lk:
+        yield lk
+
+
+def _segments(s: EmbeddedStream) -> list[Path]:
+    return sorted((s.folder / "segments").glob("*.seg"))
+
+
+def test_the_stream_lives_in_the_reserved_namespace(lake: Lake) -> None:
+    with open_stream(lake, "pred") as s:
+        s.publish({"a": 1})
+        assert isinstance(s, EmbeddedStream)
+        assert s.folder.parent.parent.name == "_streams"
+    assert "_streams" in lake.namespaces(include_internal=True)
+    assert "_streams" not in lake.namespaces()
+
+
+def test_segments_roll_at_their_size_and_replay_crosses_them(lake: Lake) -> None:
+    with open_stream(lake, "roll") as s:
+        assert isinstance(s, EmbeddedStream)
+        offs = [s.publish({"i": i, "pad": "x" * 100}) for i in range(40)]
+        segs = _segments(s)
+        assert len(segs) >= 4
+        # each segment is named by the offset of its first event
+        assert int(segs[0].stem) == 0
+        assert all(int(p.stem) in {int(o) for o in offs} for p in segs)
+        assert [m.data["i"] for m in s.replay()] == list(range(40))
+        assert [m.data["i"] for m in s.replay(offs[17])] == list(range(18, 40))
+        got = s.consume("g", "c", max=100)
+        assert [m.data["i"] for m in got] == list(range(40))
+        assert s.info()["segments"] == len(segs)
+
+
+def test_a_torn_tail_is_ignored_by_readers_and_cut_by_the_next_publish(lake: Lake) -> None:
+    with open_stream(lake, "torn") as s:
+        assert isinstance(s, EmbeddedStream)
+        s.publish_many([{"i": i} for i in range(3)])
+        seg = _segments(s)[-1]
+        good = seg.stat().st_size
+    # what a publisher killed in mid-write leaves: half a frame
+    frame = bytearray(seg.read_bytes()[:good])
+    with open(seg, "ab") as f:
+        f.write(frame[: len(frame) // 2])
+    with open_stream(lake, "torn") as s:
+        assert [m.data["i"] for m in s.replay()] == [0, 1, 2]
+        assert [m.data["i"] for m in s.consume("g", "c", max=10)] == [0, 1, 2]
+        off = s.publish({"i": 3})
+        assert off == "3"
+        assert [m.data["i"] for m in s.replay()] == [0, 1, 2, 3]
+    assert seg.stat().st_size > good
+
+
+def test_damage_before_a_whole_frame_is_corruption_not_a_tail(lake: Lake) -> None:
+    with open_stream(lake, "rot") as s:
+        assert isinstance(s, EmbeddedStream)
+        s.publish({"i": 0, "pad": "a" * 50})
+        s.publish({"i": 1})
+        seg = _segments(s)[-1]
+    data = bytearray(seg.read_bytes())
+    data[60] ^= 0xFF  # inside the first frame's body
+    seg.write_bytes(bytes(data))
+    with open_stream(lake, "rot") as s:
+        with pytest.raises(ChecksumError):
+            list(s.replay())
+        with pytest.raises(ChecksumError):
+            s.publish({"i": 2})  # never cut acknowledged events away
+    assert seg.read_bytes() == bytes(data)
+
+
+def test_sync_none_still_reads_back(tmp_path: Path) -> None:
+    with (
+        Lake.open(tmp_path / "l", create=True, settings={"sync": "none"}, background=False) as lk,
+        open_stream(lk, "fast") as s,
+    ):
+        s.publish_many([{"i": i} for i in range(5)])
+        assert len(list(s.replay())) == 5
+
+
+_PUBLISHER = """
+import sys
+from lakeloop import Lake
+from lakeloop.stream import open_stream
+lake = Lake.open(sys.argv[1], background=False)
+with open_stream(lake, "multi") as s:
+    for i in range(int(sys.argv[3])):
+        s.publish({"who": sys.argv[2], "i": i}, id=f"{sys.argv[2]}-{i}")
+"""
+
+
+def test_publishers_in_several_processes_interleave_safely(lake: Lake) -> None:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    n = 40
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _PUBLISHER, str(lake.root), who, str(n)], env=env)
+        for who in ("a", "b", "c")
+    ]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    with open_stream(lake, "multi") as s:
+        msgs = list(s.replay())
+    assert [m.offset for m in msgs] == [str(i) for i in range(3 * n)]
+    assert {m.id for m in msgs} == {f"{w}-{i}" for w in "abc" for i in range(n)}
+    for who in "abc":  # each publisher's events stay in its order
+        assert [m.data["i"] for m in msgs if m.data["who"] == who] == list(range(n))
