@@ -508,6 +508,13 @@ SETTINGS: dict[str, Setting] = {
             " is written right after the answer, in batches; a crash may lose the last ones)",
         ),
         Setting(
+            "serve_log_inline_max",
+            256,
+            _parse_int,
+            "an input of more numbers than this is stored in the lake (namespace _inference,"
+            " one JSON object per instance) and logged as a reference; smaller ones inline",
+        ),
+        Setting(
             "serve_log_queue",
             10000,
             _parse_int,
