@@ -180,9 +180,21 @@ def _to_array(instances: list[Any], dtype: str | None) -> np.ndarray:
         # numpy turns true/false into 1/0 and 1.5 into 1 for an integer dtype, silently
         kind = np.asarray(instances).dtype.kind
         want = np.dtype(dtype).kind
-        if kind in "bOUS" or (want in "iu" and kind == "f"):
+        if kind in "bOUS" or (want in "iu" and kind == "f") or _has_bool(instances):
             raise PayloadError(400, "WrongDtype", f"instances must be {dtype} numbers")
     return arr
+
+
+def _has_bool(value: list[Any]) -> bool:
+    """Whether a JSON boolean hides among numbers (numpy would take it as 0 or 1)."""
+    stack = [value]
+    while stack:
+        for x in stack.pop():
+            if isinstance(x, list):
+                stack.append(x)
+            elif isinstance(x, bool):
+                return True
+    return False
 
 
 def parse_predict(body: bytes, content_type: str, spec: InputSpec) -> tuple[np.ndarray, Any, str]:
