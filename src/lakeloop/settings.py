@@ -486,7 +486,8 @@ SETTINGS: dict[str, Setting] = {
             "serve_poll_interval",
             2.0,
             _parse_float,
-            "seconds between checks of the served alias (and the shadow's) in the registry",
+            "seconds between checks of the served alias (and the shadow's) in the registry"
+            " (0: load it once, never follow it)",
         ),
         Setting(
             "serve_max_request_bytes",
