@@ -75,7 +75,7 @@ class Server:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
         self.log_path = log or lake_path.parent / f"serve-{self.port}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=60)
         deadline = time.monotonic() + 120

@@ -4,6 +4,7 @@ paths as the full demo)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,9 @@ from lakeloop import Lake
 from lakeloop.loop import TurnLog, live_accuracy, loop_status
 from lakeloop.registry import Registry
 from lakeloop.train import Runs
+
+# a checkout's own source first when the tests run with PYTHONPATH=src
+PYTHONPATH = os.environ.get("PYTHONPATH", "")
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
@@ -38,7 +42,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=900,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "PYTHONPATH": PYTHONPATH},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
@@ -113,7 +117,7 @@ def test_demo_without_training(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "PYTHONPATH": PYTHONPATH},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "fsck" in proc.stdout and "training on the lake" not in proc.stdout

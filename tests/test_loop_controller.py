@@ -63,7 +63,7 @@ def test_first_turn_by_cli_promotes_is_recorded_and_nothing_is_due_after(repo: P
     assert again.returncode == 0, again.stderr
     assert again.stdout == "" and "turn due" not in again.stderr
     table = lakeloop(repo, "loop", "status")
-    assert "recent turns" in table.stdout and "never ran" in table.stdout
+    assert "recent turns" in table.stdout and "joiner: predictions 0, joined 0" in table.stdout
 
 
 def test_triggers(repo: Path) -> None:

@@ -40,7 +40,12 @@ def scores(label: int) -> list[float]:
 
 
 def publish_traffic(
-    repo: Path, rows: range, *, wrong: set[int] = frozenset(), when: float | None = None
+    repo: Path,
+    rows: range,
+    *,
+    wrong: set[int] = frozenset(),
+    when: float | None = None,
+    url: str | None = None,
 ) -> dict[int, str]:
     """Predictions for digit images *rows* (the model's answer is the true digit, except
     for *wrong* rows), as the server logs them; -> row -> prediction id."""
@@ -59,13 +64,19 @@ def publish_traffic(
         }
         for i in rows
     ]
-    with Lake.open(repo / "lake", background=False) as lake, open_stream(lake, "predictions") as s:
+    with (
+        Lake.open(repo / "lake", background=False) as lake,
+        open_stream(lake, "predictions", url=url) as s,
+    ):
         s.publish_many(events, ids=[ids[i] for i in rows])
     return ids
 
 
-def publish_feedback(repo: Path, items: list[dict[str, Any]]) -> None:
-    with Lake.open(repo / "lake", background=False) as lake, open_stream(lake, "feedback") as s:
+def publish_feedback(repo: Path, items: list[dict[str, Any]], url: str | None = None) -> None:
+    with (
+        Lake.open(repo / "lake", background=False) as lake,
+        open_stream(lake, "feedback", url=url) as s,
+    ):
         s.publish_many(items, ids=[uuid.uuid4().hex for _ in items])
 
 
@@ -277,3 +288,48 @@ def test_a_dataset_labelled_by_a_table_is_refused_clearly(tmp_path: Path) -> Non
         )
     with pytest.raises(InvalidInput, match="key pattern"), Joiner(repo):
         pass
+
+
+@pytest.mark.parametrize("backend", ["redis", "nats"])
+def test_the_joiner_on_a_real_stream_server(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue(f"{backend}_server")
+    # a prefix of its own: the server is shared by the session's tests
+    repo = make_project(tmp_path / "repo", slice(0, 20), stream_prefix=f"j{uuid.uuid4().hex[:8]}")
+    ids = publish_traffic(repo, range(600, 630), wrong={600}, url=url)
+    unknown = uuid.uuid4().hex
+    publish_feedback(
+        repo, [*labels_for(ids), {"prediction_id": unknown, "label": 1, "time": time.time()}], url
+    )
+    with Joiner(repo, url=url) as joiner:
+        done = joiner.drain()
+    assert done["joined"] == 30 and done["unmatched"] == 1
+    _, labels = digit_images()
+    assert set(landed(repo)) == {f"{labels[i]}/fb-{pid}.png" for i, pid in ids.items()}
+    with Joiner(repo, url=url) as joiner:  # acknowledged: nothing comes back
+        assert joiner.drain() == dict.fromkeys(done, 0)
+    with Lake.open(repo / "lake", background=False) as lake:
+        assert live_accuracy(lake, "digits")[(1, False)].correct == 29
+
+
+def test_an_input_logged_by_reference_is_read_back(repo: Path) -> None:
+    """The server stores big instances in _inference and logs {"ref": ...}."""
+    images, labels = digit_images()
+    pid = uuid.uuid4().hex
+    key = f"digits/2026-11-28/{pid}.json"
+    with Lake.open(repo / "lake", background=False) as lake:
+        lake.internal_namespace("_inference").put(
+            key, json.dumps(images[700].tolist()).encode(), content_type="application/json"
+        )
+        with open_stream(lake, "predictions") as s:
+            s.publish(
+                {"prediction_id": pid, "time": time.time(), "model": "digits", "version": 1,
+                 "input": {"ref": f"_inference/{key}"}, "output": scores(int(labels[700])),
+                 "shadow": False},
+                id=pid,
+            )  # fmt: skip
+    publish_feedback(repo, [{"prediction_id": pid, "label": int(labels[700]), "time": time.time()}])
+    with Joiner(repo) as joiner:
+        assert joiner.drain()["joined"] == 1
+    assert list(landed(repo)) == [f"{labels[700]}/fb-{pid}.png"]

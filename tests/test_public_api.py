@@ -222,6 +222,12 @@ def test_registry_surface() -> None:
     }
 
 
+def test_serve_surface() -> None:
+    import lakeloop.serve
+
+    assert sorted(lakeloop.serve.__all__) == ["InputSpec", "ModelServer", "ServedModel", "serve"]
+
+
 def test_train_surface() -> None:
     import lakeloop.train
     import lakeloop.train.data

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lakeloop import Lake
-from lakeloop.errors import ChecksumError
+from lakeloop.errors import ChecksumError, StoreError
 from lakeloop.stream import open_stream
 from lakeloop.stream._embedded import EmbeddedStream
 
@@ -54,7 +55,7 @@ def test_segments_roll_at_their_size_and_replay_crosses_them(lake: Lake) -> None
         assert s.info()["segments"] == len(segs)
 
 
-def test_a_torn_tail_is_ignored_by_readers_and_cut_by_the_next_publish(lake: Lake) -> None:
+def test_a_torn_tail_is_cut_on_the_next_open(lake: Lake) -> None:
     with open_stream(lake, "torn") as s:
         assert isinstance(s, EmbeddedStream)
         s.publish_many([{"i": i} for i in range(3)])
@@ -65,12 +66,27 @@ def test_a_torn_tail_is_ignored_by_readers_and_cut_by_the_next_publish(lake: Lak
     with open(seg, "ab") as f:
         f.write(frame[: len(frame) // 2])
     with open_stream(lake, "torn") as s:
+        assert seg.stat().st_size == good
         assert [m.data["i"] for m in s.replay()] == [0, 1, 2]
         assert [m.data["i"] for m in s.consume("g", "c", max=10)] == [0, 1, 2]
         off = s.publish({"i": 3})
         assert off == "3"
         assert [m.data["i"] for m in s.replay()] == [0, 1, 2, 3]
     assert seg.stat().st_size > good
+
+
+def test_readers_of_an_open_stream_skip_a_torn_tail_the_next_publish_cuts(lake: Lake) -> None:
+    with open_stream(lake, "torn2") as s:
+        assert isinstance(s, EmbeddedStream)
+        s.publish_many([{"i": i} for i in range(2)])
+        seg = _segments(s)[-1]
+        good = seg.stat().st_size
+        with open(seg, "ab") as f:  # a publisher in another process died mid-write
+            f.write(seg.read_bytes()[: good // 3])
+        assert [m.data["i"] for m in s.replay()] == [0, 1]
+        assert [m.data["i"] for m in s.consume("g", "c", max=10)] == [0, 1]
+        assert s.publish({"i": 2}) == "2"
+        assert [m.data["i"] for m in s.replay()] == [0, 1, 2]
 
 
 def test_damage_before_a_whole_frame_is_corruption_not_a_tail(lake: Lake) -> None:
@@ -83,11 +99,33 @@ def test_damage_before_a_whole_frame_is_corruption_not_a_tail(lake: Lake) -> Non
     data[60] ^= 0xFF  # inside the first frame's body
     seg.write_bytes(bytes(data))
     with open_stream(lake, "rot") as s:
-        with pytest.raises(ChecksumError):
+        with pytest.raises(ChecksumError) as err:
             list(s.replay())
+        assert err.value.volume == str(seg)
+        with pytest.raises(ChecksumError):
+            s.consume("g", "c")
         with pytest.raises(ChecksumError):
             s.publish({"i": 2})  # never cut acknowledged events away
     assert seg.read_bytes() == bytes(data)
+
+
+def test_events_before_damage_stay_readable(lake: Lake) -> None:
+    with open_stream(lake, "rot2") as s:
+        assert isinstance(s, EmbeddedStream)
+        s.publish_many([{"i": i} for i in range(3)])
+        s.publish({"i": 3, "pad": "p" * 40})
+        s.publish({"i": 4})
+        seg = _segments(s)[-1]
+        second = s._log._segments[-1].positions[1]
+    data = bytearray(seg.read_bytes())
+    data[second + 50] ^= 0x01
+    seg.write_bytes(bytes(data))
+    with open_stream(lake, "rot2") as s:
+        seen = []
+        with pytest.raises(ChecksumError):
+            for m in s.replay():
+                seen.append(m.data["i"])
+        assert seen == [0, 1, 2]
 
 
 def test_sync_none_still_reads_back(tmp_path: Path) -> None:
@@ -101,6 +139,7 @@ def test_sync_none_still_reads_back(tmp_path: Path) -> None:
 
 _PUBLISHER = """
 import sys
+import time
 from lakeloop import Lake
 from lakeloop.stream import open_stream
 lake = Lake.open(sys.argv[1], background=False)
@@ -125,3 +164,49 @@ def test_publishers_in_several_processes_interleave_safely(lake: Lake) -> None:
     assert {m.id for m in msgs} == {f"{w}-{i}" for w in "abc" for i in range(n)}
     for who in "abc":  # each publisher's events stay in its order
         assert [m.data["i"] for m in msgs if m.data["who"] == who] == list(range(n))
+
+
+def test_concurrent_threads_share_commits_and_keep_their_order(lake: Lake) -> None:
+    import threading
+
+    with open_stream(lake, "threads") as s:
+        assert isinstance(s, EmbeddedStream)
+        results: dict[int, list[str]] = {}
+
+        def publish(t: int) -> None:
+            results[t] = [s.publish({"t": t, "i": i}, id=f"{t}-{i}") for i in range(25)]
+
+        threads = [threading.Thread(target=publish, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        msgs = list(s.replay())
+        assert [m.offset for m in msgs] == [str(i) for i in range(200)]
+        by_offset = {m.offset: m for m in msgs}
+        for t, offs in results.items():  # each returned offset holds that very event
+            assert [by_offset[o].id for o in offs] == [f"{t}-{i}" for i in range(25)]
+            assert [int(o) for o in offs] == sorted(int(o) for o in offs)
+
+
+def test_a_torn_group_commit_falls_back_to_the_previous_one(lake: Lake) -> None:
+    with open_stream(lake, "acks") as s:
+        assert isinstance(s, EmbeddedStream)
+        s.publish_many([{"i": i} for i in range(6)])
+        got = s.consume("g", "c", max=10)
+        assert s.ack("g", [got[0].offset, got[1].offset]) == 2
+        assert s.ack("g", [got[2].offset]) == 1
+        groups = s.folder / "groups"
+    newest = max(groups.glob("g.commit-*"), key=lambda p: p.stat().st_mtime_ns)
+    raw = newest.read_bytes()
+    newest.write_bytes(raw[: len(raw) // 2])  # the last ack was torn: it never returned
+    time.sleep(0.35)
+    with open_stream(lake, "acks") as s:
+        again = s.consume("g", "c", max=10)
+        assert [m.data["i"] for m in again] == [2, 3, 4, 5]
+        assert all(m.deliveries == 2 for m in again)
+    for p in groups.glob("g.*"):
+        if p.suffix != ".lock":
+            p.write_bytes(b"garbage")
+    with open_stream(lake, "acks") as s, pytest.raises(StoreError, match="damaged"):
+        s.consume("g", "c")

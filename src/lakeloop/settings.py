@@ -486,7 +486,8 @@ SETTINGS: dict[str, Setting] = {
             "serve_poll_interval",
             2.0,
             _parse_float,
-            "seconds between checks of the served alias (and the shadow's) in the registry",
+            "seconds between checks of the served alias (and the shadow's) in the registry"
+            " (0: load it once, never follow it)",
         ),
         Setting(
             "serve_max_request_bytes",
@@ -506,6 +507,13 @@ SETTINGS: dict[str, Setting] = {
             _parse_bool,
             "answer a prediction only once it is durably in the inference log (off: the log"
             " is written right after the answer, in batches; a crash may lose the last ones)",
+        ),
+        Setting(
+            "serve_log_inline_max",
+            256,
+            _parse_int,
+            "an input of more numbers than this is stored in the lake (namespace _inference,"
+            " one JSON object per instance) and logged as a reference; smaller ones inline",
         ),
         Setting(
             "serve_log_queue",

@@ -24,9 +24,11 @@ then holds it, with the label taken from the key, like every other example.
   class: the argmax of its scores, named by the version's labels), per version and for
   shadow answers too; see :func:`lakeloop.loop.live_accuracy`.
 
-Inputs become bytes by their form: ``{"ref": "ns/key"}`` is copied from the lake; an
-array of integers 0..255 shaped like an image (H x W, or H x W x 1/3/4) becomes a PNG;
-anything else is stored as JSON (``.json``), for a pipeline whose ``decode`` reads it.
+Inputs become bytes by their form: an array of integers 0..255 shaped like an image
+(H x W, or H x W x 1/3/4) becomes a PNG; anything else is stored as JSON (``.json``), for
+a pipeline whose ``decode`` reads it. A ``{"ref": "ns/key"}`` input (the server stores
+big instances in ``_inference`` and logs a reference) is read back first: a JSON
+instance is then landed as above, any other object copied as it is.
 
 >>> with Joiner("lakeloop.toml") as joiner:            # doctest: +SKIP
 ...     joiner.drain()
@@ -265,10 +267,23 @@ class Joiner:
     def _example(self, given: Any) -> tuple[bytes, str, str]:
         if isinstance(given, Mapping) and set(given) == {"ref"}:
             ns_name, _, key = str(given["ref"]).partition("/")
-            ns = self.lake.namespace(ns_name)
+            ns = (
+                self.lake.internal_namespace(ns_name)
+                if ns_name.startswith("_")
+                else self.lake.namespace(ns_name)
+            )
             info = ns.stat(key)
+            data = ns.get(key)
+            if key.endswith(".json") or info.content_type == "application/json":
+                # an instance the server stored rather than logged inline (too big)
+                try:
+                    return land_form(json.loads(data))
+                except ValueError as exc:
+                    raise InvalidInput(
+                        f"not JSON: {exc}", op="join", target=str(given["ref"])
+                    ) from None
             suffix = os.path.splitext(key)[1][:16]
-            return ns.get(key), suffix, info.content_type or "application/octet-stream"
+            return data, suffix, info.content_type or "application/octet-stream"
         return land_form(given)
 
     # ---------------------------------------------------------------- one round

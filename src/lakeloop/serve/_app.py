@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from lakeloop.serve._batcher import MicroBatcher
-from lakeloop.serve._log import FeedbackDesk, InferenceLog, LogUnavailable, Scored
+from lakeloop.serve._log import INPUTS_NS, FeedbackDesk, InferenceLog, LogUnavailable, Scored
 from lakeloop.serve._metrics import Metrics
 from lakeloop.serve._model import ServedModel
 from lakeloop.serve._payload import PayloadError, dumps, parse_feedback, parse_predict
@@ -109,14 +109,16 @@ class _ShadowScorer:
         self.log = log_
         self.metrics = metrics
         self.limit = max(1, limit)
-        self._queue: deque[tuple[np.ndarray, list[Any], list[str], float]] = deque()
+        self._queue: deque[tuple[np.ndarray, list[Any] | None, list[str], float]] = deque()
         self.queued = 0
         self._cond = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
         self._thread.start()
 
-    def offer(self, batch: np.ndarray, inputs: list[Any], ids: list[str], when: float) -> None:
+    def offer(
+        self, batch: np.ndarray, inputs: list[Any] | None, ids: list[str], when: float
+    ) -> None:
         with self._cond:
             if self.queued + len(ids) > self.limit:
                 self.metrics.inc("lakeloop_serve_shadow_skipped_total", by=len(ids))
@@ -142,7 +144,9 @@ class _ShadowScorer:
             except Exception:
                 log.exception("serve: the shadow model %s@%s failed", model.name, model.version)
                 continue
-            self.log.submit(Scored(model.name, model.version, ids, inputs, out, when, shadow=True))
+            self.log.submit(
+                Scored(model.name, model.version, ids, batch, inputs, out, when, shadow=True)
+            )
 
     def close(self) -> None:
         with self._cond:
@@ -159,8 +163,9 @@ class ModelServer:
     settings (without the prefix: ``max_batch_size=32``). The model is loaded and warmed
     here, so a bad reference fails before the server listens.
 
-    >>> app = ModelServer(Registry(lake), "digits@champion", predictions=p, feedback=f)  # doctest: +SKIP
-    >>> uvicorn.run(app, port=8080)                                                       # doctest: +SKIP
+    >>> reg = Registry(lake)                                                # doctest: +SKIP
+    >>> app = ModelServer(reg, "digits@prod", predictions=p, feedback=f)   # doctest: +SKIP
+    >>> uvicorn.run(app, port=8080)                                         # doctest: +SKIP
     """
 
     def __init__(
@@ -179,9 +184,7 @@ class ModelServer:
 
         settings = registry.lake.settings
         opts = {
-            name[len("serve_") :]: settings[name]
-            for name in SETTINGS
-            if name.startswith("serve_")
+            name[len("serve_") :]: settings[name] for name in SETTINGS if name.startswith("serve_")
         }
         for key, value in (options or {}).items():
             if key not in opts:
@@ -199,7 +202,13 @@ class ModelServer:
         self.shadow_alias = shadow
         if shadow is not None:
             self.shadow_slot = ModelSlot("shadow")
-        self.log = InferenceLog(predictions, self.metrics, queue_limit=opts["log_queue"])
+        self.log = InferenceLog(
+            predictions,
+            self.metrics,
+            inputs=registry.lake.internal_namespace(INPUTS_NS),
+            inline_max=opts["log_inline_max"],
+            queue_limit=opts["log_queue"],
+        )
         self.predictions_stream = predictions
         self.feedback_stream = feedback
         root = Path(registry.lake.root)
@@ -223,12 +232,8 @@ class ModelServer:
         )
         self.watchers: list[AliasWatcher] = []
         self.metrics.gauge("lakeloop_serve_model_version", self._version_gauge)
-        self.metrics.gauge(
-            "lakeloop_serve_queue_depth", lambda: {(): float(self.batcher.queued)}
-        )
-        self.metrics.gauge(
-            "lakeloop_serve_log_queue_depth", lambda: {(): float(self.log.queued)}
-        )
+        self.metrics.gauge("lakeloop_serve_queue_depth", lambda: {(): float(self.batcher.queued)})
+        self.metrics.gauge("lakeloop_serve_log_queue_depth", lambda: {(): float(self.log.queued)})
         self.api = self._build_api()
 
     # ------------------------------------------------------------------ models
@@ -238,7 +243,7 @@ class ModelServer:
         return served
 
     def _version_gauge(self) -> dict[tuple[tuple[str, str], ...], float]:
-        out = {}
+        out: dict[tuple[tuple[str, str], ...], float] = {}
         for slot in (self.slot, self.shadow_slot):
             if slot is not None and slot.current is not None:
                 out[(("model", self.name), ("role", slot.role))] = float(slot.current.version)
@@ -262,18 +267,21 @@ class ModelServer:
             batch = parts[0].batch if len(parts) == 1 else np.concatenate([p.batch for p in parts])
             out = _predict_chunks(model, batch, self.opts["max_batch_size"])
             ids: list[str] = []
-            inputs: list[Any] = []
             start = 0
-            for n, part in zip(members, parts):
+            for n, part in zip(members, parts, strict=True):
                 size = len(part.batch)
                 results[n] = (out[start : start + size], model.version)
                 start += size
                 ids.extend(part.ids)
-                inputs.extend(part.instances if part.instances is not None else list(part.batch))
+            instances: list[Any] | None = None
+            if all(p.instances is not None for p in parts):
+                instances = [x for p in parts for x in p.instances]
             self.metrics.inc(
                 "lakeloop_serve_predictions_total", (("version", str(model.version)),), len(ids)
             )
-            done = self.log.submit(Scored(model.name, model.version, ids, inputs, out, now))
+            done = self.log.submit(
+                Scored(model.name, model.version, ids, batch, instances, out, now)
+            )
             shadow_slot = self.shadow_slot
             if (
                 self.shadow is not None
@@ -281,7 +289,7 @@ class ModelServer:
                 and shadow_slot.current is not None
                 and shadow_slot.current.version != model.version
             ):
-                self.shadow.offer(batch, inputs, ids, now)
+                self.shadow.offer(batch, instances, ids, now)
         return results, (done if self.opts["log_sync"] else None)
 
     # ------------------------------------------------------------------ predict
@@ -295,7 +303,9 @@ class ModelServer:
             served = self.slot.current
             assert served is not None
             if name is not None and name != self.name:
-                raise PayloadError(404, "NotFound", f"this server serves {self.name!r}, not {name!r}")
+                raise PayloadError(
+                    404, "NotFound", f"this server serves {self.name!r}, not {name!r}"
+                )
             body = await _read_body(scope, receive, self.opts["max_request_bytes"])
             batch, instances, key = parse_predict(body, _content_type(scope), served.spec)
             if len(batch) > self.opts["max_instances"]:
@@ -376,7 +386,9 @@ class ModelServer:
                 )
             self._count("status", 200, started)
             if request.path_params.get("what") == "metadata":
-                return json_response(200, {"model_spec": {"name": name}, "metadata": served.describe()})
+                return json_response(
+                    200, {"model_spec": {"name": name}, "metadata": served.describe()}
+                )
             return json_response(
                 200,
                 {

@@ -144,7 +144,7 @@ class MicroBatcher:
 
 
 def _deliver(batch: list[_Pending], results: Sequence[Any]) -> None:
-    for p, result in zip(batch, results):
+    for p, result in zip(batch, results, strict=True):
         if not p.future.done():
             p.future.set_result(result)
 

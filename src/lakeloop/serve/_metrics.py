@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Callable
+from typing import ClassVar
 
 __all__ = ["Metrics"]
 
@@ -56,7 +57,7 @@ class Metrics:
     True
     """
 
-    _HELP = {
+    _HELP: ClassVar[dict[str, tuple[str, str]]] = {
         "lakeloop_serve_requests_total": ("counter", "HTTP requests answered, by route"),
         "lakeloop_serve_errors_total": ("counter", "error answers, by route and HTTP status"),
         "lakeloop_serve_predictions_total": ("counter", "instances predicted, by model version"),
@@ -132,7 +133,7 @@ class Metrics:
             else:
                 bounds, counts, total, n = hists[name]
                 running = 0
-                for bound, count in zip(bounds, counts):
+                for bound, count in zip(bounds, counts[:-1], strict=True):
                     running += count
                     lines.append(f'{name}_bucket{{le="{_num(bound)}"}} {running}')
                 lines.append(f'{name}_bucket{{le="+Inf"}} {n}')

@@ -49,11 +49,8 @@ def input_spec(loaded: Any) -> InputSpec:
         return InputSpec(None if n is None else (int(n),), "float64")
     declared = getattr(model, "input_spec", None)
     if isinstance(declared, dict):
-        shape = declared.get("shape")
-        return InputSpec(
-            None if shape is None else tuple(shape),
-            declared.get("dtype"),
-        )
+        dims = declared.get("shape")
+        return InputSpec(None if dims is None else tuple(dims), declared.get("dtype"))
     return InputSpec(None, None)
 
 
@@ -118,8 +115,9 @@ class ServedModel:
         if self.spec.shape is None or any(d is None for d in self.spec.shape):
             return  # no shape to make zeros of
         dtype = self.spec.dtype or "float32"
+        shape = tuple(int(d) for d in self.spec.shape if d is not None)
         for n in sorted({1, self.max_batch}):
-            self.predict(np.zeros((n, *self.spec.shape), dtype=dtype))  # type: ignore[misc]
+            self.predict(np.zeros((n, *shape), dtype=dtype))
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -132,6 +132,7 @@ class _Segment:
         self.scanned = 0  # bytes known to be whole frames
         self.next_seq = base  # sequence number after the last indexed frame
         self.torn_at: int | None = None  # a damaged tail seen at this position
+        self.corrupt_at: int | None = None  # damage with whole frames after it
 
     def add(self, frame: Frame) -> None:
         self.seqs.append(frame.first_seq)
@@ -209,7 +210,7 @@ class Log:
             size = os.stat(seg.path).st_size
         except FileNotFoundError:
             return
-        if seg.scanned >= size:
+        if seg.scanned >= size or seg.corrupt_at is not None:
             return
         fd = os.open(seg.path, os.O_RDONLY)
         try:
@@ -245,7 +246,11 @@ class Log:
         return parse_frame(_pread_all(fd, total, base), 0, base)
 
     def _damaged(self, seg: _Segment, fd: int, size: int, last: bool) -> None:
-        """A frame at ``seg.scanned`` fails its checks: a torn tail, or corruption."""
+        """A frame at ``seg.scanned`` fails its checks: a torn tail, or corruption.
+
+        Corruption is remembered, not raised here: events before it stay readable, and
+        a read that reaches it (or a publish) raises ``ChecksumError``.
+        """
         pos = seg.scanned
         rest = _pread_all(fd, size - pos, pos) if last else b""
         found = rest.find(MAGIC, 1)
@@ -256,15 +261,18 @@ class Log:
             found = rest.find(MAGIC, found + 1)
         if last and found == -1:
             seg.torn_at = pos  # the unacknowledged tail of a publisher that died
-            return
-        raise ChecksumError(
+        else:
+            seg.corrupt_at = pos
+
+    def _corrupt(self, seg: _Segment, op: str) -> ChecksumError:
+        return ChecksumError(
             "a frame of the stream fails its checksum",
-            op="read stream",
+            op=op,
             target=self.label,
             volume=seg.path,
-            offset=pos,
-            hint="events before it stay readable with replay; the frame holds offsets from"
-            f" {seg.next_seq}",
+            offset=seg.corrupt_at,
+            hint=f"events before offset {seg.next_seq} stay readable with replay; copy them"
+            " to a new stream, or restore the segment from a backup",
         )
 
     # ---------------------------------------------------------------- reading
@@ -294,6 +302,8 @@ class Log:
             if seg.seqs and seq < seg.next_seq:
                 k = max(bisect.bisect_right(seg.seqs, seq) - 1, 0)
                 return i, k
+            if seg.corrupt_at is not None:
+                raise self._corrupt(seg, "read stream")
             i += 1
         return None
 
@@ -330,6 +340,10 @@ class Log:
                             if seq >= from_seq and len(out) < limit:
                                 out.append((seq, event_id, frame.ts_ns, data))
                         k += 1
+                    if seg.corrupt_at is not None and len(out) < limit:
+                        if out:
+                            return out  # what comes before the damage first
+                        raise self._corrupt(seg, "read stream")
                 finally:
                     os.close(fd)
                 i, k = i + 1, 0
@@ -356,36 +370,63 @@ class Log:
         return {s: out[s] for s in seqs if s in out}
 
     # ---------------------------------------------------------------- appending
-    def append(self, events: list[tuple[str, bytes]], ts_ns: int, sync_interval: float) -> int:
-        """Append one frame durably (per the sync policy); -> its first sequence number."""
+    def recover(self) -> None:
+        """Index the log and cut a torn tail (done when a stream is opened)."""
+        with self._mu:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                self._refresh_locked()
+                if self._segments and self._segments[-1].torn_at is not None:
+                    self._cut_tail(self._segments[-1])
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def append(
+        self, batches: list[list[tuple[str, bytes]]], ts_ns: int, sync_interval: float
+    ) -> list[int]:
+        """Append one frame per batch in one write, durably (per the sync policy).
+
+        -> the first sequence number of each batch. Several publishes of one process
+        share the write and its fsync (group commit); each stays one frame, whole or
+        absent after a crash.
+        """
         with self._mu:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 self._refresh_locked()
                 seg = self._segments[-1] if self._segments else None
+                if seg is not None and seg.corrupt_at is not None:
+                    raise self._corrupt(seg, "publish")  # never cut acknowledged events
                 if seg is not None and seg.torn_at is not None:
                     self._cut_tail(seg)
                 if seg is None or (seg.scanned >= self.segment_size and seg.seqs):
                     seg = self._new_segment(seg.next_seq if seg else 0)
-                first = seg.next_seq
-                data = encode_frame(first, ts_ns, events)
+                frames: list[Frame] = []
+                chunks: list[bytes] = []
+                pos, seq = seg.scanned, seg.next_seq
+                for events in batches:
+                    data = encode_frame(seq, ts_ns, events)
+                    frames.append(Frame(pos, pos + len(data), seq, ts_ns, events))
+                    chunks.append(data)
+                    pos += len(data)
+                    seq += len(events)
                 fd = self._writer_for(seg)
-                pos = seg.scanned
                 try:
-                    view = memoryview(data)
+                    view = memoryview(b"".join(chunks))
                     while view:
                         view = view[os.write(fd, view) :]
                     self._sync(fd, sync_interval)
                 except OSError as exc:
                     try:
-                        os.ftruncate(fd, pos)
+                        os.ftruncate(fd, seg.scanned)
                     except OSError:
-                        pass  # the next publisher cuts the torn tail
+                        pass  # the next open cuts the torn tail
                     raise StoreError(
                         f"appending to the stream failed: {exc}", op="publish", target=self.label
                     ) from None
-                seg.add(Frame(pos, pos + len(data), first, ts_ns, events))
-                return first
+                for frame in frames:
+                    seg.add(frame)
+                return [f.first_seq for f in frames]
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
