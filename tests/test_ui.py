@@ -140,6 +140,13 @@ def test_login_sessions_and_cookies(
         data={"access_key": ui_lake["alice"][0], "secret": ui_lake["alice"][1]},
     )
     assert r.status_code == 303 and r.headers["location"] == "/ui/"
+    for bad in ["//evil.example/", "/\\evil.example/", "/ui/\\x", "/ui/\tx", "https:/ui/"]:
+        r2 = anon.post(
+            "/ui/login",
+            params={"next": bad},
+            data={"access_key": ui_lake["alice"][0], "secret": ui_lake["alice"][1]},
+        )
+        assert r2.headers["location"] == "/ui/", bad
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui/" in cookie
     # a tampered cookie is no session

@@ -183,7 +183,7 @@ class UI:
     async def _login(self, request: Request) -> Response:
         base = self.base(request)
         next_url = request.query_params.get("next") or f"{base}/"
-        if not next_url.startswith(f"{base}/") or next_url.startswith("//"):
+        if not _own_page(next_url, base):
             next_url = f"{base}/"  # only pages of this UI: never an open redirect
         if self.credentials is None:
             return RedirectResponse(next_url, 303)
@@ -231,6 +231,20 @@ class UI:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+
+def _own_page(url: str, base: str) -> bool:
+    """A path of this UI, and nothing a browser could read as another host (``//host``,
+    ``/\\host``: browsers treat a backslash as a slash)."""
+    parts = urllib.parse.urlsplit(url)
+    return (
+        url.startswith(f"{base}/")
+        and not url.startswith("//")
+        and "\\" not in url
+        and not parts.scheme
+        and not parts.netloc
+        and all(ord(c) > 31 for c in url)
+    )
 
 
 def create_app(lake: Lake, credentials: Credentials | None = None) -> UI:
