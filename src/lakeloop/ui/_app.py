@@ -19,7 +19,9 @@ from __future__ import annotations
 import hmac
 import logging
 import mimetypes
+import threading
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any
@@ -74,6 +76,23 @@ class UI:
         self.page_size = max(1, int(lake.settings["ui_page_size"]))
         self.signer = SessionSigner(lifetime=float(lake.settings["ui_session_hours"]) * 3600)
         self.app = Starlette(routes=self._routes())
+        # snapshots are immutable (named by their hash): their entries and diffs can be
+        # kept, so paging through a large manifest reads it once, not once per page
+        self._memo: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+        self._memo_lock = threading.Lock()
+
+    def memo(self, key: tuple[str, ...], make: Callable[[], Any], keep: int = 4) -> Any:
+        """The value of *make* for *key* (immutable things only), the last *keep* kept."""
+        with self._memo_lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+        value = make()
+        with self._memo_lock:
+            self._memo[key] = value
+            while len(self._memo) > keep:
+                self._memo.popitem(last=False)
+        return value
 
     # ------------------------------------------------------------------ plumbing
     def _routes(self) -> list[Route]:

@@ -303,7 +303,11 @@ def dataset(ui: UI, viewer: Viewer, request: Request) -> Response:
         chosen = viewer.catalog.datasets.resolve(
             f"{name}@{request.query_params.get('snap') or 'latest'}"
         )
-        all_entries = chosen.entries(split)
+        if split not in (None, "train", "eval"):
+            raise InvalidInput("split is train or eval", op="ui", target=split)
+        snap = chosen
+        every = ui.memo(("entries", snap.id), snap.entries)
+        all_entries = every if split is None else [e for e in every if e.split == split]
         total = len(all_entries)
         entries = all_entries[offset : offset + ui.page_size]
     labels_chart = None
@@ -334,7 +338,12 @@ def diff(ui: UI, viewer: Viewer, request: Request) -> Response:
     viewer.require_dataset(name)
     old = request.query_params.get("old") or "1"
     new = request.query_params.get("new") or "latest"
-    d = viewer.catalog.datasets.diff(f"{name}@{old}", f"{name}@{new}")
+    datasets = viewer.catalog.datasets
+    old_id = datasets.resolve(f"{name}@{old}").id
+    new_id = datasets.resolve(f"{name}@{new}").id
+    d = ui.memo(
+        ("diff", old_id, new_id), lambda: datasets.diff(f"{name}@{old_id}", f"{name}@{new_id}")
+    )
     show = request.query_params.get("show", "")
     offset = _int_arg(request, "offset")
     parts = {}
