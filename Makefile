@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
 			--no-install-recommends openjdk-17-jre-headless; }
+	@test -x /usr/bin/chromium || { \
+		echo "installing Chromium (the web UI's browser tests drive it)"; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+			--no-install-recommends chromium; }
 	@{ command -v redis-server && command -v nats-server; } >/dev/null 2>&1 || { \
 		echo "installing redis-server and nats-server (the stream backend tests run them)"; \
 		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \

@@ -95,9 +95,19 @@ def test_loop_and_project_surface() -> None:
     assert sorted(lakeloop.loop.__all__) == [
         "CiResult",
         "CodeFingerprint",
+        "Controller",
+        "Joiner",
+        "LiveAccuracy",
+        "Trigger",
+        "Turn",
+        "TurnLog",
+        "check_triggers",
         "code_fingerprint",
         "gate_candidate",
+        "live_accuracy",
+        "loop_status",
         "run_ci",
+        "run_turn",
     ]
     assert sorted(lakeloop.project.__all__) == [
         "AcceptanceConfig",
@@ -171,6 +181,12 @@ def test_gateway_surface() -> None:
     ]
 
 
+def test_ui_surface() -> None:
+    import lakeloop.ui
+
+    assert sorted(lakeloop.ui.__all__) == ["create_app", "serve"]
+
+
 def test_registry_surface() -> None:
     import lakeloop.registry
 
@@ -204,6 +220,12 @@ def test_registry_surface() -> None:
         "remove_alias",
         "versions",
     }
+
+
+def test_serve_surface() -> None:
+    import lakeloop.serve
+
+    assert sorted(lakeloop.serve.__all__) == ["InputSpec", "ModelServer", "ServedModel", "serve"]
 
 
 def test_train_surface() -> None:
@@ -249,11 +271,23 @@ def test_import_lakeloop_stays_light() -> None:
     code = (
         "import sys, lakeloop, lakeloop.store, lakeloop.cli; "
         "heavy = ('uvicorn', 'starlette', 'anyio', 'boto3', 'lakeloop.gateway', 'numpy', "
-        "'scipy', 'pyarrow', 'PIL', 'lakeloop.catalog'); "
+        "'scipy', 'pyarrow', 'PIL', 'lakeloop.catalog', 'lakeloop.ui', 'jinja2', 'playwright'); "
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_gateway_loads_the_ui_on_its_first_page() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lakeloop.gateway; "
+        "print(*(m in sys.modules for m in ('lakeloop.ui', 'jinja2', 'lakeloop.catalog')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"] * 3
 
 
 def test_training_stays_lazy() -> None:

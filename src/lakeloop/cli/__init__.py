@@ -35,10 +35,13 @@ _LAZY_COMMANDS: dict[str, str] = {
     "gate": "lakeloop.cli.gate:gate",
     "gateway": "lakeloop.cli.gateway:gateway",
     "user": "lakeloop.cli.users:user",
+    "loop": "lakeloop.cli.loop:loop",
     "models": "lakeloop.cli.registry:models",
     "runs": "lakeloop.cli.train:runs",
+    "serve": "lakeloop.cli.serve:serve",
     "tensorboard": "lakeloop.cli.train:tensorboard",
     "train": "lakeloop.cli.train:train",
+    "ui": "lakeloop.cli.ui:ui",
 }
 
 

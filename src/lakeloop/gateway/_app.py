@@ -32,6 +32,7 @@ __all__ = ["Gateway"]
 
 log = logging.getLogger("lakeloop.gateway")
 _JSON_BODY_LIMIT = 1 << 20
+UI_PREFIX = "/ui"  # where the web UI is mounted (see docs/ui.md)
 
 
 def _json(status: int, value: Any) -> Response:
@@ -57,6 +58,8 @@ class Gateway:
         self.credentials = credentials if credentials is not None else Credentials()
         self.s3 = S3App(lake, self.credentials)
         self.api = self._build_api()
+        self.ui_enabled = bool(lake.settings["gateway_ui"])
+        self._ui: Any = None
 
     def _build_api(self) -> Starlette:
         api.load_areas()
@@ -188,8 +191,36 @@ class Gateway:
         path: str = scope["path"]
         if path == api.PREFIX or path.startswith(api.PREFIX + "/"):
             await self.api(scope, receive, send)  # type: ignore[arg-type]
+        elif (path == UI_PREFIX or path.startswith(UI_PREFIX + "/")) and self._is_browser(scope):
+            await self._serve_ui(scope, receive, send)
         else:
             await self.s3(scope, receive, send)
+
+    def _is_browser(self, scope: dict[str, Any]) -> bool:
+        """A request for the web UI: ``gateway_ui`` is on and the request is not signed.
+
+        Browsers never sign with SigV4 and S3 clients always do, so a namespace named
+        ``ui`` stays reachable over S3 with signed requests.
+        """
+        if not self.ui_enabled:
+            return False
+        if any(k == b"authorization" for k, _ in scope["headers"]):
+            return False
+        return b"X-Amz-Signature=" not in scope.get("query_string", b"")
+
+    async def _serve_ui(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["path"] == UI_PREFIX:  # relative links need the trailing slash
+            await send({"type": "http.response.start", "status": 308,
+                        "headers": [(b"location", (UI_PREFIX + "/").encode()),
+                                    (b"content-length", b"0")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if self._ui is None:
+            from lakeloop.ui import create_app  # jinja2 loads on the first page, not at start
+
+            self._ui = create_app(self.lake, self.credentials)
+        sub = dict(scope, root_path=scope.get("root_path", "") + UI_PREFIX)
+        await self._ui(sub, receive, send)
 
 
 def from_environment() -> Gateway:

@@ -459,6 +459,8 @@ def run_ci(
     engine: str | None = None,
     workers: int | None = None,
     log: Callable[[str], None] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    on_step: Callable[[str, Mapping[str, Any]], None] | None = None,
 ) -> CiResult:
     """Run one turn of the pipeline for *project* (``lakeloop.toml`` or its folder;
     default: found from the current folder) and return what it decided.
@@ -468,18 +470,24 @@ def run_ci(
     *candidate* (``NAME@VERSION``) gates a version already registered instead of
     training one. ``promote=False`` decides and stores the decision but moves no alias
     and writes no lock (for pull requests, whose code is not merged yet). *log* receives
-    progress lines.
+    progress lines. *extra* is merged into the stored decision record (the loop puts its
+    turn id there). *on_step(step, fields)* is told as each step begins or ends —
+    ``snapshot`` (``snapshot``), ``tests``, ``train``, ``trained`` (``candidate``),
+    ``gate``, ``decided`` (``outcome``) — so a caller can journal and time them.
     """
     from lakeloop.project import Lock, load_project, read_lock, resolve_lake, write_lock
     from lakeloop.store import Lake
     from lakeloop.train.study import train_project
 
     say = log or (lambda line: None)
+    step = on_step or (lambda name, fields: None)
     proj = load_project(project)
     where = resolve_lake(lake, proj)  # a folder or a gateway URL (keys from the environment)
     code = proj.code_fingerprint()
+    step("snapshot", {})
     with Lake.open(where.value, background=False) as lk:
         snap = _data_fingerprint(lk, proj.dataset)
+    step("snapshotted", {"snapshot": snap.id, "count": snap.count})
     lock = read_lock(proj.lock_path)
     say(f"code {code}, data {proj.dataset}@{snap.id[:12]}")
     base = {"code": code, "data": snap.id, "dataset": proj.dataset, "model": proj.model}
@@ -506,6 +514,7 @@ def run_ci(
         )
     test_doc = None
     if proj.test:
+        step("tests", {"command": proj.test})
         say(f"unit tests: {proj.test}")
         t0 = time.monotonic()
         done = subprocess.run(
@@ -527,6 +536,7 @@ def run_ci(
                 reasons=[f"unit tests failed (exit {done.returncode}): {proj.test}", *tail],
             )
     if candidate is None:
+        step("train", {})
         say("training")
         study = train_project(proj.path, lake=where.value, engine=engine, workers=workers)
         if study.version is None:
@@ -545,12 +555,15 @@ def run_ci(
                 ],
             )
         candidate, evaluated = study.version.ref, study.snapshot
+        step("trained", {"candidate": candidate, "score": study.best_score})
         say(f"trained {candidate}: {study.metric}={study.best_score}")
     else:
         evaluated = snap.id
-    extra = {"unit_tests": test_doc, "code_now": code.to_dict()}
+    fields = {**dict(extra or {}), "unit_tests": test_doc, "code_now": code.to_dict()}
+    step("gate", {"candidate": candidate})
     with Lake.open(where.value, background=False) as lk:
-        result = gate_candidate(lk, proj, candidate, evaluated, promote=promote, extra=extra)
+        result = gate_candidate(lk, proj, candidate, evaluated, promote=promote, extra=fields)
+    step("decided", {"outcome": result.outcome, "candidate": result.candidate})
     result.code = code
     if not promote:
         return result
