@@ -21,7 +21,12 @@ $(STAMP): pyproject.toml
 		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
 			--no-install-recommends openjdk-17-jre-headless; }
+	@{ command -v redis-server && command -v nats-server; } >/dev/null 2>&1 || { \
+		echo "installing redis-server and nats-server (the stream backend tests run them)"; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+			--no-install-recommends redis-server nats-server; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,train,ray,spark]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,ray,spark,stream]'
 	@touch $@

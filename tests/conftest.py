@@ -30,3 +30,23 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     gw, stop = start(tmp_path_factory.mktemp("gateway"), {"blob_threshold": "256KiB"})
     yield gw
     stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port (fsync per write); -> its URL."""
+    from _streams import start_redis
+
+    url, stop = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real nats-server with JetStream on a free loopback port; -> its URL."""
+    from _streams import start_nats
+
+    url, stop = start_nats(tmp_path_factory.mktemp("nats"))
+    yield url
+    stop()

@@ -29,6 +29,7 @@ _LAZY_COMMANDS: dict[str, str] = {
     "dataset": "lakeloop.cli.catalog:dataset",
     "preview": "lakeloop.cli.catalog:preview",
     "search": "lakeloop.cli.catalog:search",
+    "stream": "lakeloop.cli.stream:stream",
     "snapshot": "lakeloop.cli.catalog:snapshot",
     "stats": "lakeloop.cli.catalog:stats",
     "gate": "lakeloop.cli.gate:gate",

@@ -5,15 +5,17 @@
     <lake>/namespaces/_streams/streams/<name>/
         segments/*.seg          the log (see ``_log``)
         write.lock              publishers' lock
-        groups/<group>.json     a consumer group's state, replaced atomically
+        groups/<group>.state    a consumer group's state after its last consume
+        groups/<group>.commit-N ... after its last acks (two copies; an ack overwrites the older)
         groups/<group>.lock     taken (flock) for every consume and ack of the group
 
 A group's state is ``next`` (the first event never delivered to it) and ``pending``
 (delivered, not yet acknowledged: offset -> consumer, deadline, deliveries). Everything
 below ``min(pending, next)`` is acknowledged: that is the group's committed offset.
-Consume and ack rewrite the state under the group's lock and fsync it (per the ``sync``
-setting) before they return, so a committed offset survives a crash, and an event
-whose consumer died is delivered again once its deadline passes — from any process.
+Consume and ack rewrite the state under the group's lock; an ack fsyncs it (per the
+``sync`` setting) before it returns, so a committed offset survives a crash, and an
+event whose consumer died is delivered again once its deadline passes — from any
+process (see ``_Group``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from crc32c import crc32c
 
 from lakeloop.errors import InvalidInput, StoreError
 from lakeloop.stream._base import (
@@ -72,31 +76,51 @@ def _parse_offset(text: str) -> int:
     return int(text)
 
 
-def _write_state(path: Path, state: dict[str, Any], sync: bool) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        json.dump(state, f, separators=(",", ":"))
-        f.flush()
-        if sync:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-    if sync:
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _encode_state(state: dict[str, Any]) -> bytes:
+    body = json.dumps(state, separators=(",", ":")).encode()
+    return b"LLG1 %d %08x\n" % (len(body), crc32c(body)) + body
+
+
+def _decode_state(raw: bytes) -> dict[str, Any] | None:
+    """The state in *raw*, or None if it is torn or damaged (length and CRC checked)."""
+    head, _, rest = raw.partition(b"\n")
+    parts = head.split(b" ")
+    if len(parts) != 3 or parts[0] != b"LLG1" or not parts[1].isdigit():
+        return None
+    body = rest[: int(parts[1])]
+    if len(body) != int(parts[1]) or f"{crc32c(body):08x}".encode() != parts[2]:
+        return None
+    state: dict[str, Any] = json.loads(body)
+    return state
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class _Group:
-    """One consumer group's durable state, changed only under its flock."""
+    """One consumer group's state, changed only under its flock.
+
+    Three files, each with a generation number, a length and a CRC; a load takes the
+    newest whole one. A consume overwrites ``<group>.state`` without fsync (a crash or
+    power cut may tear it or take it back: the load then takes an older copy, which
+    only delivers events again). An ack writes the state over the older of
+    ``<group>.commit-0`` and ``-1`` and fsyncs it before it returns: one fsync, and a
+    torn write leaves the newest commit whole.
+    """
 
     def __init__(self, folder: Path, name: str, sync: bool) -> None:
-        self.path = folder / f"{name}.json"
+        self.folder = folder
+        self.name = name
         self.sync = sync
         folder.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._mu = threading.Lock()  # flock does not exclude threads sharing the fd
+        self._commit_gens = [-1, -1]
 
     def __enter__(self) -> _Group:
         self._mu.acquire()
@@ -111,28 +135,81 @@ class _Group:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._mu.release()
 
-    def load(self, start: int) -> dict[str, Any]:
-        try:
-            with open(self.path) as f:
-                state: dict[str, Any] = json.load(f)
-        except FileNotFoundError:
-            return {"next": start, "pending": {}}
-        except ValueError:
-            raise StoreError(
-                "the consumer group's state file is unreadable",
-                op="consume",
-                target=str(self.path),
-                hint="delete it to restart the group from the start of the stream",
-            ) from None
-        return state
+    def _paths(self) -> list[Path]:
+        return [
+            self.folder / f"{self.name}{suffix}" for suffix in (".state", ".commit-0", ".commit-1")
+        ]
 
-    def save(self, state: dict[str, Any]) -> None:
-        _write_state(self.path, state, self.sync)
+    def load(self, start: int) -> dict[str, Any]:
+        found, whole = False, []
+        self._commit_gens = [-1, -1]  # generation in each commit copy (-1: none or torn)
+        for i, path in enumerate(self._paths()):
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            found = True
+            state = _decode_state(raw)
+            if state is not None:
+                whole.append(state)
+                if i:
+                    self._commit_gens[i - 1] = int(state["gen"])
+        if whole:
+            return max(whole, key=lambda st: int(st["gen"]))
+        if found:
+            raise StoreError(
+                "every copy of the consumer group's state is damaged",
+                op="consume",
+                target=str(self.folder / self.name),
+                hint="delete its files to restart the group from the start of the stream",
+            )
+        return {"gen": 0, "next": start, "pending": {}}
+
+    def save(self, state: dict[str, Any], *, commit: bool) -> None:
+        """*commit* (an ack): durable before it returns; else (a consume) best effort."""
+        state["gen"] = int(state["gen"]) + 1
+        data = _encode_state(state)
+        if not commit:
+            self._write(self._paths()[0], data, sync=False)
+        else:
+            # overwrite the older copy: the newest durable commit stays whole meanwhile
+            slot = 0 if self._commit_gens[0] <= self._commit_gens[1] else 1
+            self._write(self._paths()[1 + slot], data, sync=self.sync)
+            self._commit_gens[slot] = int(state["gen"])
+
+    def _write(self, path: Path, data: bytes, *, sync: bool) -> None:
+        """Overwrite *path* in place: no rename (ext4 flushes a file renamed over another,
+        which costs a consume milliseconds); a torn write fails its CRC and the load
+        takes another copy."""
+        created = not path.exists()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+            if sync:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        if created and sync:  # the new name, and the groups folder's own, must last
+            _fsync_dir(self.folder)
+            _fsync_dir(self.folder.parent)
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class _Ticket:
+    """One publish waiting for a group commit."""
+
+    __slots__ = ("done", "error", "events", "first")
+
+    def __init__(self, events: list[tuple[str, bytes]]) -> None:
+        self.events = events
+        self.first = -1
+        self.error: BaseException | None = None
+        self.done = False
 
 
 class EmbeddedStream(Stream):
@@ -142,8 +219,8 @@ class EmbeddedStream(Stream):
 
     def __init__(self, lake: Any, name: str) -> None:
         super().__init__(check_stream_name(name))
+        self.folder = streams_root(lake) / name  # first: it refuses a remote lake clearly
         settings = lake.settings
-        self.folder = streams_root(lake) / name
         self._sync = str(settings.for_namespace(INTERNAL_NS, "sync"))
         self._sync_interval = float(settings["sync_interval"])
         self._ack_timeout = float(settings["stream_ack_timeout"])
@@ -151,6 +228,11 @@ class EmbeddedStream(Stream):
         self._poll = max(float(settings["stream_poll_interval"]), 0.0005)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._log = Log(str(self.folder), name, int(settings["stream_segment_size"]), self._sync)
+        self._log.recover()
+        # group commit: publishes of concurrent threads share one write and one fsync
+        self._queue: list[_Ticket] = []
+        self._cv = threading.Condition()
+        self._leading = False
         self._groups: dict[str, _Group] = {}
         self._groups_mu = threading.Lock()
         self._closed = False
@@ -167,8 +249,36 @@ class EmbeddedStream(Stream):
         encoded = encode_events(self.name, events, ids, self._max_bytes)
         if not encoded:
             return []
-        first = self._log.append(encoded, time.time_ns(), self._sync_interval)
-        return [str(first + i) for i in range(len(encoded))]
+        ticket = _Ticket(encoded)
+        with self._cv:
+            self._queue.append(ticket)
+            while not ticket.done and self._leading:
+                self._cv.wait()  # a leader is writing; ours goes in the next group
+            if not ticket.done:
+                self._leading = True
+                group, self._queue = self._queue, []
+        if not ticket.done:
+            self._commit(group)  # lead: one write and one fsync for every queued publish
+        if ticket.error is not None:
+            raise ticket.error
+        return [str(ticket.first + i) for i in range(len(encoded))]
+
+    def _commit(self, group: list[_Ticket]) -> None:
+        try:
+            firsts = self._log.append(
+                [t.events for t in group], time.time_ns(), self._sync_interval
+            )
+            for t, first in zip(group, firsts, strict=True):
+                t.first = first
+        except BaseException as exc:
+            for t in group:
+                t.error = exc
+        finally:
+            with self._cv:
+                for t in group:
+                    t.done = True
+                self._leading = False
+                self._cv.notify_all()
 
     # ---------------------------------------------------------------- consuming
     def _group(self, group: str) -> _Group:
@@ -223,7 +333,7 @@ class EmbeddedStream(Stream):
             until = now + self._ack_timeout
             for m in out:
                 pending[m.offset] = [consumer, until, m.deliveries]
-            g.save(state)
+            g.save(state, commit=False)
         return out
 
     @staticmethod
@@ -244,7 +354,7 @@ class EmbeddedStream(Stream):
                 if pending.pop(str(seq), None) is not None:
                     done += 1
             if done:
-                g.save(state)
+                g.save(state, commit=True)
         return done
 
     # ---------------------------------------------------------------- replay and info
@@ -255,14 +365,15 @@ class EmbeddedStream(Stream):
             start = check_offsets(self.name, [from_offset], _parse_offset)[0] + 1
         self._log.refresh()
         end = self._log.end_seq()
-        while start < end:
-            batch = self._log.read(start, min(1000, end - start))
-            if not batch:
-                return
+        while True:
+            # read even past the end once: damage there is raised, not hidden
+            batch = self._log.read(start, min(1000, max(end - start, 1)))
             for seq, event_id, ts_ns, data in batch:
                 if seq >= end:
                     return
                 yield self._message(seq, event_id, ts_ns, data, 0)
+            if not batch:
+                return
             start = batch[-1][0] + 1
 
     def info(self) -> dict[str, Any]:
@@ -271,12 +382,13 @@ class EmbeddedStream(Stream):
         first, end = self._log.first_seq(), self._log.end_seq()
         groups: dict[str, Any] = {}
         folder = self.folder / "groups"
-        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            with self._group(path.stem) as g:
+        names = {p.name.split(".")[0] for p in folder.glob("*.lock")} if folder.is_dir() else set()
+        for name in sorted(names):
+            with self._group(name) as g:
                 state = g.load(first)
             pending = [int(k) for k in state["pending"]]
             committed = min([*pending, int(state["next"])])
-            groups[path.stem] = {
+            groups[name] = {
                 "committed": committed,  # every offset below it is acknowledged
                 "pending": len(pending),
                 "lag": end - int(state["next"]),

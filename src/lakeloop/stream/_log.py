@@ -132,6 +132,9 @@ class _Segment:
         self.scanned = 0  # bytes known to be whole frames
         self.next_seq = base  # sequence number after the last indexed frame
         self.torn_at: int | None = None  # a damaged tail seen at this position
+        self.corrupt_at: int | None = None  # damage with whole frames after it
+        self.sealed = False  # a later segment exists: this one never changes again
+        self.complete = False  # sealed and wholly indexed
 
     def add(self, frame: Frame) -> None:
         self.seqs.append(frame.first_seq)
@@ -194,14 +197,25 @@ class Log:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _refresh_locked(self) -> None:
+        """Learn new segments and index the last one; sealed segments are indexed
+        lazily, when a read first needs them, so opening a long stream stays cheap."""
         known = {s.base for s in self._segments}
         for base in self._list_segments():
             if base not in known:
                 self._segments.append(_Segment(self._seg_path(base), base))
         self._segments.sort(key=lambda s: s.base)
-        for i, seg in enumerate(self._segments):
-            last = i == len(self._segments) - 1
-            self._scan(seg, last)
+        for seg in self._segments[:-1]:
+            seg.sealed = True
+        if self._segments:
+            self._scan(self._segments[-1], last=True)
+
+    def _indexed(self, i: int) -> _Segment:
+        """Segment *i*, its frames indexed (a sealed one needs no lock: it never changes)."""
+        seg = self._segments[i]
+        if seg.sealed and not seg.complete:
+            self._scan(seg, last=False)
+            seg.complete = True
+        return seg
 
     def _scan(self, seg: _Segment, last: bool) -> None:
         """Index the frames of *seg* past what is known; note a damaged tail."""
@@ -209,7 +223,7 @@ class Log:
             size = os.stat(seg.path).st_size
         except FileNotFoundError:
             return
-        if seg.scanned >= size:
+        if seg.scanned >= size or seg.corrupt_at is not None:
             return
         fd = os.open(seg.path, os.O_RDONLY)
         try:
@@ -245,7 +259,11 @@ class Log:
         return parse_frame(_pread_all(fd, total, base), 0, base)
 
     def _damaged(self, seg: _Segment, fd: int, size: int, last: bool) -> None:
-        """A frame at ``seg.scanned`` fails its checks: a torn tail, or corruption."""
+        """A frame at ``seg.scanned`` fails its checks: a torn tail, or corruption.
+
+        Corruption is remembered, not raised here: events before it stay readable, and
+        a read that reaches it (or a publish) raises ``ChecksumError``.
+        """
         pos = seg.scanned
         rest = _pread_all(fd, size - pos, pos) if last else b""
         found = rest.find(MAGIC, 1)
@@ -256,15 +274,18 @@ class Log:
             found = rest.find(MAGIC, found + 1)
         if last and found == -1:
             seg.torn_at = pos  # the unacknowledged tail of a publisher that died
-            return
-        raise ChecksumError(
+        else:
+            seg.corrupt_at = pos
+
+    def _corrupt(self, seg: _Segment, op: str) -> ChecksumError:
+        return ChecksumError(
             "a frame of the stream fails its checksum",
-            op="read stream",
+            op=op,
             target=self.label,
             volume=seg.path,
-            offset=pos,
-            hint="events before it stay readable with replay; the frame holds offsets from"
-            f" {seg.next_seq}",
+            offset=seg.corrupt_at,
+            hint=f"events before offset {seg.next_seq} stay readable with replay; copy them"
+            " to a new stream, or restore the segment from a backup",
         )
 
     # ---------------------------------------------------------------- reading
@@ -283,17 +304,22 @@ class Log:
 
     def size_bytes(self) -> int:
         with self._mu:
-            return sum(s.scanned for s in self._segments)
+            return sum(
+                s.scanned if s.complete or not s.sealed else os.stat(s.path).st_size
+                for s in self._segments
+            )
 
     def _locate(self, seq: int) -> tuple[int, int] | None:
         """(segment index, frame index) of the frame holding *seq* or the first after."""
         bases = [s.base for s in self._segments]
         i = max(bisect.bisect_right(bases, seq) - 1, 0)
         while i < len(self._segments):
-            seg = self._segments[i]
+            seg = self._indexed(i)
             if seg.seqs and seq < seg.next_seq:
                 k = max(bisect.bisect_right(seg.seqs, seq) - 1, 0)
                 return i, k
+            if seg.corrupt_at is not None:
+                raise self._corrupt(seg, "read stream")
             i += 1
         return None
 
@@ -320,7 +346,7 @@ class Log:
                 return out
             i, k = where
             while i < len(self._segments) and len(out) < limit:
-                seg = self._segments[i]
+                seg = self._indexed(i)
                 fd = os.open(seg.path, os.O_RDONLY)
                 try:
                     while k < len(seg.seqs) and len(out) < limit:
@@ -330,6 +356,10 @@ class Log:
                             if seq >= from_seq and len(out) < limit:
                                 out.append((seq, event_id, frame.ts_ns, data))
                         k += 1
+                    if seg.corrupt_at is not None and len(out) < limit:
+                        if out:
+                            return out  # what comes before the damage first
+                        raise self._corrupt(seg, "read stream")
                 finally:
                     os.close(fd)
                 i, k = i + 1, 0
@@ -356,36 +386,63 @@ class Log:
         return {s: out[s] for s in seqs if s in out}
 
     # ---------------------------------------------------------------- appending
-    def append(self, events: list[tuple[str, bytes]], ts_ns: int, sync_interval: float) -> int:
-        """Append one frame durably (per the sync policy); -> its first sequence number."""
+    def recover(self) -> None:
+        """Index the log and cut a torn tail (done when a stream is opened)."""
+        with self._mu:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                self._refresh_locked()
+                if self._segments and self._segments[-1].torn_at is not None:
+                    self._cut_tail(self._segments[-1])
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def append(
+        self, batches: list[list[tuple[str, bytes]]], ts_ns: int, sync_interval: float
+    ) -> list[int]:
+        """Append one frame per batch in one write, durably (per the sync policy).
+
+        -> the first sequence number of each batch. Several publishes of one process
+        share the write and its fsync (group commit); each stays one frame, whole or
+        absent after a crash.
+        """
         with self._mu:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 self._refresh_locked()
                 seg = self._segments[-1] if self._segments else None
+                if seg is not None and seg.corrupt_at is not None:
+                    raise self._corrupt(seg, "publish")  # never cut acknowledged events
                 if seg is not None and seg.torn_at is not None:
                     self._cut_tail(seg)
                 if seg is None or (seg.scanned >= self.segment_size and seg.seqs):
                     seg = self._new_segment(seg.next_seq if seg else 0)
-                first = seg.next_seq
-                data = encode_frame(first, ts_ns, events)
+                frames: list[Frame] = []
+                chunks: list[bytes] = []
+                pos, seq = seg.scanned, seg.next_seq
+                for events in batches:
+                    data = encode_frame(seq, ts_ns, events)
+                    frames.append(Frame(pos, pos + len(data), seq, ts_ns, events))
+                    chunks.append(data)
+                    pos += len(data)
+                    seq += len(events)
                 fd = self._writer_for(seg)
-                pos = seg.scanned
                 try:
-                    view = memoryview(data)
+                    view = memoryview(b"".join(chunks))
                     while view:
                         view = view[os.write(fd, view) :]
                     self._sync(fd, sync_interval)
                 except OSError as exc:
                     try:
-                        os.ftruncate(fd, pos)
+                        os.ftruncate(fd, seg.scanned)
                     except OSError:
-                        pass  # the next publisher cuts the torn tail
+                        pass  # the next open cuts the torn tail
                     raise StoreError(
                         f"appending to the stream failed: {exc}", op="publish", target=self.label
                     ) from None
-                seg.add(Frame(pos, pos + len(data), first, ts_ns, events))
-                return first
+                for frame in frames:
+                    seg.add(frame)
+                return [f.first_seq for f in frames]
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
@@ -403,11 +460,17 @@ class Log:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         os.close(fd)
         if self.sync != "none":
-            dfd = os.open(self.seg_dir, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            # the new name; for the first segment also the folders made for the stream
+            # (segments/, the stream's, streams/), so that a power cut keeps them all
+            depth = 1 if self._segments else 4
+            folder = self.seg_dir
+            for _ in range(depth):
+                dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+                folder = os.path.dirname(folder)
         seg = _Segment(path, base)
         self._segments.append(seg)
         return seg
@@ -415,6 +478,9 @@ class Log:
     def _writer_for(self, seg: _Segment) -> int:
         if self._write_seg is not seg:
             if self._write_fd >= 0:
+                if self._dirty:  # sync = "batch": the sealed segment's window goes down now
+                    os.fdatasync(self._write_fd)
+                    self._dirty = False
                 os.close(self._write_fd)
                 self._write_fd = -1
             self._write_fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
