@@ -137,6 +137,10 @@ def test_tf_serving_paths_binary_and_columnar(keras_setup: dict[str, Any]) -> No
     r = server.predict(x[:3].tolist(), path="/v1/models/cnn:predict")
     assert r.status_code == 200
     np.testing.assert_allclose(r.json()["predictions"], expected[1][:3], atol=1e-5)
+    r = server.predict(x[:1].tolist(), path="/v1/models/cnn/versions/1:predict")
+    assert r.status_code == 200 and r.json()["model_version"] == "1"
+    r = server.predict(x[:1].tolist(), path="/v1/models/cnn/versions/9:predict")
+    assert r.status_code == 404 and "serving 1" in r.json()["error"]["message"]
     status = server.client.get("/v1/models/cnn").json()
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
     meta = server.client.get("/v1/models/cnn/metadata").json()

@@ -236,7 +236,14 @@ class ModelServer:
         return results, (done if self.opts["log_sync"] else None)
 
     # ------------------------------------------------------------------ predict
-    async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str | None) -> None:
+    async def _predict(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        name: str | None,
+        version: str | None = None,
+    ) -> None:
         started = time.perf_counter()
         batcher = self.batcher
         batcher.arriving += 1
@@ -248,6 +255,13 @@ class ModelServer:
             if name is not None and name != self.name:
                 raise PayloadError(
                     404, "NotFound", f"this server serves {self.name!r}, not {name!r}"
+                )
+            if version is not None and version != str(served.version):
+                raise PayloadError(
+                    404,
+                    "NotFound",
+                    f"version {version} of {self.name!r} is not served here"
+                    f" (serving {served.version})",
                 )
             body = await _read_body(scope, receive, self.opts["max_request_bytes"])
             batch, instances, key = parse_predict(body, _content_type(scope), served.spec)
@@ -429,7 +443,8 @@ class ModelServer:
                     return
                 if path.startswith(_PREDICT_PREFIX) and path.endswith(":predict"):
                     name = path[len(_PREDICT_PREFIX) : -len(":predict")]
-                    await self._predict(scope, receive, send, name.split("/versions/")[0])
+                    name, _, version = name.partition("/versions/")
+                    await self._predict(scope, receive, send, name, version or None)
                     return
             await self.api(scope, receive, send)
             return
