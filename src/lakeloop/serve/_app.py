@@ -122,6 +122,7 @@ class ModelServer:
         seen_path: Path | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
+        from lakeloop.errors import InvalidSetting
         from lakeloop.registry import parse_model_ref
         from lakeloop.settings import SETTINGS
 
@@ -131,10 +132,15 @@ class ModelServer:
         }
         for key, value in (options or {}).items():
             if key not in opts:
-                from lakeloop.errors import InvalidSetting
-
-                raise InvalidSetting(f"unknown serve option {key!r}", op="serve")
-            opts[key] = SETTINGS["serve_" + key].parse(value)
+                raise InvalidSetting(
+                    f"unknown serve option {key!r}",
+                    op="serve",
+                    hint=f"options: {', '.join(sorted(opts))}",
+                )
+            try:
+                opts[key] = SETTINGS["serve_" + key].parse(value)
+            except (TypeError, ValueError) as exc:
+                raise InvalidSetting(f"bad value for {key}: {exc}", op="serve") from None
         self.opts = opts
         self.registry = registry
         self.ref = ref
