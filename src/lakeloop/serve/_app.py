@@ -15,10 +15,8 @@ answers each request with its rows, one prediction id per instance.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from lakeloop.serve._log import INPUTS_NS, FeedbackDesk, InferenceLog, LogUnavai
 from lakeloop.serve._metrics import Metrics
 from lakeloop.serve._model import ServedModel
 from lakeloop.serve._payload import PayloadError, dumps, parse_feedback, parse_predict
+from lakeloop.serve._shadow import ShadowScorer
 from lakeloop.serve._swap import AliasWatcher, ModelSlot
 
 __all__ = ["ModelServer"]
@@ -99,62 +98,6 @@ def _content_type(scope: Scope) -> str:
     return ""
 
 
-class _ShadowScorer:
-    """Scores live batches with the shadow model in its own thread, logged as shadow,
-    never answered. A bounded queue: when the shadow falls behind, batches are skipped
-    (and counted), so the shadow can never slow the serving model down."""
-
-    def __init__(self, slot: ModelSlot, log_: InferenceLog, metrics: Metrics, limit: int) -> None:
-        self.slot = slot
-        self.log = log_
-        self.metrics = metrics
-        self.limit = max(1, limit)
-        self._queue: deque[tuple[np.ndarray, list[Any] | None, list[str], float]] = deque()
-        self.queued = 0
-        self._cond = threading.Condition()
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
-        self._thread.start()
-
-    def offer(
-        self, batch: np.ndarray, inputs: list[Any] | None, ids: list[str], when: float
-    ) -> None:
-        with self._cond:
-            if self.queued + len(ids) > self.limit:
-                self.metrics.inc("lakeloop_serve_shadow_skipped_total", by=len(ids))
-                return
-            self._queue.append((batch, inputs, ids, when))
-            self.queued += len(ids)
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                batch, inputs, ids, when = self._queue.popleft()
-                self.queued -= len(ids)
-            model = self.slot.current
-            if model is None:
-                continue
-            try:
-                out = model.predict(batch)
-            except Exception:
-                log.exception("serve: the shadow model %s@%s failed", model.name, model.version)
-                continue
-            self.log.submit(
-                Scored(model.name, model.version, ids, batch, inputs, out, when, shadow=True)
-            )
-
-    def close(self) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._thread.join(timeout=30)
-
-
 class ModelServer:
     """The ASGI app serving ``NAME@ALIAS`` of *registry*'s lake.
 
@@ -179,6 +122,7 @@ class ModelServer:
         seen_path: Path | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
+        from lakeloop.errors import InvalidSetting
         from lakeloop.registry import parse_model_ref
         from lakeloop.settings import SETTINGS
 
@@ -188,10 +132,15 @@ class ModelServer:
         }
         for key, value in (options or {}).items():
             if key not in opts:
-                from lakeloop.errors import InvalidSetting
-
-                raise InvalidSetting(f"unknown serve option {key!r}", op="serve")
-            opts[key] = SETTINGS["serve_" + key].parse(value)
+                raise InvalidSetting(
+                    f"unknown serve option {key!r}",
+                    op="serve",
+                    hint=f"options: {', '.join(sorted(opts))}",
+                )
+            try:
+                opts[key] = SETTINGS["serve_" + key].parse(value)
+            except (TypeError, ValueError) as exc:
+                raise InvalidSetting(f"bad value for {key}: {exc}", op="serve") from None
         self.opts = opts
         self.registry = registry
         self.ref = ref
@@ -215,9 +164,9 @@ class ModelServer:
         self.desk = FeedbackDesk(
             feedback, seen_path or root / "serve" / "feedback-seen.sqlite", self.metrics
         )
-        self.shadow: _ShadowScorer | None = None
+        self.shadow: ShadowScorer | None = None
         if self.shadow_slot is not None:
-            self.shadow = _ShadowScorer(
+            self.shadow = ShadowScorer(
                 self.shadow_slot, self.log, self.metrics, opts["shadow_queue"]
             )
         self.batcher = MicroBatcher(
@@ -293,7 +242,14 @@ class ModelServer:
         return results, (done if self.opts["log_sync"] else None)
 
     # ------------------------------------------------------------------ predict
-    async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str | None) -> None:
+    async def _predict(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        name: str | None,
+        version: str | None = None,
+    ) -> None:
         started = time.perf_counter()
         batcher = self.batcher
         batcher.arriving += 1
@@ -305,6 +261,13 @@ class ModelServer:
             if name is not None and name != self.name:
                 raise PayloadError(
                     404, "NotFound", f"this server serves {self.name!r}, not {name!r}"
+                )
+            if version is not None and version != str(served.version):
+                raise PayloadError(
+                    404,
+                    "NotFound",
+                    f"version {version} of {self.name!r} is not served here"
+                    f" (serving {served.version})",
                 )
             body = await _read_body(scope, receive, self.opts["max_request_bytes"])
             batch, instances, key = parse_predict(body, _content_type(scope), served.spec)
@@ -486,7 +449,8 @@ class ModelServer:
                     return
                 if path.startswith(_PREDICT_PREFIX) and path.endswith(":predict"):
                     name = path[len(_PREDICT_PREFIX) : -len(":predict")]
-                    await self._predict(scope, receive, send, name.split("/versions/")[0])
+                    name, _, version = name.partition("/versions/")
+                    await self._predict(scope, receive, send, name, version or None)
                     return
             await self.api(scope, receive, send)
             return
