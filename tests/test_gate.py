@@ -384,7 +384,7 @@ def test_other_api_errors() -> None:
     with pytest.raises(InvalidEvaluation, match="at least one"):
         ratchet([1, 0], [1, 0], {}, Policy())
     with pytest.raises(InvalidPolicy, match="accuracy"):
-        acceptance([1], [1], metric="auc")
+        acceptance([1], [1], metric="auc", method="wilson")
     with pytest.raises(InvalidPolicy, match="method"):
         acceptance([1], [1], method="jeffreys")
     with pytest.raises(InvalidPolicy, match="threshold"):

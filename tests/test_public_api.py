@@ -74,6 +74,7 @@ def test_gate_surface() -> None:
         "combine",
         "compare",
         "compare_all",
+        "metric_value",
         "plot_history",
         "ratchet",
         "render_html",
