@@ -75,6 +75,7 @@ class PairedEvaluation:
 
     units: int
     weight_dtype: type = np.float64  # the dtype ``values`` wants its weights in
+    note = ""  # how the metric is resampled, when reports should say it
 
     def values(self, weights: Array) -> tuple[Array, Array]:
         raise NotImplementedError
@@ -236,6 +237,7 @@ class _AucPlacements(PairedEvaluation):
     """
 
     weight_dtype = np.uint8
+    note = "AUC resampled through its placement values (DeLong)"
 
     def __init__(self, positive: Array, scores_a: Array, scores_b: Array) -> None:
         # the champion's sorted order (as _AucPart holds it), so that the same seed gives

@@ -184,6 +184,8 @@ def paired_bootstrap(
     lower, upper = min(lower, delta), max(upper, delta)
     p_value = (1 + int((deltas >= -tolerance).sum())) / (1 + len(deltas))
     test = f"paired bootstrap ({resamples} Poisson resamples, seed {seed}, percentile bounds)"
+    if evaluation.note:
+        test = f"{test[:-1]}; {evaluation.note})"
     return (
         Evidence(delta, lower, upper, p_value, float(deltas.std(ddof=1)), test),
         a_obs,
