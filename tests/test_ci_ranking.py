@@ -40,6 +40,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 
 params = {"fit_intercept": [True]}
+metric = "ndcg@5"  # no evaluate(): training scores trials by the gate's NDCG@5 with groups(x)
 
 
 def decode(data):
@@ -147,6 +148,7 @@ def lakeloop_ci(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_ranking_gate_promotes_by_ndcg_claim_then_blocks_a_worse_ranker(repo: Path) -> None:
     first = lakeloop_ci(repo, "--report", "json")
     assert first.returncode == 0, first.stdout + first.stderr
+    assert "trained ranker@1: ndcg@5=0.8" in first.stderr or "ndcg@5=0.9" in first.stderr
     report = json.loads(first.stdout)
     assert report["outcome"] == "promote"
     claim = report["decision"]

@@ -41,9 +41,7 @@ def fit(model, data, params):
     text = tf.constant(x)  # Keras takes strings as TensorFlow tensors
     model.get_layer("words").adapt(text, batch_size=256)
     batches = tf.data.Dataset.from_tensor_slices((text, y)).shuffle(len(y), seed=0).batch(64)
-    model.fit(
-        batches, epochs=params["epochs"], callbacks=data.callbacks, verbose=0, shuffle=False
-    )
+    model.fit(batches, epochs=params["epochs"], callbacks=data.callbacks, verbose=0, shuffle=False)
 
 
 def evaluate(model, data, params):
