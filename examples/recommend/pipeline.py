@@ -17,7 +17,7 @@ from lakeloop.gate import metric_value
 
 USERS = 1024  # user ids of the data set are 1..671
 MOVIES = 10_000  # movie_index of the data set is 0..9065 (prepare.py)
-MOVIE_FIELD = "movie_index"
+GRADE_SIGN = 1.0  # the model learns GRADE_SIGN x grade: higher scores for better-liked movies
 
 params = {"dim": [16, 32], "epochs": [6]}
 metric = "ndcg@10"
@@ -25,7 +25,7 @@ metric = "ndcg@10"
 
 def decode(data):
     row = json.loads(data)
-    return np.array([row["user"], USERS + row[MOVIE_FIELD]], dtype=np.int32)
+    return np.array([row["user"], USERS + row["movie_index"]], dtype=np.int32)
 
 
 def groups(x):
@@ -52,7 +52,7 @@ def fit(model, data, params):
     x, y = data.train.arrays()
     model.fit(
         x,
-        y.astype("float32"),
+        GRADE_SIGN * y.astype("float32"),
         batch_size=256,
         epochs=params["epochs"],
         callbacks=data.callbacks,

@@ -8,8 +8,8 @@
    train in parallel on the snapshot, the best is registered, and, being the first, is
    promoted only if its NDCG@10 is *shown* to beat the project's claim (a one-sided 95 %
    bootstrap bound over users).
-3. A code change with a bug (the pipeline reads the user id where the movie belongs)
-   is trained and gated against the champion on the same evaluation snapshot; the gate
+3. A code change with a bug (a sign error: the model learns minus the grade, so it
+   ranks the least liked movies first) is trained and gated against the champion on the same evaluation snapshot; the gate
    blocks it on NDCG@10 and recall@10, and the champion stays.
 
 The project is copied to a temporary folder for the two runs, so this folder and its
@@ -33,7 +33,7 @@ import prepare  # noqa: E402
 from lakeloop import Lake  # noqa: E402
 from lakeloop.loop import run_ci  # noqa: E402
 
-BROKEN = ('MOVIE_FIELD = "movie_index"', 'MOVIE_FIELD = "user"')
+BROKEN = ("GRADE_SIGN = 1.0", "GRADE_SIGN = -1.0")
 
 
 def gate_run(project: Path, lake: Path) -> tuple[int, str]:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         first = gate_run(project, lake)
         pipeline = project / "pipeline.py"
         pipeline.write_text(pipeline.read_text().replace(*BROKEN))
-        print("\n## 2. a change that reads the user id where the movie id belongs")
+        print("\n## 2. a change with a sign error in the training target")
         second = gate_run(project, lake)
     print(
         f"\nfirst run: {first[1]} (exit {first[0]}); broken change: {second[1]} (exit {second[0]})"
