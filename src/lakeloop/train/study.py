@@ -130,6 +130,41 @@ def _default_evaluate(model: Any, data: Any, params: Mapping[str, Any]) -> dict[
     return {"accuracy": float((pred == y).mean())}
 
 
+def _ranking_evaluate(pipeline: Any) -> Callable[..., dict[str, float]] | None:
+    """Without ``evaluate``, a pipeline whose ``metric`` is a ranking metric of the gate
+    (``ndcg@10`` ...) and that defines ``groups(x)`` is scored by the gate's own
+    definition on the eval split: one score per row from the model, groups from
+    ``groups(x)``, the label ids as relevance."""
+    from lakeloop.gate.metrics import METRICS
+    from lakeloop.gate.policy import Policy
+
+    groups = pipeline.fn("groups")
+    try:
+        policy = Policy(metric=pipeline.metric)
+    except ValueError:
+        return None
+    if groups is None or not METRICS[policy.metric].ranking:
+        return None
+
+    def evaluate(model: Any, data: Any, params: Mapping[str, Any]) -> dict[str, float]:
+        import numpy as np
+
+        from lakeloop.gate import metric_value
+        from lakeloop.loop.ci import _grades, _ranking_scores
+        from lakeloop.registry import flavor_for
+
+        x, y = data.eval.arrays()
+        if len(y) == 0:
+            return {pipeline.metric: float("nan")}
+        raw = flavor_for(model).predict(model, x)
+        scores = _ranking_scores(raw, data.labels, data.labels)
+        relevance = _grades(data.labels)[y] if data.labels else np.asarray(y)
+        value = metric_value(pipeline.metric, relevance, scores, groups=groups(x))
+        return {pipeline.metric: value}
+
+    return evaluate
+
+
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """Run one trial in this process (the engines call it): build, fit, evaluate, record."""
     _limit_threads(spec.threads)
@@ -182,7 +217,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
             if returned is not None:
                 model = returned
             t0 = time.monotonic()
-            evaluate = pipeline.fn("evaluate") or _default_evaluate
+            evaluate = pipeline.fn("evaluate") or _ranking_evaluate(pipeline) or _default_evaluate
             metrics = evaluate(model, data, dict(spec.params))
             run.time("evaluate", time.monotonic() - t0)
             if not isinstance(metrics, Mapping):
