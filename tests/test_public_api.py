@@ -282,3 +282,35 @@ def test_training_stays_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False"] * 5
+
+
+def test_stream_surface() -> None:
+    import lakeloop.stream
+
+    assert sorted(lakeloop.stream.__all__) == [
+        "Message",
+        "Stream",
+        "StreamError",
+        "check_stream_name",
+        "list_streams",
+        "open_stream",
+    ]
+    methods = {m for m in dir(lakeloop.stream.Stream) if not m.startswith("_")}
+    assert methods == {
+        "ack",
+        "backend",
+        "close",
+        "consume",
+        "info",
+        "publish",
+        "publish_many",
+        "replay",
+    }
+    assert set(lakeloop.stream.Message.__dataclass_fields__) == {
+        "offset",
+        "id",
+        "time",
+        "data",
+        "deliveries",
+    }
+    assert issubclass(lakeloop.stream.StreamError, lakeloop.errors.LakeloopError)

@@ -17,7 +17,8 @@ import pytest
 
 from lakeloop import Lake
 from lakeloop.errors import InvalidInput, InvalidName, LakeloopError
-from lakeloop.stream import Message, Stream, list_streams, open_stream
+from lakeloop.stream import Message, Stream, StreamError, list_streams, open_stream
+from lakeloop.stream._open import resolve_url
 
 ACK_TIMEOUT = 0.6
 BACKENDS = ["embedded", "redis", "nats"]
@@ -257,3 +258,31 @@ def test_errors_are_lakeloop_errors(make: MakeStream) -> None:
     s = make("errs")
     with pytest.raises(LakeloopError):
         s.publish("x")  # type: ignore[arg-type]
+
+
+def test_the_backend_comes_from_the_settings_and_the_environment(
+    tmp_path: Path, redis_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Lake.open(tmp_path / "a", create=True, background=False) as lake:
+        with open_stream(lake, "x") as s:
+            assert s.backend == "embedded"  # the default: no server
+        with open_stream(lake, "x", url=redis_server) as s:
+            assert s.backend == "redis"
+    monkeypatch.setenv("LAKELOOP_STREAM_URL", redis_server)
+    with Lake.open(tmp_path / "a", background=False) as lake, open_stream(lake, "x") as s:
+        assert s.backend == "redis"
+    monkeypatch.delenv("LAKELOOP_STREAM_URL")
+    with Lake.open(tmp_path / "b", create=True, settings={"stream_backend": "nats"}) as lake:
+        assert resolve_url(lake) == ("nats", "nats://127.0.0.1:4222")
+
+
+@pytest.mark.parametrize("scheme", ["redis", "nats"])
+def test_a_server_that_is_down_gives_stream_error(lake: Lake, scheme: str) -> None:
+    from _streams import free_port
+
+    url = f"{scheme}://127.0.0.1:{free_port()}"  # nothing listens there
+    t0 = time.monotonic()
+    with pytest.raises(StreamError) as err:
+        open_stream(lake, "x", url=url)
+    assert url in str(err.value) and "hint" in str(err.value)
+    assert time.monotonic() - t0 < 30

@@ -1,7 +1,9 @@
 """Crashes with real processes and ``kill -9``, on every stream backend.
 
 - A publisher killed in mid-stream loses no publish that returned, and leaves a stream
-  that reads and takes new events (embedded: a torn tail is cut, offsets stay dense).
+  that reads and takes new events (embedded: offsets stay dense). A publisher killed
+  inside its append (it sends itself SIGKILL half-way through the write, so the tail is
+  torn every time rather than by luck) leaves half a frame that the next open cuts.
 - A consumer killed before it acked gets its events delivered again to the group.
 - What a group acknowledged before the kill is never delivered again.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from lakeloop import Lake
+from lakeloop.errors import StreamError
 from lakeloop.stream import open_stream
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
@@ -27,6 +30,7 @@ ACK_TIMEOUT = 0.8
 _CHILD = r"""
 import sys, time
 from lakeloop import Lake
+from lakeloop.errors import StreamError
 from lakeloop.stream import open_stream
 
 role, root, name = sys.argv[1:4]
@@ -158,3 +162,66 @@ def test_a_killed_consumer_gets_redelivered_and_acked_events_stay_acked(
         s.ack("workers", [m.offset for m in got])
         time.sleep(ACK_TIMEOUT + 0.2)
         assert s.consume("workers", "heir", max=100, block=0.2) == []
+
+
+@pytest.mark.parametrize(
+    "scheme", ["redis", pytest.param("nats", marks=pytest.mark.slow)]
+)  # nats: a publish waits 10 s for the acks of a server that is gone
+def test_a_server_killed_mid_session_gives_stream_error(tmp_path: Path, scheme: str) -> None:
+    from _streams import start_nats, start_redis
+
+    url, stop = (start_redis if scheme == "redis" else start_nats)(tmp_path / scheme)
+    with Lake.open(tmp_path / "lake", create=True, background=False) as lake:
+        s = open_stream(lake, "x", url=url)
+        try:
+            s.publish({"a": 1})
+            got = s.consume("g", "c", max=1)
+            stop()
+            with pytest.raises(StreamError, match="hint"):
+                s.publish({"a": 2})
+            with pytest.raises(StreamError):
+                s.consume("g", "c", block=0.2)
+            with pytest.raises(StreamError):
+                s.ack("g", [got[0].offset])
+        finally:
+            s.close()
+
+
+_TORN_CHILD = r"""
+import os, signal, sys
+from lakeloop import Lake
+from lakeloop.stream import open_stream
+
+lake = Lake.open(sys.argv[1], background=False)
+s = open_stream(lake, "torn")
+for i in range(10):
+    print("acked", s.publish({"i": i}, id=f"ok-{i}"), flush=True)
+real_write = os.write
+
+def half_then_die(fd, data):  # the kernel kills us half-way through the append
+    real_write(fd, bytes(data)[: len(data) // 2])
+    os.kill(os.getpid(), signal.SIGKILL)
+
+os.write = half_then_die
+s.publish_many([{"i": 100 + i, "pad": "z" * 500} for i in range(20)])
+print("not reached", flush=True)
+"""
+
+
+def test_a_publisher_killed_inside_its_append_leaves_a_tail_that_is_cut(tmp_path: Path) -> None:
+    with Lake.open(tmp_path / "lake", create=True, background=False) as lake:
+        env = {**os.environ, "PYTHONPATH": SRC}
+        proc = subprocess.run(
+            [sys.executable, "-c", _TORN_CHILD, str(lake.root)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == -signal.SIGKILL
+        acked = [line.split()[1] for line in proc.stdout.splitlines()]
+        assert acked == [str(i) for i in range(10)]
+        seg = next((Path(lake.root) / "namespaces/_streams/streams/torn/segments").iterdir())
+        torn_size = seg.stat().st_size
+        with open_stream(lake, "torn") as s:
+            assert seg.stat().st_size < torn_size  # opening cut the half frame
+            assert [m.id for m in s.replay()] == [f"ok-{i}" for i in range(10)]
+            assert s.publish({"i": 10}) == "10"
+            assert [m.data["i"] for m in s.consume("g", "c", max=100)] == list(range(11))

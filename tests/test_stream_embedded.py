@@ -10,11 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from lakeloop import Lake
 from lakeloop.errors import ChecksumError, StoreError
 from lakeloop.stream import open_stream
 from lakeloop.stream._embedded import EmbeddedStream
+from lakeloop.stream._log import encode_frame, parse_frame
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -37,6 +41,9 @@ def test_the_stream_lives_in_the_reserved_namespace(lake: Lake) -> None:
         assert s.folder.parent.parent.name == "_streams"
     assert "_streams" in lake.namespaces(include_internal=True)
     assert "_streams" not in lake.namespaces()
+    assert lake.fsck(repair=True).ok  # the store's checks leave the stream files alone
+    with open_stream(lake, "pred") as s:
+        assert [m.data for m in s.replay()] == [{"a": 1}]
 
 
 def test_segments_roll_at_their_size_and_replay_crosses_them(lake: Lake) -> None:
@@ -128,13 +135,19 @@ def test_events_before_damage_stay_readable(lake: Lake) -> None:
         assert seen == [0, 1, 2]
 
 
-def test_sync_none_still_reads_back(tmp_path: Path) -> None:
-    with (
-        Lake.open(tmp_path / "l", create=True, settings={"sync": "none"}, background=False) as lk,
-        open_stream(lk, "fast") as s,
-    ):
-        s.publish_many([{"i": i} for i in range(5)])
-        assert len(list(s.replay())) == 5
+@pytest.mark.parametrize("sync", ["batch", "none"])
+def test_relaxed_sync_policies_read_back_across_rolls(tmp_path: Path, sync: str) -> None:
+    settings = {"sync": sync, "stream_segment_size": "1KiB", "sync_interval": 0.05}
+    with Lake.open(tmp_path / "l", create=True, settings=settings, background=False) as lk:
+        with open_stream(lk, "fast") as s:
+            for i in range(30):
+                s.publish({"i": i, "pad": "q" * 100})
+            got = s.consume("g", "c", max=100)
+            assert s.ack("g", [m.offset for m in got]) == 30
+        with open_stream(lk, "fast") as s:
+            assert [m.data["i"] for m in s.replay()] == list(range(30))
+            assert s.info()["segments"] > 2
+            assert s.consume("g", "c", max=100) == []
 
 
 _PUBLISHER = """
@@ -200,6 +213,8 @@ def test_a_torn_group_commit_falls_back_to_the_previous_one(lake: Lake) -> None:
     newest = max(groups.glob("g.commit-*"), key=lambda p: p.stat().st_mtime_ns)
     raw = newest.read_bytes()
     newest.write_bytes(raw[: len(raw) // 2])  # the last ack was torn: it never returned
+    state = groups / "g.state"  # and a consume after it was torn too
+    state.write_bytes(b"LLG1 999 00000000\n{")
     time.sleep(0.35)
     with open_stream(lake, "acks") as s:
         again = s.consume("g", "c", max=10)
@@ -210,3 +225,82 @@ def test_a_torn_group_commit_falls_back_to_the_previous_one(lake: Lake) -> None:
             p.write_bytes(b"garbage")
     with open_stream(lake, "acks") as s, pytest.raises(StoreError, match="damaged"):
         s.consume("g", "c")
+
+
+def test_sealed_segments_are_read_only_when_needed(lake: Lake) -> None:
+    with open_stream(lake, "lazy") as s:
+        assert isinstance(s, EmbeddedStream)
+        offs = s.publish_many([{"i": i, "pad": "y" * 200} for i in range(4)])
+        for i in range(4, 40):
+            offs.append(s.publish({"i": i, "pad": "y" * 200}))
+        segs = _segments(s)
+    assert len(segs) > 5
+    damaged = bytearray(segs[0].read_bytes())
+    damaged[50] ^= 0xFF  # the first (sealed) segment's first frame
+    segs[0].write_bytes(bytes(damaged))
+    with open_stream(lake, "lazy") as s:
+        assert isinstance(s, EmbeddedStream)
+        # opening indexed only the last segment; the damage is not even seen yet
+        assert not any(seg.complete for seg in s._log._segments)
+        assert s.info()["length"] == 40
+        assert [m.data["i"] for m in s.replay(offs[20])] == list(range(21, 40))
+        with pytest.raises(ChecksumError):
+            list(s.replay())
+        assert s.publish({"i": 40}) == "40"  # appends go on: the damage is not at the tail
+
+
+# ---------------------------------------------------------------------------- frame format
+_events = st.lists(
+    st.tuples(
+        st.text(min_size=1, max_size=40),
+        st.binary(max_size=300),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(_events, st.integers(0, 2**40), st.integers(0, 2**62), st.data())
+def test_frames_round_trip_and_every_change_or_cut_is_caught(
+    events: list[tuple[str, bytes]], first: int, ts: int, data: st.DataObject
+) -> None:
+    raw = encode_frame(first, ts, events)
+    frame = parse_frame(raw, 0, 0)
+    assert frame is not None
+    assert (frame.first_seq, frame.ts_ns, frame.end) == (first, ts, len(raw))
+    assert frame.events == events
+    cut = data.draw(st.integers(0, len(raw) - 1))
+    assert parse_frame(raw[:cut], 0, 0) is None  # a torn frame is never taken as whole
+    at = data.draw(st.integers(0, len(raw) - 1))
+    flipped = bytearray(raw)
+    flipped[at] ^= data.draw(st.integers(1, 255))
+    assert parse_frame(bytes(flipped), 0, 0) is None  # CRC32C catches one changed byte
+
+
+def test_a_remote_lake_has_no_embedded_streams() -> None:
+    from lakeloop.errors import InvalidInput
+    from lakeloop.store._remote import RemoteLake
+
+    remote = RemoteLake("http://127.0.0.1:9", access_key="k", secret_key="s")
+    with pytest.raises(InvalidInput, match="needs a local lake"):
+        open_stream(remote, "x")  # type: ignore[arg-type]
+
+
+def test_an_ack_never_overwrites_the_newest_commit(lake: Lake) -> None:
+    with open_stream(lake, "acks2") as s:
+        assert isinstance(s, EmbeddedStream)
+        s.publish_many([{"i": i} for i in range(6)])
+        first = s.consume("g", "c", max=3)
+        assert s.ack("g", [first[0].offset]) == 1  # returned: must survive anything
+        second = s.consume("g", "c", max=3)
+        assert s.ack("g", [first[1].offset]) == 1
+        groups = s.folder / "groups"
+    assert [m.data["i"] for m in second] == [3, 4, 5]
+    newest = max(groups.glob("g.commit-*"), key=lambda p: p.stat().st_mtime_ns)
+    newest.write_bytes(newest.read_bytes()[:10])  # as if the second ack had been torn
+    (groups / "g.state").write_bytes(b"")  # and a power cut took the consume state
+    time.sleep(0.35)
+    with open_stream(lake, "acks2") as s:
+        again = s.consume("g", "c", max=10)
+    assert sorted(m.data["i"] for m in again) == [1, 2, 3, 4, 5]  # 0 stays acknowledged

@@ -190,7 +190,9 @@ class Stream(ABC):
     - ``replay(from_offset)`` yields every event after *from_offset* (from the start
       when None) up to the end at the time of the call, ignoring groups.
 
-    Delivery is at least once: consumers drop duplicates by ``Message.id``.
+    Delivery is at least once: consumers drop duplicates by ``Message.id``. A handle is
+    safe to share between threads; open it once and keep it (opening reads the
+    embedded log's last segment, or connects to the server).
     """
 
     backend: str = ""

@@ -6,7 +6,7 @@
         segments/*.seg          the log (see ``_log``)
         write.lock              publishers' lock
         groups/<group>.state    a consumer group's state after its last consume
-        groups/<group>.commit-N ... after its last acks (two copies, written by turns)
+        groups/<group>.commit-N ... after its last acks (two copies; an ack overwrites the older)
         groups/<group>.lock     taken (flock) for every consume and ack of the group
 
 A group's state is ``next`` (the first event never delivered to it) and ``pending``
@@ -106,10 +106,11 @@ class _Group:
     """One consumer group's state, changed only under its flock.
 
     Three files, each with a generation number, a length and a CRC; a load takes the
-    newest whole one. A consume replaces ``<group>.state`` (renamed into place, not
-    fsynced: a power cut may take it back, which only delivers events again). An ack
-    writes the state in place into ``<group>.commit-0`` or ``-1`` by turns and fsyncs
-    it before it returns: one fsync, and a torn write leaves the other copy whole.
+    newest whole one. A consume overwrites ``<group>.state`` without fsync (a crash or
+    power cut may tear it or take it back: the load then takes an older copy, which
+    only delivers events again). An ack writes the state over the older of
+    ``<group>.commit-0`` and ``-1`` and fsyncs it before it returns: one fsync, and a
+    torn write leaves the newest commit whole.
     """
 
     def __init__(self, folder: Path, name: str, sync: bool) -> None:
@@ -119,6 +120,7 @@ class _Group:
         folder.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._mu = threading.Lock()  # flock does not exclude threads sharing the fd
+        self._commit_gens = [-1, -1]
 
     def __enter__(self) -> _Group:
         self._mu.acquire()
@@ -140,7 +142,8 @@ class _Group:
 
     def load(self, start: int) -> dict[str, Any]:
         found, whole = False, []
-        for path in self._paths():
+        self._commit_gens = [-1, -1]  # generation in each commit copy (-1: none or torn)
+        for i, path in enumerate(self._paths()):
             try:
                 raw = path.read_bytes()
             except FileNotFoundError:
@@ -149,6 +152,8 @@ class _Group:
             state = _decode_state(raw)
             if state is not None:
                 whole.append(state)
+                if i:
+                    self._commit_gens[i - 1] = int(state["gen"])
         if whole:
             return max(whole, key=lambda st: int(st["gen"]))
         if found:
@@ -165,23 +170,29 @@ class _Group:
         state["gen"] = int(state["gen"]) + 1
         data = _encode_state(state)
         if not commit:
-            path = self._paths()[0]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-            return
-        path = self._paths()[1 + state["gen"] % 2]
+            self._write(self._paths()[0], data, sync=False)
+        else:
+            # overwrite the older copy: the newest durable commit stays whole meanwhile
+            slot = 0 if self._commit_gens[0] <= self._commit_gens[1] else 1
+            self._write(self._paths()[1 + slot], data, sync=self.sync)
+            self._commit_gens[slot] = int(state["gen"])
+
+    def _write(self, path: Path, data: bytes, *, sync: bool) -> None:
+        """Overwrite *path* in place: no rename (ext4 flushes a file renamed over another,
+        which costs a consume milliseconds); a torn write fails its CRC and the load
+        takes another copy."""
         created = not path.exists()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))
-            if self.sync:
+            if sync:
                 os.fdatasync(fd)
         finally:
             os.close(fd)
-        if created and self.sync:
+        if created and sync:  # the new name, and the groups folder's own, must last
             _fsync_dir(self.folder)
+            _fsync_dir(self.folder.parent)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -208,8 +219,8 @@ class EmbeddedStream(Stream):
 
     def __init__(self, lake: Any, name: str) -> None:
         super().__init__(check_stream_name(name))
+        self.folder = streams_root(lake) / name  # first: it refuses a remote lake clearly
         settings = lake.settings
-        self.folder = streams_root(lake) / name
         self._sync = str(settings.for_namespace(INTERNAL_NS, "sync"))
         self._sync_interval = float(settings["sync_interval"])
         self._ack_timeout = float(settings["stream_ack_timeout"])

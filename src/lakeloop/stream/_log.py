@@ -133,6 +133,8 @@ class _Segment:
         self.next_seq = base  # sequence number after the last indexed frame
         self.torn_at: int | None = None  # a damaged tail seen at this position
         self.corrupt_at: int | None = None  # damage with whole frames after it
+        self.sealed = False  # a later segment exists: this one never changes again
+        self.complete = False  # sealed and wholly indexed
 
     def add(self, frame: Frame) -> None:
         self.seqs.append(frame.first_seq)
@@ -195,14 +197,25 @@ class Log:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _refresh_locked(self) -> None:
+        """Learn new segments and index the last one; sealed segments are indexed
+        lazily, when a read first needs them, so opening a long stream stays cheap."""
         known = {s.base for s in self._segments}
         for base in self._list_segments():
             if base not in known:
                 self._segments.append(_Segment(self._seg_path(base), base))
         self._segments.sort(key=lambda s: s.base)
-        for i, seg in enumerate(self._segments):
-            last = i == len(self._segments) - 1
-            self._scan(seg, last)
+        for seg in self._segments[:-1]:
+            seg.sealed = True
+        if self._segments:
+            self._scan(self._segments[-1], last=True)
+
+    def _indexed(self, i: int) -> _Segment:
+        """Segment *i*, its frames indexed (a sealed one needs no lock: it never changes)."""
+        seg = self._segments[i]
+        if seg.sealed and not seg.complete:
+            self._scan(seg, last=False)
+            seg.complete = True
+        return seg
 
     def _scan(self, seg: _Segment, last: bool) -> None:
         """Index the frames of *seg* past what is known; note a damaged tail."""
@@ -291,14 +304,17 @@ class Log:
 
     def size_bytes(self) -> int:
         with self._mu:
-            return sum(s.scanned for s in self._segments)
+            return sum(
+                s.scanned if s.complete or not s.sealed else os.stat(s.path).st_size
+                for s in self._segments
+            )
 
     def _locate(self, seq: int) -> tuple[int, int] | None:
         """(segment index, frame index) of the frame holding *seq* or the first after."""
         bases = [s.base for s in self._segments]
         i = max(bisect.bisect_right(bases, seq) - 1, 0)
         while i < len(self._segments):
-            seg = self._segments[i]
+            seg = self._indexed(i)
             if seg.seqs and seq < seg.next_seq:
                 k = max(bisect.bisect_right(seg.seqs, seq) - 1, 0)
                 return i, k
@@ -330,7 +346,7 @@ class Log:
                 return out
             i, k = where
             while i < len(self._segments) and len(out) < limit:
-                seg = self._segments[i]
+                seg = self._indexed(i)
                 fd = os.open(seg.path, os.O_RDONLY)
                 try:
                     while k < len(seg.seqs) and len(out) < limit:
@@ -444,11 +460,17 @@ class Log:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         os.close(fd)
         if self.sync != "none":
-            dfd = os.open(self.seg_dir, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            # the new name; for the first segment also the folders made for the stream
+            # (segments/, the stream's, streams/), so that a power cut keeps them all
+            depth = 1 if self._segments else 4
+            folder = self.seg_dir
+            for _ in range(depth):
+                dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+                folder = os.path.dirname(folder)
         seg = _Segment(path, base)
         self._segments.append(seg)
         return seg
@@ -456,6 +478,9 @@ class Log:
     def _writer_for(self, seg: _Segment) -> int:
         if self._write_seg is not seg:
             if self._write_fd >= 0:
+                if self._dirty:  # sync = "batch": the sealed segment's window goes down now
+                    os.fdatasync(self._write_fd)
+                    self._dirty = False
                 os.close(self._write_fd)
                 self._write_fd = -1
             self._write_fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)

@@ -21,6 +21,7 @@ the message is redelivered after the timeout, as the at-least-once contract allo
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
@@ -41,9 +42,11 @@ from lakeloop.stream._base import (
 
 __all__ = ["NatsStream", "list_nats"]
 
+log = logging.getLogger("lakeloop.stream")
 _ID = "Lakeloop-Id"
 _TIME = "Lakeloop-Time"
 _CALL_TIMEOUT = 30.0
+_PUBLISH_TIMEOUT = 10.0  # for the server's acks of a publish; then StreamError
 _REPLAY_BATCH = 500
 T = TypeVar("T")
 
@@ -70,11 +73,14 @@ class _Loop:
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result(timeout)
+        except nats.errors.Error as exc:
+            text = str(exc) or type(exc).__name__
+            raise StreamError(
+                text if text.startswith("nats") else f"nats: {text}", op=op, target=target
+            ) from None
         except TimeoutError:
             future.cancel()
             raise StreamError(f"no answer within {timeout:g}s", op=op, target=target) from None
-        except nats.errors.Error as exc:
-            raise StreamError(f"nats: {exc!r}", op=op, target=target) from None
         except OSError as exc:
             raise StreamError(f"nats: {exc}", op=op, target=target) from None
 
@@ -96,11 +102,22 @@ class _Loop:
         self.loop.close()
 
 
+async def _quiet(exc: Exception) -> None:
+    """nats-py prints every connection error with a traceback unless given a callback;
+    the failure reaches the caller as ``StreamError`` instead."""
+    log.debug("nats: %r", exc)
+
+
 async def _connect(url: str) -> Any:
     import nats
 
     return await nats.connect(
-        servers=[url], connect_timeout=5, max_reconnect_attempts=3, allow_reconnect=True
+        servers=[url],
+        connect_timeout=5,
+        max_reconnect_attempts=3,
+        reconnect_time_wait=0.5,
+        allow_reconnect=True,
+        error_cb=_quiet,
     )
 
 
@@ -181,13 +198,20 @@ class NatsStream(Stream):
         return self._run(self._publish(encoded, repr(time.time())), "publish")
 
     async def _publish(self, encoded: list[tuple[str, bytes]], now: str) -> list[str]:
+        import nats.errors
+
+        if self._nc.is_closed:
+            raise nats.errors.ConnectionClosedError
         futures = [
             await self._js.publish_async(
                 self.subject, data, stream=self.stream_name, headers={_ID: event_id, _TIME: now}
             )
             for event_id, data in encoded
         ]
-        acks = await asyncio.gather(*futures)
+        try:
+            acks = await asyncio.wait_for(asyncio.gather(*futures), _PUBLISH_TIMEOUT)
+        except TimeoutError:
+            raise nats.errors.TimeoutError from None
         return [str(a.seq) for a in acks]
 
     # ---------------------------------------------------------------- consuming
