@@ -15,10 +15,8 @@ answers each request with its rows, one prediction id per instance.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from lakeloop.serve._log import INPUTS_NS, FeedbackDesk, InferenceLog, LogUnavai
 from lakeloop.serve._metrics import Metrics
 from lakeloop.serve._model import ServedModel
 from lakeloop.serve._payload import PayloadError, dumps, parse_feedback, parse_predict
+from lakeloop.serve._shadow import ShadowScorer
 from lakeloop.serve._swap import AliasWatcher, ModelSlot
 
 __all__ = ["ModelServer"]
@@ -99,62 +98,6 @@ def _content_type(scope: Scope) -> str:
     return ""
 
 
-class _ShadowScorer:
-    """Scores live batches with the shadow model in its own thread, logged as shadow,
-    never answered. A bounded queue: when the shadow falls behind, batches are skipped
-    (and counted), so the shadow can never slow the serving model down."""
-
-    def __init__(self, slot: ModelSlot, log_: InferenceLog, metrics: Metrics, limit: int) -> None:
-        self.slot = slot
-        self.log = log_
-        self.metrics = metrics
-        self.limit = max(1, limit)
-        self._queue: deque[tuple[np.ndarray, list[Any] | None, list[str], float]] = deque()
-        self.queued = 0
-        self._cond = threading.Condition()
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
-        self._thread.start()
-
-    def offer(
-        self, batch: np.ndarray, inputs: list[Any] | None, ids: list[str], when: float
-    ) -> None:
-        with self._cond:
-            if self.queued + len(ids) > self.limit:
-                self.metrics.inc("lakeloop_serve_shadow_skipped_total", by=len(ids))
-                return
-            self._queue.append((batch, inputs, ids, when))
-            self.queued += len(ids)
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                batch, inputs, ids, when = self._queue.popleft()
-                self.queued -= len(ids)
-            model = self.slot.current
-            if model is None:
-                continue
-            try:
-                out = model.predict(batch)
-            except Exception:
-                log.exception("serve: the shadow model %s@%s failed", model.name, model.version)
-                continue
-            self.log.submit(
-                Scored(model.name, model.version, ids, batch, inputs, out, when, shadow=True)
-            )
-
-    def close(self) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._thread.join(timeout=30)
-
-
 class ModelServer:
     """The ASGI app serving ``NAME@ALIAS`` of *registry*'s lake.
 
@@ -215,9 +158,9 @@ class ModelServer:
         self.desk = FeedbackDesk(
             feedback, seen_path or root / "serve" / "feedback-seen.sqlite", self.metrics
         )
-        self.shadow: _ShadowScorer | None = None
+        self.shadow: ShadowScorer | None = None
         if self.shadow_slot is not None:
-            self.shadow = _ShadowScorer(
+            self.shadow = ShadowScorer(
                 self.shadow_slot, self.log, self.metrics, opts["shadow_queue"]
             )
         self.batcher = MicroBatcher(
