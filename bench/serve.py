@@ -21,7 +21,9 @@ The load generator is another process (asyncio + uvloop, one keep-alive connecti
 client, request bodies encoded before the clock starts). Every answer is checked after
 the clock stops: status 200, and the image's 10 outputs equal to ``model.predict``'s
 (max abs difference 1e-4, same arg max). Each cell runs ``--runs`` times for
-``--seconds``; the table gives the median rate and the p50/p99 of the median run.
+``--seconds``; the table gives the median rate and the p50/p99 of the median run, and
+the CPU time the server's processes spent per answered request (median of the runs):
+on a shared machine, the figure least moved by other people's load.
 
     python bench/serve.py               # 4 servers x 1/16/64 clients, 3 runs of 5 s
     python bench/serve.py --quick       # 1 run of 3 s per cell
@@ -240,6 +242,25 @@ def start_server(kind: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
         time.sleep(0.25)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a server process and all its descendants (Ray's
+    proxy and replica are processes of their own)."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return total
+
+
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGINT if proc.args[1] == "-m" else signal.SIGTERM)
     try:
@@ -421,10 +442,13 @@ def main() -> None:
                 }
                 run_load({**base, "clients": 4, "seconds": 1.0})  # warm-up, not counted
                 for clients in clients_list:
-                    results = [
-                        run_load({**base, "clients": clients, "seconds": seconds})
-                        for _ in range(runs)
-                    ]
+                    results = []
+                    for _ in range(runs):
+                        cpu = _cpu_seconds(proc.pid)
+                        result = run_load({**base, "clients": clients, "seconds": seconds})
+                        cpu = _cpu_seconds(proc.pid) - cpu
+                        result["cpu_ms"] = cpu * 1000 / max(result["requests"], 1)
+                        results.append(result)
                     mid = sorted(results, key=lambda x: x["rate"])[len(results) // 2]
                     row = {
                         "server": kind,
@@ -436,6 +460,7 @@ def main() -> None:
                         "wrong": sum(x["wrong"] for x in results),
                         "answers": sum(x["requests"] for x in results),
                         "runs": [round(x["rate"]) for x in results],
+                        "cpu_ms": statistics.median(x["cpu_ms"] for x in results),
                     }
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
@@ -447,13 +472,14 @@ def main() -> None:
         f"\n{os.cpu_count()} cores; {runs} run(s) of {seconds:.0f} s per cell; median rate, "
         "p50/p99 of the median run\n"
     )
-    print("| server | clients | req/s | p50 ms | p99 ms | answers checked | errors | wrong "
-          "| runs (req/s) |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| server | clients | req/s | p50 ms | p99 ms | server CPU ms/req | answers checked "
+          "| errors | wrong | runs (req/s) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(
             f"| {r['server']} | {r['clients']} | {r['rate']:,.0f} | {r['p50']:.1f} "
-            f"| {r['p99']:.1f} | {r['answers']:,} | {r['errors']} | {r['wrong']} "
+            f"| {r['p99']:.1f} | {r['cpu_ms']:.2f} | {r['answers']:,} | {r['errors']} "
+            f"| {r['wrong']} "
             f"| {', '.join(map(str, r['runs']))} |"
         )
     by = {(r["server"], r["clients"]): r for r in rows}

@@ -253,3 +253,17 @@ def test_metrics_render_prometheus_text() -> None:
     }
     assert hist["0.001"] == 1 and hist["0.005"] == 2 and hist["10"] == 3 and hist["+Inf"] == 4
     assert families["lakeloop_serve_model_version"].samples[0].value == 4.0
+
+
+def test_bad_server_options_are_refused_before_anything_starts(tmp_path: Any) -> None:
+    from lakeloop import Lake
+    from lakeloop.errors import InvalidSetting
+    from lakeloop.registry import Registry
+    from lakeloop.serve import ModelServer
+
+    with Lake.open(tmp_path / "lake", create=True, background=False) as lake:
+        reg = Registry(lake)
+        for options in ({"max_batch_size": "many"}, {"batch": 3}):
+            with pytest.raises(InvalidSetting):
+                ModelServer(reg, "m@1", predictions=None, feedback=None, options=options)
+        assert lake.namespaces(include_internal=True) == []  # nothing was made

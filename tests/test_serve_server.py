@@ -137,6 +137,10 @@ def test_tf_serving_paths_binary_and_columnar(keras_setup: dict[str, Any]) -> No
     r = server.predict(x[:3].tolist(), path="/v1/models/cnn:predict")
     assert r.status_code == 200
     np.testing.assert_allclose(r.json()["predictions"], expected[1][:3], atol=1e-5)
+    r = server.predict(x[:1].tolist(), path="/v1/models/cnn/versions/1:predict")
+    assert r.status_code == 200 and r.json()["model_version"] == "1"
+    r = server.predict(x[:1].tolist(), path="/v1/models/cnn/versions/9:predict")
+    assert r.status_code == 404 and "serving 1" in r.json()["error"]["message"]
     status = server.client.get("/v1/models/cnn").json()
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
     meta = server.client.get("/v1/models/cnn/metadata").json()
@@ -400,3 +404,17 @@ def test_cli_refuses_an_unknown_model_in_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     assert "nope" in out.stderr and "Traceback" not in out.stderr
     assert CLASSES == 4  # the helper's model: 4 classes (used above through `expected`)
+
+
+def test_log_sync_answers_only_once_the_log_is_durable(sklearn_lake: Lake) -> None:
+    lake = sklearn_lake
+    rows = np.random.default_rng(2).random((5, 4)).tolist()
+    with Server(Path(lake.root), "lr@1", options={"log_sync": "true"}) as server:
+        for k in range(5):
+            r = server.predict([rows[k]])
+            assert r.status_code == 200
+            # no waiting: the answer came after the event was durable on the stream
+            logged = {m.id: m.data for m in _events(lake, "predictions")}
+            pid = r.json()["prediction_ids"][0]
+            assert logged[pid]["input"] == rows[k] and logged[pid]["version"] == 1
+        assert server.client.get("/healthz").json()["alias"] == "1"

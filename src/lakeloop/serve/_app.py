@@ -122,6 +122,7 @@ class ModelServer:
         seen_path: Path | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
+        from lakeloop.errors import InvalidSetting
         from lakeloop.registry import parse_model_ref
         from lakeloop.settings import SETTINGS
 
@@ -131,10 +132,15 @@ class ModelServer:
         }
         for key, value in (options or {}).items():
             if key not in opts:
-                from lakeloop.errors import InvalidSetting
-
-                raise InvalidSetting(f"unknown serve option {key!r}", op="serve")
-            opts[key] = SETTINGS["serve_" + key].parse(value)
+                raise InvalidSetting(
+                    f"unknown serve option {key!r}",
+                    op="serve",
+                    hint=f"options: {', '.join(sorted(opts))}",
+                )
+            try:
+                opts[key] = SETTINGS["serve_" + key].parse(value)
+            except (TypeError, ValueError) as exc:
+                raise InvalidSetting(f"bad value for {key}: {exc}", op="serve") from None
         self.opts = opts
         self.registry = registry
         self.ref = ref
@@ -236,7 +242,14 @@ class ModelServer:
         return results, (done if self.opts["log_sync"] else None)
 
     # ------------------------------------------------------------------ predict
-    async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str | None) -> None:
+    async def _predict(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        name: str | None,
+        version: str | None = None,
+    ) -> None:
         started = time.perf_counter()
         batcher = self.batcher
         batcher.arriving += 1
@@ -248,6 +261,13 @@ class ModelServer:
             if name is not None and name != self.name:
                 raise PayloadError(
                     404, "NotFound", f"this server serves {self.name!r}, not {name!r}"
+                )
+            if version is not None and version != str(served.version):
+                raise PayloadError(
+                    404,
+                    "NotFound",
+                    f"version {version} of {self.name!r} is not served here"
+                    f" (serving {served.version})",
                 )
             body = await _read_body(scope, receive, self.opts["max_request_bytes"])
             batch, instances, key = parse_predict(body, _content_type(scope), served.spec)
@@ -429,7 +449,8 @@ class ModelServer:
                     return
                 if path.startswith(_PREDICT_PREFIX) and path.endswith(":predict"):
                     name = path[len(_PREDICT_PREFIX) : -len(":predict")]
-                    await self._predict(scope, receive, send, name.split("/versions/")[0])
+                    name, _, version = name.partition("/versions/")
+                    await self._predict(scope, receive, send, name, version or None)
                     return
             await self.api(scope, receive, send)
             return
