@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lakeloop import Lake
 from lakeloop.loop import TurnLog, live_accuracy, loop_status
 from lakeloop.registry import Registry
@@ -18,6 +20,8 @@ from lakeloop.train import Runs
 PYTHONPATH = os.environ.get("PYTHONPATH", "")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # the flywheel trains three Keras models and serves one
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     src = Path(__file__).parent.parent / "src" / "lakeloop"  # real files of this project
     lake_path = tmp_path / "lake"

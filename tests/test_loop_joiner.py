@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from _loopproject import GIT_ENV, digit_images, make_project
+from _loopproject import GIT_ENV, digit_images, lakeloop, make_project
 from lakeloop import Lake
 from lakeloop.catalog import Catalog
 from lakeloop.errors import InvalidInput
@@ -333,3 +333,22 @@ def test_an_input_logged_by_reference_is_read_back(repo: Path) -> None:
     with Joiner(repo) as joiner:
         assert joiner.drain()["joined"] == 1
     assert list(landed(repo)) == [f"{labels[700]}/fb-{pid}.png"]
+
+
+def test_loop_join_and_status_on_the_command_line(repo: Path) -> None:
+    ids = publish_traffic(repo, range(800, 810))
+    publish_feedback(repo, labels_for(ids))
+    joined = lakeloop(repo, "loop", "join")
+    assert joined.returncode == 0, joined.stderr
+    assert json.loads(joined.stdout)["joined"] == 10
+    shown = lakeloop(repo, "loop", "status", "--json")
+    doc = json.loads(shown.stdout)
+    assert doc["joiner"]["joined"] == 10 and doc["turns"] == [] and doc["champion"] is None
+    assert [(a["version"], a["n"]) for a in doc["live_accuracy"]] == [(1, 10)]
+    # a project whose lake is a server URL cannot train or join: one clear line, exit 2
+    (repo / "lakeloop.toml").write_text(
+        (repo / "lakeloop.toml").read_text().replace('lake = "lake"', 'lake = "http://x:9000"')
+    )
+    bad = lakeloop(repo, "loop", "run", "--once")
+    assert bad.returncode == 2 and "needs a lake folder" in bad.stderr
+    assert "Traceback" not in bad.stderr

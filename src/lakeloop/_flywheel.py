@@ -133,12 +133,53 @@ def _png(pixels: Any) -> bytes:
     return buf.getvalue()
 
 
+class _Http:
+    """JSON over one keep-alive loopback connection per thread (the standard library's
+    client, so the demo needs nothing beyond lakeloop's own dependencies)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._local = threading.local()
+
+    def request(self, method: str, path: str, doc: Any = None) -> tuple[int, Any]:
+        import http.client
+        import json
+
+        body = None if doc is None else json.dumps(doc).encode()
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        for attempt in (1, 2):
+            conn = getattr(self._local, "conn", None)
+            fresh = conn is None
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                self._local.conn = conn
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                answer = conn.getresponse()
+                raw = answer.read()
+                break
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self._local.conn = None
+                # the server closes a keep-alive connection that sat idle; a request sent
+                # on it was never read, so it is sent again once on a new connection
+                if fresh or attempt == 2:
+                    raise
+        try:
+            return answer.status, json.loads(raw) if raw else None
+        except ValueError:
+            return answer.status, raw.decode(errors="replace")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+
 class _Server:
     """``lakeloop serve MODEL@champion`` in its own process, output kept in a file."""
 
     def __init__(self, lake_path: Path, log_path: Path) -> None:
-        import httpx
-
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
@@ -149,26 +190,24 @@ class _Server:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        self.client = httpx.Client(base_url=self.url, timeout=60)
+        self.client = _Http(self.port)
 
     def wait_ready(self, timeout: float = 180.0) -> None:
-        import httpx
-
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 raise SystemExit(f"demo failed: lakeloop serve exited:\n{self.tail()}")
             try:
-                if self.client.get("/healthz").status_code == 200:
+                if self.client.request("GET", "/healthz")[0] == 200:
                     return
-            except httpx.TransportError:
+            except OSError:
                 pass
             if time.monotonic() > deadline:
                 raise SystemExit(f"demo failed: lakeloop serve did not start:\n{self.tail()}")
             time.sleep(0.2)
 
     def version(self) -> int:
-        doc = self.client.get(f"/v1/models/{MODEL}").json()
+        doc = self.client.request("GET", f"/v1/models/{MODEL}")[1]
         return int(doc["model_version_status"][0]["version"])
 
     def tail(self) -> str:
@@ -206,11 +245,12 @@ class _Traffic:
         self.thread.start()
 
     def predict(self, batch: Any, labels: list[str]) -> None:
-        answer = self.server.client.post("/v1/predict", json={"instances": batch.tolist()})
-        if answer.status_code != 200:
-            self.errors.append(f"predict {answer.status_code}: {answer.text[:200]}")
+        status, doc = self.server.client.request(
+            "POST", "/v1/predict", {"instances": batch.tolist()}
+        )
+        if status != 200:
+            self.errors.append(f"predict {status}: {str(doc)[:200]}")
             return
-        doc = answer.json()
         version = int(doc["model_version"])
         due = time.monotonic() + self.delay
         with self.cond:
@@ -231,6 +271,7 @@ class _Traffic:
                 while not self.queue and not self.done_sending:
                     self.cond.wait()
                 if not self.queue:
+                    self.server.client.close()  # this thread's connection
                     return
                 wait = self.queue[0][0] - time.monotonic()
                 if wait > 0 and not self.done_sending:
@@ -240,9 +281,9 @@ class _Traffic:
                 ready = [q for q in self.queue if q[0] <= now or self.done_sending][:32]
                 self.queue = self.queue[len(ready) :]
             body = [{"prediction_id": pid, "label": label} for _, pid, label in ready]
-            answer = self.server.client.post("/v1/feedback", json=body)
-            if answer.status_code != 202:
-                self.errors.append(f"feedback {answer.status_code}: {answer.text[:200]}")
+            status, doc = self.server.client.request("POST", "/v1/feedback", body)
+            if status != 202:
+                self.errors.append(f"feedback {status}: {str(doc)[:200]}")
                 continue
             accepted = time.time()
             self.sent += len(ready)
