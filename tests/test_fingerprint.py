@@ -103,6 +103,19 @@ def test_project_in_a_subfolder_of_the_repository(repo: Path) -> None:
     assert code_fingerprint(["train.py"], root=sub).dirty is not None
 
 
+def test_project_in_a_folder_the_repository_ignores(repo: Path) -> None:
+    # e.g. the demo's project beside its lake inside a clone: git lists none of its files,
+    # so it is fingerprinted as files, and a change to them is seen
+    (repo / ".gitignore").write_text("*.log\n/scratch/\n")
+    sub = repo / "scratch"
+    sub.mkdir()
+    (sub / "pipeline.py").write_text("EPOCHS = 20\n")
+    fp = code_fingerprint(["pipeline.py"], root=sub)
+    assert fp.commit is None and fp.files == ("pipeline.py",)
+    (sub / "pipeline.py").write_text("EPOCHS = 1\n")
+    assert not code_fingerprint(["pipeline.py"], root=sub).same_code(fp)
+
+
 def test_repository_without_commits(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q")
     (tmp_path / "p.py").write_text("x\n")

@@ -120,8 +120,9 @@ def code_fingerprint(
     """Fingerprint the code files and folders ``paths`` (relative to ``root``).
 
     Inside a git work tree the files are those git tracks or would track (untracked files
-    not ignored by .gitignore); outside git, every file under the paths except hidden
-    folders, caches and compiled Python. A path that does not exist is an error.
+    not ignored by .gitignore); outside git, or in a folder the enclosing repository
+    ignores, every file under the paths except hidden folders, caches and compiled
+    Python. A path that does not exist is an error.
     """
     base = Path(root).resolve()
     rel_paths = []
@@ -140,7 +141,15 @@ def code_fingerprint(
             "no code paths to fingerprint", op="fingerprint code", target=str(base)
         )
     inside = _git(base, "rev-parse", "--is-inside-work-tree")
-    if inside is None or inside.returncode != 0 or inside.stdout.strip() != b"true":
+    # A project folder that the enclosing repository ignores is not part of it: git would
+    # list none of its files, and every change to them would go unseen.
+    ignored = _git(base, "check-ignore", "-q", ".")
+    if (
+        inside is None
+        or inside.returncode != 0
+        or inside.stdout.strip() != b"true"
+        or (ignored is not None and ignored.returncode == 0)
+    ):
         files = _walk(base, rel_paths)
         content = _hash_entries((f, _file_digest(base / f)) for f in files)
         return CodeFingerprint(None, None, content, tuple(files))
