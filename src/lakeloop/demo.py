@@ -285,29 +285,33 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
 
 
+def _interval(value: float, lower: float, upper: float, n: int) -> str:
+    return f"{_pct(value)} ({100 * lower:.1f}-{100 * upper:.1f}, n={n:,})"
+
+
 def _versions_table(versions: list[dict[str, Any]]) -> Any:
     """The flywheel's model versions: data, accuracy at the gate and live, decisions."""
     from rich.table import Table
 
-    table = Table(title="the flywheel's model versions (accuracy with 95 % intervals)")
+    model = versions[0]["ref"].split("@")[0] if versions else ""
+    table = Table(title=f"{model}: the flywheel's versions (accuracy, 95 % intervals)")
     for col in ("version", "trained on", "at the gate", "decision", "live (traffic)", "now"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("version", "now"))
     for v in versions:
         gate = "-"
         if v["gate_accuracy"] is not None:
-            gate = f"{_pct(v['gate_accuracy'])} [{_pct(v['gate_lower'])}, {_pct(v['gate_upper'])}]"
-            gate += f" of {v['gate_n']}"
+            gate = _interval(v["gate_accuracy"], v["gate_lower"], v["gate_upper"], v["gate_n"])
         live = "-"
         if v["live"] and v["live"]["n"]:
             a = v["live"]
-            live = f"{_pct(a['accuracy'])} [{_pct(a['lower'])}, {_pct(a['upper'])}] of {a['n']:,}"
+            live = _interval(a["accuracy"], a["lower"], a["upper"], a["n"])
         decision = v["outcome"] or "-"
         if v["against"]:
-            decision += f" vs {v['against']}"
+            decision += f" vs @{str(v['against']).rpartition('@')[2]}"
         elif v["outcome"]:
             decision += " (acceptance)"
         table.add_row(
-            v["ref"],
+            "@" + v["ref"].rpartition("@")[2],
             f"{v['trained_on']:,} examples" if v["trained_on"] is not None else "-",
             gate,
             decision,
