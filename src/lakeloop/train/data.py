@@ -34,7 +34,9 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import itertools
 import json
+import operator
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -117,11 +119,29 @@ def _resolve(lake: Lake, ref: str | Snapshot) -> Snapshot:
     return ref
 
 
+@dataclass
+class _VolumePlan:
+    """What one volume holds of a reader's shard: its records in file order, as parallel
+    lists (the bulk read and the batching walk them without per-example objects)."""
+
+    entries: list[Entry]
+    offsets: list[int]
+    lengths: list[int]
+    versions: list[int]
+    md5s: list[bytes]  # raw digests: the snapshot's record of each example
+    labels: list[int]
+
+
 class SnapshotReader:
     """One split of one snapshot, planned volume by volume (see the module docstring).
 
     ``examples(epoch)`` yields ``(entry, bytes)`` for every example of the shard exactly
     once, in physical order (or shuffled through the buffer when ``shuffle_buffer`` > 0).
+    The plan holds each example's volume, offset and length, so reading is one
+    sequential read per window of a volume and one verification per record
+    (:meth:`~lakeloop.store.Namespace.read_extents`: CRC32C, version, and the MD5 the
+    record carries against the snapshot's); a record compaction moved, or one stored
+    compressed, is read by version instead, and damage raises ``ChecksumError``.
     """
 
     def __init__(
@@ -154,16 +174,27 @@ class SnapshotReader:
             entries = [e for e in entries if where(e)]
         by_version = {e.version: e for e in entries}
         ns = lake.namespace(self.snapshot.namespace)
-        located = ns.locate(by_version)
-        volumes = sorted({vol for _, vol, _ in located})
+        extents = ns.extents(by_version)
+        volumes = sorted({t[1] for t in extents})
         mine = set(volumes[i::n])
-        plan: dict[int, list[Entry]] = {}
-        for version, vol, _ in located:
-            if vol in mine:
-                plan.setdefault(vol, []).append(by_version[version])
+        ids = self.labels
+        plan: dict[int, _VolumePlan] = {}
+        for vol, group in itertools.groupby(extents, key=operator.itemgetter(1)):
+            if vol not in mine:
+                continue
+            rows = list(group)
+            es = [by_version[t[0]] for t in rows]
+            plan[vol] = _VolumePlan(
+                entries=es,
+                offsets=[t[2] for t in rows],
+                lengths=[t[3] for t in rows],
+                versions=[t[0] for t in rows],
+                md5s=[bytes.fromhex(e.etag) for e in es],
+                labels=[-1 if e.label is None else ids[e.label] for e in es],
+            )
         self._plan = plan
         self.volumes = sorted(plan)
-        self.count = sum(len(v) for v in plan.values())
+        self.count = sum(len(p.entries) for p in plan.values())
 
     def subshard(self, i: int, n: int) -> SnapshotReader:
         """Part *i* of *n* of this shard, by volume (every n-th of its volumes from i):
@@ -175,7 +206,7 @@ class SnapshotReader:
         part = copy.copy(self)
         part.volumes = self.volumes[i::n]
         part._plan = {vol: self._plan[vol] for vol in part.volumes}
-        part.count = sum(len(v) for v in part._plan.values())
+        part.count = sum(len(p.entries) for p in part._plan.values())
         si, sn = self.shard
         part.shard = (si + sn * i, sn * n)
         return part
@@ -183,47 +214,79 @@ class SnapshotReader:
     def __len__(self) -> int:
         return self.count
 
+    def first(self) -> Entry:
+        """The shard's first example in file order (to look at one before reading)."""
+        return self._plan[self.volumes[0]].entries[0]
+
     def label_of(self, entry: Entry) -> int:
         return -1 if entry.label is None else self.labels[entry.label]
 
-    def _ordered(self, epoch: int) -> Iterator[tuple[Entry, bytes]]:
+    def _windows(self, epoch: int) -> Iterator[tuple[_VolumePlan, int, list[bytes]]]:
+        """``(volume plan, first index, verified bytes)`` per read window, volume after
+        volume (in a new order each epoch when shuffling), each in file order."""
         ns = self.lake.namespace(self.snapshot.namespace)
         vols = list(self.volumes)
         if self.shuffle_buffer:
             random.Random(f"{self.seed}:{epoch}:volumes").shuffle(vols)
+        check = self.snapshot.check
         for vol in vols:
-            wanted = {e.version: e for e in self._plan[vol]}
-            # Versions still current come from one sequential scan of the volume; versions
-            # overwritten or deleted since the snapshot (pinned) are read one by one.
-            for info, data in ns.scan(self.snapshot.prefix, volumes=[vol]):
-                e = wanted.pop(info.version, None)
-                if e is not None:
-                    yield e, self._checked(e, data)
-            for e in self._plan[vol]:
-                if e.version in wanted:
-                    yield e, self._checked(e, ns.get(e.key, version=e.version))
+            p = self._plan[vol]
+            first = 0
+            for got in ns.read_extents(vol, p.offsets, p.lengths, p.versions, p.md5s):
+                if None in got:
+                    for k, data in enumerate(got):
+                        if data is None:  # moved, compressed or damaged: the general path
+                            e = p.entries[first + k]
+                            got[k] = check(e, ns.get(e.key, version=e.version))
+                yield p, first, got  # type: ignore[misc]  # no None is left
+                first += len(got)
 
-    def _checked(self, e: Entry, data: bytes) -> bytes:
-        return self.snapshot.check(e, data)
+    def _pairs(self, epoch: int, labels: bool) -> Iterator[tuple[list[Any], list[bytes]]]:
+        """``(entries or label ids, bytes)`` per window, shuffled through the buffer when
+        ``shuffle_buffer`` > 1 (the same draws for either kind of tag)."""
+        stream = (
+            ((p.labels if labels else p.entries)[i : i + len(got)], got)
+            for p, i, got in self._windows(epoch)
+        )
+        size = self.shuffle_buffer
+        if size <= 1:
+            return stream
+        return _shuffle(stream, size, random.Random(f"{self.seed}:{epoch}:buffer"))
 
     def examples(self, epoch: int = 0) -> Iterator[tuple[Entry, bytes]]:
         """Every example of the shard once; *epoch* varies the shuffle."""
-        stream = self._ordered(epoch)
-        size = self.shuffle_buffer
-        if size <= 1:
-            yield from stream
-            return
-        rng = random.Random(f"{self.seed}:{epoch}:buffer")
-        buf: list[tuple[Entry, bytes]] = []
-        for item in stream:
-            if len(buf) < size:
-                buf.append(item)
-                continue
-            j = rng.randrange(size)
-            out, buf[j] = buf[j], item
-            yield out
-        rng.shuffle(buf)
-        yield from buf
+        for tags, datas in self._pairs(epoch, labels=False):
+            yield from zip(tags, datas, strict=True)
+
+
+def _shuffle(
+    stream: Iterator[tuple[list[Any], list[bytes]]], size: int, rng: random.Random
+) -> Iterator[tuple[list[Any], list[bytes]]]:
+    """The shuffle buffer over a stream of ``(tags, datas)`` chunks: the first *size*
+    items fill it, then each new item takes the place of a random one, which goes out;
+    the rest goes out shuffled at the end."""
+    buf_t: list[Any] = []
+    buf_d: list[bytes] = []
+    draw = rng.randrange
+    for tags, datas in stream:
+        k = min(size - len(buf_t), len(tags))
+        if k > 0:
+            buf_t += tags[:k]
+            buf_d += datas[:k]
+        out_t: list[Any] = []
+        out_d: list[bytes] = []
+        for t, d in zip(tags[max(k, 0) :], datas[max(k, 0) :], strict=True):
+            j = draw(size)
+            out_t.append(buf_t[j])
+            out_d.append(buf_d[j])
+            buf_t[j] = t
+            buf_d[j] = d
+        if out_t:
+            yield out_t, out_d
+    order = list(range(len(buf_t)))
+    rng.shuffle(order)
+    if order:
+        yield [buf_t[j] for j in order], [buf_d[j] for j in order]
 
 
 def _stack(xs: list[Any]) -> Any:
@@ -267,18 +330,26 @@ def _batches(
     epoch: int,
     drop_remainder: bool,
 ) -> Iterator[tuple[Any, Any]]:
+    xs: list[bytes] = []
+    ys: list[int] = []
+    for labels, datas in reader._pairs(epoch, labels=True):
+        xs += datas
+        ys += labels
+        if len(xs) < batch_size:
+            continue
+        cut = len(xs) - len(xs) % batch_size
+        for s in range(0, cut, batch_size):
+            yield _batch(xs[s : s + batch_size], ys[s : s + batch_size], decode)
+        xs, ys = xs[cut:], ys[cut:]
+    if xs and not drop_remainder:
+        yield _batch(xs, ys, decode)
+
+
+def _batch(xs: list[bytes], ys: list[int], decode: Decode | None) -> tuple[Any, Any]:
     import numpy as np
 
-    xs: list[Any] = []
-    ys: list[int] = []
-    for entry, data in reader.examples(epoch):
-        xs.append(decode(data) if decode is not None else data)
-        ys.append(reader.label_of(entry))
-        if len(xs) == batch_size:
-            yield _stack(xs), np.asarray(ys, dtype=np.int64)
-            xs, ys = [], []
-    if xs and not drop_remainder:
-        yield _stack(xs), np.asarray(ys, dtype=np.int64)
+    x = _stack(xs if decode is None else [decode(d) for d in xs])
+    return x, np.asarray(ys, dtype=np.int64)
 
 
 def arrays(
@@ -312,6 +383,7 @@ def tf_dataset(
     split: str | None = "train",
     *,
     decode: Decode | None = None,
+    tf_decode: Callable[[Any], Any] | None = None,
     batch_size: int = 32,
     shuffle_buffer: int = 0,
     shard: tuple[int, int] = (0, 1),
@@ -321,24 +393,32 @@ def tf_dataset(
     where: Callable[[Entry], bool] | None = None,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(x, y)`` batches; iterating it again is the next epoch
-    (a new shuffle). Without *decode*, ``x`` is a batch of ``tf.string`` (decode in TF
-    with ``ds.map``). Batches are built in NumPy, so Python hands TensorFlow one batch at
-    a time, not one example."""
+    (a new shuffle). Batches are built in NumPy, so Python hands TensorFlow one batch at
+    a time, not one example.
+
+    *decode* runs in Python, one example after another; *tf_decode* (a TensorFlow
+    function of one ``tf.string`` scalar, e.g. ``lambda b: tf.io.decode_png(b,
+    channels=1)``) runs in TensorFlow over each batch (``tf.map_fn``), on several batches
+    at once (parallel calls, in order) -- the fast path for images. With neither, ``x`` is
+    a batch of ``tf.string``."""
     import numpy as np
     import tensorflow as tf
 
     if batch_size < 1:
         raise InvalidInput("batch_size must be >= 1", op="read snapshot")
+    if decode is not None and tf_decode is not None:
+        raise InvalidInput(
+            "give decode (Python) or tf_decode (TensorFlow), not both", op="tf_dataset"
+        )
     reader = SnapshotReader(
         lake, ref, split, shard=shard, shuffle_buffer=shuffle_buffer, seed=seed, where=where
     )
     if reader.count == 0:
         raise InvalidInput("the shard holds no examples", op="tf_dataset", target=str(ref))
-    _, first_data = next(reader._ordered(0))
     if decode is None:
         x_spec = tf.TensorSpec((None,), tf.string)
     else:
-        sample = np.asarray(decode(first_data))
+        sample = np.asarray(decode(reader.snapshot.read(reader.first())))
         x_spec = tf.TensorSpec((None, *sample.shape), tf.as_dtype(sample.dtype))
     epochs = iter(range(1 << 62))
 
@@ -352,6 +432,14 @@ def tf_dataset(
     # a known length lets Keras size its epochs instead of running into the end
     n_batches = reader.count // batch_size if drop_remainder else -(-reader.count // batch_size)
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
+    if tf_decode is not None:
+        sample = tf_decode(tf.constant(reader.snapshot.read(reader.first())))
+        spec = tf.TensorSpec(sample.shape, sample.dtype)
+
+        def decode_batch(x: Any, y: Any) -> tuple[Any, Any]:
+            return tf.map_fn(tf_decode, x, fn_output_signature=spec), y
+
+        ds = ds.map(decode_batch, num_parallel_calls=tf.data.AUTOTUNE)
     if prefetch:
         ds = ds.prefetch(prefetch)
     return ds
