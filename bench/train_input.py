@@ -12,9 +12,10 @@ N MNIST digits (default 60,000; ``--large`` 1,000,000 by repeating them) are sto
 - **numpy**: the uint8 array in memory (the ceiling; no bytes, no decoding).
 
 Each is measured bytes-only and decoded to uint8 arrays (for lakeloop the decode runs in
-TensorFlow: ``unbatch().map(decode_png, parallel).batch(256)``), with a warm page cache
-and a cold one. Cold means the benchmark's own files were evicted with
-``posix_fadvise(DONTNEED)`` before the run (the rest of the machine's cache is left alone).
+TensorFlow, ``tf_dataset(tf_decode=decode_png)``: ``tf.map_fn`` over each batch, several
+batches at once), with a warm page cache and a cold one. Cold means the benchmark's own
+files were evicted with ``posix_fadvise(DONTNEED)`` before the run (the rest of the
+machine's cache is left alone).
 Then a small Keras CNN trains one epoch from each decoded input. Figures are medians of
 ``--repeat`` passes; only same-run ratios count.
 
@@ -178,10 +179,8 @@ def datasets(work: Path, setup: dict[str, Any], x: np.ndarray, y: np.ndarray) ->
     lake = Lake.open(work / "lake", background=False)
 
     def lakeloop(decode: bool) -> Any:
-        ds = tf_dataset(lake, setup["lakeloop"]["ref"], None, batch_size=BATCH, prefetch=0)
-        if decode:
-            ds = ds.unbatch().map(lambda b, lab: (decode_png(b), lab), num_parallel_calls=auto)
-            ds = ds.batch(BATCH)
+        ds = tf_dataset(lake, setup["lakeloop"]["ref"], None, batch_size=BATCH, prefetch=0,
+                        tf_decode=decode_png if decode else None)  # fmt: skip
         return ds.prefetch(auto)
 
     paths = setup["files"]["paths"]

@@ -164,12 +164,18 @@ class Snapshot:
                         break
                     for line in lines:
                         digest.update(line)
+                    rows = json.loads(b"[" + b",".join(lines) + b"]")
                     entries += [
                         Entry(
-                            d["key"], d["version"], d["size"], d["md5"],
-                            d.get("content_type"), d.get("label"), d["split"],
-                        )  # fmt: skip
-                        for d in json.loads(b"[" + b",".join(lines) + b"]")
+                            key=d["key"],
+                            version=d["version"],
+                            size=d["size"],
+                            etag=d["md5"],
+                            content_type=d.get("content_type"),
+                            label=d.get("label"),
+                            split=d["split"],
+                        )
+                        for d in rows
                     ]
             if digest.hexdigest() != self.id:
                 raise ChecksumError(

@@ -38,6 +38,9 @@ import itertools
 import json
 import operator
 import random
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -131,6 +134,67 @@ class _VolumePlan:
     md5s: list[bytes]  # raw digests: the snapshot's record of each example
     labels: list[int]
 
+    def select(self, where: Callable[[Entry], bool]) -> _VolumePlan:
+        """The plan of the examples *where* keeps, in the same order."""
+        keep = [k for k, e in enumerate(self.entries) if where(e)]
+        return _VolumePlan(
+            entries=[self.entries[k] for k in keep],
+            offsets=[self.offsets[k] for k in keep],
+            lengths=[self.lengths[k] for k in keep],
+            versions=[self.versions[k] for k in keep],
+            md5s=[self.md5s[k] for k in keep],
+            labels=[self.labels[k] for k in keep],
+        )
+
+
+_PLAN_CACHE_SIZE = 4  # split plans kept per open lake
+_Layout = tuple[tuple[int, str], ...]
+_plans: weakref.WeakKeyDictionary[
+    Any, OrderedDict[tuple[str, str | None], tuple[_Layout, dict[int, _VolumePlan]]]
+] = weakref.WeakKeyDictionary()
+_plans_lock = threading.Lock()
+
+
+def _split_plan(
+    lake: Lake, snapshot: Snapshot, split: str | None, labels: dict[str, int]
+) -> dict[int, _VolumePlan]:
+    """Volume -> plan of every example of *split*, in file order.
+
+    Kept per open lake for the last few splits read (a snapshot never changes), while
+    the namespace's volumes stay the same: only compaction moves records, and it always
+    writes new volumes. A plan gone stale anyway is still safe, only slower: every read is
+    verified, and a record not where the plan says is read by version.
+    """
+    ns = lake.namespace(snapshot.namespace)
+    layout = tuple((v.id, v.state) for v in ns.volumes())
+    key = (snapshot.id, split)
+    with _plans_lock:
+        cache = _plans.get(lake)
+        hit = None if cache is None else cache.get(key)
+        if cache is not None and hit is not None and hit[0] == layout:
+            cache.move_to_end(key)
+            return hit[1]
+    by_version = {e.version: e for e in snapshot.entries(split)}
+    plan: dict[int, _VolumePlan] = {}
+    for vol, group in itertools.groupby(ns.extents(by_version), key=operator.itemgetter(1)):
+        rows = list(group)
+        es = [by_version[t[0]] for t in rows]
+        plan[vol] = _VolumePlan(
+            entries=es,
+            offsets=[t[2] for t in rows],
+            lengths=[t[3] for t in rows],
+            versions=[t[0] for t in rows],
+            md5s=[bytes.fromhex(e.etag) for e in es],
+            labels=[-1 if e.label is None else labels[e.label] for e in es],
+        )
+    with _plans_lock:
+        cache = _plans.setdefault(lake, OrderedDict())
+        cache[key] = (layout, plan)
+        cache.move_to_end(key)
+        while len(cache) > _PLAN_CACHE_SIZE:
+            cache.popitem(last=False)
+    return plan
+
 
 class SnapshotReader:
     """One split of one snapshot, planned volume by volume (see the module docstring).
@@ -169,29 +233,11 @@ class SnapshotReader:
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.labels = label_ids(self.snapshot)
-        entries = self.snapshot.entries(split)
+        plan = _split_plan(lake, self.snapshot, split, self.labels)
         if where is not None:
-            entries = [e for e in entries if where(e)]
-        by_version = {e.version: e for e in entries}
-        ns = lake.namespace(self.snapshot.namespace)
-        extents = ns.extents(by_version)
-        volumes = sorted({t[1] for t in extents})
-        mine = set(volumes[i::n])
-        ids = self.labels
-        plan: dict[int, _VolumePlan] = {}
-        for vol, group in itertools.groupby(extents, key=operator.itemgetter(1)):
-            if vol not in mine:
-                continue
-            rows = list(group)
-            es = [by_version[t[0]] for t in rows]
-            plan[vol] = _VolumePlan(
-                entries=es,
-                offsets=[t[2] for t in rows],
-                lengths=[t[3] for t in rows],
-                versions=[t[0] for t in rows],
-                md5s=[bytes.fromhex(e.etag) for e in es],
-                labels=[-1 if e.label is None else ids[e.label] for e in es],
-            )
+            plan = {vol: kept for vol, p in plan.items() if (kept := p.select(where)).entries}
+        mine = sorted(plan)[i::n]
+        plan = {vol: plan[vol] for vol in mine}
         self._plan = plan
         self.volumes = sorted(plan)
         self.count = sum(len(p.entries) for p in plan.values())
