@@ -26,6 +26,7 @@ be rebuilt from them alone (see ``scan_volume``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -287,9 +288,10 @@ def plain_payloads(
     buf: bytes, rels: list[int], seqs: list[int], md5s: list[bytes]
 ) -> list[bytes | None]:
     """The data of the records at offsets *rels* of *buf* (one read of a volume's
-    stretch), each verified: record magic, version *seqs[i]*, recorded MD5 *md5s[i]*, the
-    whole record inside *buf*, and its CRC32C; ``None`` for a record that fails any of
-    these or does not hold its data inline and uncompressed.
+    stretch), each verified: record magic, version *seqs[i]*, the whole record inside
+    *buf*, its CRC32C, and the MD5 of its data (recorded in the header and computed
+    again) equal to *md5s[i]*; ``None`` for a record that fails any of these or does not
+    hold its data inline and uncompressed.
 
     The bulk path of training readers: one tight loop, no per-record objects. A ``None``
     sends the caller to the general path (``get`` of that version), which tells a record
@@ -301,6 +303,7 @@ def plain_payloads(
     n = len(buf)
     unpack = _unpack_header
     span = _CRC_SPAN
+    md5_of = hashlib.md5
     for rel, seq, md5 in zip(rels, seqs, md5s, strict=True):
         if rel < 0 or rel + HEADER_SIZE > n:
             append(None)
@@ -320,7 +323,8 @@ def plain_payloads(
         ):
             append(None)
             continue
-        append(buf[end - data_len : end])
+        data = buf[end - data_len : end]
+        append(data if md5_of(data).digest() == md5 else None)
     return out
 
 
