@@ -21,6 +21,7 @@ from lakeloop.errors import InvalidInput
 from lakeloop.registry import FLAVORS, Registry
 from lakeloop.train import Runs
 from lakeloop.train.data import decode_image, label_ids, tf_dataset
+from lakeloop.train.pipeline import Split
 from lakeloop.train.study import train_project
 from test_registry import FlavorConformance
 
@@ -108,6 +109,12 @@ def test_tf_dataset_decodes_whole_batches_in_tensorflow(lake: Lake) -> None:
             assert (gx[..., 0] == wx).all() and (gy == wy).all()
     with pytest.raises(InvalidInput, match="not both"):
         tf_dataset(lake, "digits@latest", decode=decode_image, tf_decode=tf.io.decode_png)
+    # a pipeline's data side: tf_decode takes the place of the pipeline's decode
+    side = Split(lake, Catalog(lake).resolve("digits@latest"), "train", decode_image, seed=2)
+    ds = side.tf_dataset(batch_size=16, shuffle_buffer=10, tf_decode=tf.io.decode_png)
+    again = tf_dataset(lake, "digits@latest", tf_decode=tf.io.decode_png, **kw)
+    for (sx, sy), (ax, ay) in zip(ds, again, strict=True):
+        assert (sx.numpy() == ax.numpy()).all() and (sy.numpy() == ay.numpy()).all()
 
 
 def test_tf_dataset_honours_where(lake: Lake) -> None:
