@@ -1,11 +1,21 @@
 """Readers: a snapshot as NumPy batches, a ``tf.data.Dataset`` or a PyTorch
 ``IterableDataset``, read volume by volume.
 
-A reader takes one split of one snapshot (``"digits@latest"``, ``split="train"``), finds
-where each recorded version lies (:meth:`~lakeloop.store.Namespace.locate`), and reads
-whole volumes in file order, so the disk sees sequential reads. Every example's bytes are
-exactly those the snapshot recorded (MD5 checked). A shuffle buffer mixes examples
-across the stream; each epoch also visits the volumes in a new order.
+A reader takes one split of one snapshot (``"digits@latest"``, ``split="train"``), plans
+where each recorded version lies (volume, offset, length:
+:meth:`~lakeloop.store.Namespace.extents`), and reads whole volumes in file order, a
+window of records per read, so the disk sees sequential reads and Python does one short
+loop per record (:meth:`~lakeloop.store.Namespace.read_extents`). Every example's bytes are
+exactly those the snapshot recorded: the record's CRC32C and version are checked, and its
+MD5 is computed and compared with the snapshot's; a record that compaction moved or
+compressed is read by version, and damage raises ``ChecksumError``. A shuffle buffer
+mixes examples across the stream; each epoch also visits the volumes in a new order. The
+plan of a split is kept per open lake (the last few), while the namespace's volumes stay
+the same, so building the same reader again costs little.
+
+TensorFlow gets whole batches of bytes; ``tf_dataset(tf_decode=...)`` decodes them in
+TensorFlow, a batch per call and several batches at once, so the Python side of the
+pipeline stays a few microseconds per example.
 
 Labels come from the snapshot: label names sorted, id = position (:func:`label_ids`),
 over the whole snapshot so that both splits share ids. An entry without a label gets -1.
@@ -22,8 +32,9 @@ only in what they hand the framework.
 
 >>> for x, y in batches(lake, "digits@latest", decode=decode_image, batch_size=256):
 ...     pass                                                      # doctest: +SKIP
->>> ds = tf_dataset(lake, "digits@latest", decode=decode_image, batch_size=256,
-...                 shuffle_buffer=4096, shard=(0, 2), seed=1)    # doctest: +SKIP
+>>> ds = tf_dataset(lake, "digits@latest", batch_size=256, shuffle_buffer=4096,
+...                 tf_decode=lambda b: tf.io.decode_png(b, channels=1),
+...                 shard=(0, 2), seed=1)                         # doctest: +SKIP
 >>> loader = torch.utils.data.DataLoader(
 ...     torch_dataset(lake, "digits@latest", decode=decode_image, batch_size=256),
 ...     batch_size=None, num_workers=2)                              # doctest: +SKIP
