@@ -30,3 +30,45 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     gw, stop = start(tmp_path_factory.mktemp("gateway"), {"blob_threshold": "256KiB"})
     yield gw
     stop()
+
+
+@pytest.fixture(scope="session")
+def ui_lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The web UI's lake (see _uilake.py), with alice granted ``photos``, bob ``secret`` and
+    admin everything, in a credentials file of its own."""
+    from _uilake import build_ui_lake
+    from lakeloop.gateway import Credentials
+
+    root = tmp_path_factory.mktemp("ui")
+    facts: dict[str, object] = dict(build_ui_lake(root / "lake"))
+    creds = Credentials(root / "credentials.json")
+    for name, ns, role in (
+        ("alice", "photos", "read"),
+        ("bob", "secret", "read"),
+        ("admin", "*", "admin"),
+    ):
+        facts[name] = creds.create(name)
+        creds.grant(name, ns, role)
+    facts["lake"] = root / "lake"
+    facts["credentials"] = creds.path
+    return facts
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port (fsync per write); -> its URL."""
+    from _streams import start_redis
+
+    url, stop = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real nats-server with JetStream on a free loopback port; -> its URL."""
+    from _streams import start_nats
+
+    url, stop = start_nats(tmp_path_factory.mktemp("nats"))
+    yield url
+    stop()

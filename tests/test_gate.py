@@ -384,7 +384,7 @@ def test_other_api_errors() -> None:
     with pytest.raises(InvalidEvaluation, match="at least one"):
         ratchet([1, 0], [1, 0], {}, Policy())
     with pytest.raises(InvalidPolicy, match="accuracy"):
-        acceptance([1], [1], metric="auc")
+        acceptance([1], [1], metric="auc", method="wilson")
     with pytest.raises(InvalidPolicy, match="method"):
         acceptance([1], [1], method="jeffreys")
     with pytest.raises(InvalidPolicy, match="threshold"):
@@ -432,3 +432,45 @@ def test_regression_interval_contains_delta(errs_a: list[float], errs_b: list[fl
     assert d.interval[0] <= d.delta <= d.interval[1]
     flipped = compare(y, np.array(errs_b[:n]), np.array(errs_a[:n]), Policy(metric="mae"))
     assert flipped.delta == pytest.approx(-d.delta, abs=1e-12)
+
+
+# ------------------------------------------------------------------------ bootstrap speed
+def _scored(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, rows)
+    logit = 1.5 * (2 * y - 1) + rng.normal(size=rows)
+    a = 1 / (1 + np.exp(-(logit + 0.5 * rng.normal(size=rows))))
+    b = 1 / (1 + np.exp(-(logit + 0.5 * rng.normal(size=rows))))
+    return y, np.round(a, 3), np.round(b, 3)  # rounded: ties too
+
+
+def test_auc_placements_agree_with_the_exact_bootstrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From AUC_PLACEMENT_ROWS rows on, AUC resamples its placements (linear in the
+    weights); its bounds match the exact reweighted AUC's to a small share of the width."""
+    import lakeloop.gate.metrics as metrics
+
+    y, a, b = _scored(metrics.AUC_PLACEMENT_ROWS)
+    policy = Policy(metric="auc")
+    fast = compare(y, a, b, policy)
+    assert "placement values" in fast.test  # same seed, same weights per row
+    monkeypatch.setattr(metrics, "AUC_PLACEMENT_ROWS", 10**12)
+    exact = compare(y, a, b, policy)
+    assert fast.delta == pytest.approx(exact.delta, abs=1e-12)
+    assert fast.champion_value == pytest.approx(exact.champion_value, abs=1e-12)
+    width = exact.interval[1] - exact.interval[0]
+    assert width > 0
+    for got, want in zip(fast.interval, exact.interval, strict=True):
+        assert abs(got - want) < 0.01 * width
+
+
+def test_the_bootstrap_is_the_same_on_threads_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lakeloop.gate.stats as stats
+
+    y, a, b = _scored(20_000, seed=3)
+    monkeypatch.setattr(stats, "PARALLEL_MIN_WEIGHTS", 1)
+    monkeypatch.setattr(stats, "MAX_THREADS", 4)
+    threaded = [compare(y, a, b, Policy(metric=m)) for m in ("auc", "log_loss", "rmse")]
+    monkeypatch.setattr(stats, "MAX_THREADS", 1)
+    serial = [compare(y, a, b, Policy(metric=m)) for m in ("auc", "log_loss", "rmse")]
+    for t, s in zip(threaded, serial, strict=True):
+        assert t.interval == s.interval and t.p_value == s.p_value and t.outcome == s.outcome

@@ -138,7 +138,7 @@ BASE = '[project]\npipeline = "ml/pipeline.py"\ndataset = "d"\nmodel = "m"\n'
         (BASE + "[gate.acceptance]\n", "gate.acceptance.threshold"),
         (BASE + "[gate.acceptance]\nthreshold = 0.9\nlevel = 1\n", "gate.acceptance.level"),
         (BASE + '[gate.acceptance]\nthreshold = 0.9\nmethod = "x"\n', "gate.acceptance.method"),
-        (BASE + '[gate.acceptance]\nthreshold = 0.9\nmetric = "auc"\n', "gate.acceptance.metric"),
+        (BASE + '[gate.acceptance]\nthreshold = 0.9\nmetric = "acc"\n', "gate.acceptance.metric"),
         (BASE + "[gate]\nacceptance = 1\n", "gate.acceptance"),
     ],
 )

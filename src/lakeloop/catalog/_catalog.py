@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakeloop.catalog._preview import Limits, Preview, build_preview
+from lakeloop.catalog._remote import RemoteDatasets
 from lakeloop.catalog._search import NamespaceIndex, Query, Row
 from lakeloop.catalog._snapshot import Datasets, Diff, Snapshot, parse_ref
 from lakeloop.catalog._stats import TABLE_TYPES, merge_table_stats, table_format, table_stats
@@ -95,7 +96,7 @@ def _decode_cursor(cursor: str, sort: str, descending: bool) -> tuple[Any, str, 
 class Dataset:
     """A named series of snapshots: ``catalog.dataset("digits")``."""
 
-    def __init__(self, datasets: Datasets, name: str) -> None:
+    def __init__(self, datasets: Datasets | RemoteDatasets, name: str) -> None:
         self._datasets = datasets
         self.name = name
 
@@ -148,16 +149,29 @@ class Catalog:
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
-        self._dir = Path(lake.root) / _CATALOG_DIR
+        self._remote = getattr(lake, "remote", False)
+        self._dir = Path(lake.root) / _CATALOG_DIR  # local only (indexes, the series lock)
         self._indexes: dict[str, NamespaceIndex] = {}
         self._lock = threading.Lock()
-        self.datasets = Datasets(lake, self._dir / "datasets.lock")
+        self.datasets: Datasets | RemoteDatasets
+        if self._remote:
+            # datasets and snapshots over a gateway: the gateway takes and pins them
+            self.datasets = RemoteDatasets(lake)
+        else:
+            self.datasets = Datasets(lake, self._dir / "datasets.lock")
 
     def _setting(self, name: str) -> Any:
         return self.lake.settings[name]
 
     # ------------------------------------------------------------------ indexes
     def _index(self, name: str) -> NamespaceIndex:
+        if self._remote:
+            raise InvalidInput(
+                "search indexes live beside the lake",
+                op="search",
+                target=name,
+                hint="over a gateway, use its /api/v1/search and /api/v1/namespaces/NS/stats",
+            )
         with self._lock:
             idx = self._indexes.get(name)
             if idx is None:

@@ -29,15 +29,19 @@ _LAZY_COMMANDS: dict[str, str] = {
     "dataset": "lakeloop.cli.catalog:dataset",
     "preview": "lakeloop.cli.catalog:preview",
     "search": "lakeloop.cli.catalog:search",
+    "stream": "lakeloop.cli.stream:stream",
     "snapshot": "lakeloop.cli.catalog:snapshot",
     "stats": "lakeloop.cli.catalog:stats",
     "gate": "lakeloop.cli.gate:gate",
     "gateway": "lakeloop.cli.gateway:gateway",
     "user": "lakeloop.cli.users:user",
+    "loop": "lakeloop.cli.loop:loop",
     "models": "lakeloop.cli.registry:models",
     "runs": "lakeloop.cli.train:runs",
+    "serve": "lakeloop.cli.serve:serve",
     "tensorboard": "lakeloop.cli.train:tensorboard",
     "train": "lakeloop.cli.train:train",
+    "ui": "lakeloop.cli.ui:ui",
 }
 
 

@@ -67,7 +67,9 @@ def user_list(credentials_path: str | None, as_json: bool) -> None:
 def user_grant(
     name: str, namespace: str, role: str, credentials_path: str | None, as_json: bool
 ) -> None:
-    """Give NAME ROLE on NAMESPACE ('*' for every namespace); write implies read."""
+    """Give NAME ROLE on NAMESPACE ('*' for every namespace); write implies read.
+
+    NAMESPACE may also be '@models' (the model registry) or '@runs' (training runs)."""
     from lakeloop.gateway._credentials import Credentials
 
     Credentials(credentials_path).grant(name, namespace, role)

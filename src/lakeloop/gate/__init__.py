@@ -15,7 +15,9 @@ exact McNemar test and its interval, every other metric with a seeded paired boo
 is not worse by more than the margin (or better, for ``promote="superior"``); anything
 else is ``hold``. :func:`compare_all` decides several metrics and slices at once with
 Holm's correction, :func:`ratchet` compares with the best of the last champions, and
-:func:`acceptance` checks an absolute claim such as "at least 90 % accuracy". The
+:func:`acceptance` checks an absolute claim such as "at least 90 % accuracy" (or
+"NDCG@10 at least 0.6"), and :func:`metric_value` computes one model's metric the way
+the gate does (for a pipeline's ``evaluate``). The
 report functions render decisions as Markdown, JSON or HTML. docs/gate.md explains the
 statistics.
 """
@@ -31,7 +33,7 @@ from lakeloop.gate.decision import (
     compare_all,
     ratchet,
 )
-from lakeloop.gate.metrics import METRICS
+from lakeloop.gate.metrics import METRICS, metric_value
 from lakeloop.gate.policy import Policy
 from lakeloop.gate.report import (
     HistoryPoint,
@@ -52,6 +54,7 @@ __all__ = [
     "combine",
     "compare",
     "compare_all",
+    "metric_value",
     "plot_history",
     "ratchet",
     "render_html",

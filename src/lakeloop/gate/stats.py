@@ -9,13 +9,22 @@ used for the power check and the required evaluation size.
 from __future__ import annotations
 
 import math
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from lakeloop.gate.metrics import PairedEvaluation
 
-__all__ = ["Evidence", "exact_mcnemar", "paired_bootstrap", "poisson_weights"]
+__all__ = [
+    "Evidence",
+    "bootstrap_values",
+    "exact_mcnemar",
+    "paired_bootstrap",
+    "poisson_weights",
+]
 
 
 @dataclass(frozen=True)
@@ -75,12 +84,69 @@ def _poisson_table() -> np.ndarray:
 
 
 def poisson_weights(
-    rng: np.random.Generator, rows: int, units: int, dtype: type = np.float64
+    rng: np.random.Generator,
+    rows: int,
+    units: int,
+    dtype: type = np.float64,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A (rows, units) matrix of Poisson(1) bootstrap weights (whole numbers)."""
-    draws = rng.integers(0, 65536, size=(rows, units), dtype=np.uint16)
+    """A (rows, units) matrix of Poisson(1) bootstrap weights (whole numbers).
+
+    The 16-bit draws are the generator's raw 64-bit outputs cut in four: uniform, and
+    about twice as fast as asking for bounded integers."""
+    size = rows * units
+    raw = rng.bit_generator.random_raw(-(-size // 4))
+    draws = raw.view(np.uint16)[:size].reshape(rows, units)
+    if out is not None and dtype == np.uint8 and out.shape == (rows, units):
+        return np.take(_poisson_table(), draws, out=out)
     weights = np.take(_poisson_table(), draws)
     return weights if dtype == np.uint8 else weights.astype(dtype)
+
+
+# Below this many weights (resamples x units) a bootstrap runs in the calling thread;
+# above it, chunks of resamples run on threads (NumPy releases the GIL in the sums,
+# prefix sums and gathers that do the work).
+PARALLEL_MIN_WEIGHTS = 1 << 24
+MAX_THREADS = 4
+
+
+def bootstrap_values(
+    evaluation: PairedEvaluation, *, resamples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both models' metric values under ``resamples`` Poisson resamples of the units.
+
+    Resamples are drawn in chunks; chunk *i* draws from its own generator seeded with
+    ``(seed, i)``, so the values are the same whether the chunks run one after another
+    or on threads, in any order. Both models read the same weights: the pairing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    units = evaluation.units
+    chunk = max(1, min(resamples, (1 << 18) // max(units, 1)))
+    starts = range(0, resamples, chunk)
+    out_a, out_b = np.empty(resamples), np.empty(resamples)
+    local = threading.local()  # each thread's weight buffer, reused across its chunks
+
+    def run(i: int) -> None:
+        start = starts[i]
+        rows = min(chunk, resamples - start)
+        rng = np.random.default_rng([seed, i])
+        buffer = getattr(local, "weights", None)
+        if buffer is None or buffer.shape != (rows, units):
+            buffer = local.weights = np.empty((rows, units), dtype=np.uint8)
+        weights = poisson_weights(rng, rows, units, evaluation.weight_dtype, out=buffer)
+        a, b = evaluation.values(weights)
+        out_a[start : start + rows], out_b[start : start + rows] = a, b
+
+    threads = min(MAX_THREADS, os.cpu_count() or 1, len(starts))
+    if threads > 1 and resamples * units >= PARALLEL_MIN_WEIGHTS:
+        with ThreadPoolExecutor(threads, thread_name_prefix="lakeloop-bootstrap") as pool:
+            for _ in pool.map(run, range(len(starts))):
+                pass
+    else:
+        each: Callable[[int], None] = run
+        for i in range(len(starts)):
+            each(i)
+    return out_a, out_b
 
 
 def paired_bootstrap(
@@ -102,16 +168,8 @@ def paired_bootstrap(
     a_obs, b_obs = evaluation.observed()
     sign = 1.0 if higher_is_better else -1.0
     delta = sign * (b_obs - a_obs)
-    rng = np.random.default_rng(seed)
-    units = evaluation.units
-    chunk = max(1, min(resamples, (1 << 18) // max(units, 1)))
-    deltas = np.empty(resamples)
-    done = 0
-    while done < resamples:
-        rows = min(chunk, resamples - done)
-        a, b = evaluation.values(poisson_weights(rng, rows, units, evaluation.weight_dtype))
-        deltas[done : done + rows] = sign * (b - a)
-        done += rows
+    a, b = bootstrap_values(evaluation, resamples=resamples, seed=seed)
+    deltas = sign * (b - a)
     deltas = deltas[np.isfinite(deltas)]  # a resample that lost every positive, say
     alpha = 1 - confidence
     if len(deltas) < resamples // 2:
@@ -126,6 +184,8 @@ def paired_bootstrap(
     lower, upper = min(lower, delta), max(upper, delta)
     p_value = (1 + int((deltas >= -tolerance).sum())) / (1 + len(deltas))
     test = f"paired bootstrap ({resamples} Poisson resamples, seed {seed}, percentile bounds)"
+    if evaluation.note:
+        test = f"{test[:-1]}; {evaluation.note})"
     return (
         Evidence(delta, lower, upper, p_value, float(deltas.std(ddof=1)), test),
         a_obs,

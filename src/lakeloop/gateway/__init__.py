@@ -2,7 +2,7 @@
 
 Public surface::
 
-    Gateway(lake, credentials) -> ASGI app      (S3 at /, JSON API at /api/v1/)
+    Gateway(lake, credentials) -> ASGI app      (S3 at /, JSON API at /api/v1/, web UI at /ui/)
     serve(lake, host=..., port=..., credentials=...)   run it under uvicorn
     Credentials(path) / Principal                principals, access keys, grants
     ROLES                                        ("read", "write", "admin")
@@ -50,6 +50,11 @@ def serve(
     if http == "auto":
         http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     if workers > 1:
+        if not os.environ.get("LAKELOOP_UI_SECRET"):
+            import secrets
+
+            # every worker must check the UI's session cookies with the same secret
+            os.environ["LAKELOOP_UI_SECRET"] = secrets.token_urlsafe(32)
         if isinstance(lake, Lake):
             lake = str(lake.root)
         os.environ["LAKELOOP_GATEWAY_LAKE"] = str(lake)

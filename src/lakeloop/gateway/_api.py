@@ -20,15 +20,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakeloop.errors import AlreadyExists, InvalidInput, LakeloopError, NotFound
+from lakeloop.errors import (
+    AccessDenied,
+    AlreadyExists,
+    ChecksumError,
+    InvalidInput,
+    LakeloopError,
+    NotFound,
+    Refused,
+)
 from lakeloop.gateway._credentials import Principal
 from lakeloop.gateway._errors import S3Error
 from lakeloop.store import Lake
 
-__all__ = ["AREAS", "ENDPOINTS", "ApiContext", "ApiError", "Endpoint", "endpoint", "openapi"]
+__all__ = [
+    "AREAS", "ENDPOINTS", "ApiContext", "ApiError", "Binary", "Endpoint", "endpoint", "openapi",
+]  # fmt: skip
 
 PREFIX = "/api/v1"
-AREAS = ["lakeloop.gateway._api_store", "lakeloop.gateway._api_catalog"]
+AREAS = [
+    "lakeloop.gateway._api_store",
+    "lakeloop.gateway._api_catalog",
+    "lakeloop.gateway._api_registry",
+]
 
 
 class ApiError(Exception):
@@ -37,6 +51,14 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class Binary:
+    """An endpoint's answer that is bytes, not JSON (an artifact, a manifest)."""
+
+    data: bytes
+    content_type: str = "application/octet-stream"
 
 
 @dataclass
@@ -54,6 +76,11 @@ class ApiContext:
         if not self.principal.can(namespace, role):
             raise ApiError(403, "AccessDenied", f"no {role} grant on {namespace}")
 
+    def require_grant(self, target: str, role: str) -> None:
+        """403 unless the caller holds *role* on a grant target (``@models``, ``@runs``)."""
+        if not self.principal.can(target, role):
+            raise ApiError(403, "AccessDenied", f"no {role} grant on {target}")
+
 
 @dataclass
 class Endpoint:
@@ -65,6 +92,8 @@ class Endpoint:
     response: dict[str, Any]
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
     public: bool = False  # no authentication (the OpenAPI document, health)
+    upload: bool = False  # the body is raw bytes (a file object in ctx.body), not JSON
+    grant: tuple[str, str] | None = None  # (target, role) checked before the body is read
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -79,11 +108,20 @@ def endpoint(
     role: str | None = None,
     query: dict[str, dict[str, Any]] | None = None,
     public: bool = False,
+    upload: bool = False,
+    grant: tuple[str, str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a JSON endpoint at ``/api/v1`` + *path*."""
+    """Register a JSON endpoint at ``/api/v1`` + *path*. With *upload*, the request body
+    is raw bytes (up to ``gateway_max_object_size``), spooled to a temporary file and
+    checked against its signed SHA-256 before the handler sees it; a handler may answer
+    bytes by returning :class:`Binary` (*response* then describes the bytes). *grant*
+    (``("@models", "write")``) is checked right after authentication, so a caller
+    without it is refused before an upload is read."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        ENDPOINTS.append(Endpoint(method, path, fn, summary, role, response, query or {}, public))
+        ENDPOINTS.append(
+            Endpoint(method, path, fn, summary, role, response, query or {}, public, upload, grant)
+        )
         return fn
 
     return register
@@ -98,6 +136,8 @@ def call(ep: Endpoint, ctx: ApiContext, params: dict[str, str]) -> Any:
     """Run one endpoint, mapping lakeloop errors to API errors."""
     if ep.role is not None and "namespace" in params:
         ctx.require(params["namespace"], ep.role)
+    if ep.grant is not None:
+        ctx.require_grant(*ep.grant)
     try:
         return ep.handler(ctx, **params)
     except NotFound as exc:
@@ -106,6 +146,12 @@ def call(ep: Endpoint, ctx: ApiContext, params: dict[str, str]) -> Any:
         raise ApiError(409, "AlreadyExists", str(exc)) from None
     except InvalidInput as exc:
         raise ApiError(400, "InvalidInput", str(exc)) from None
+    except Refused as exc:
+        raise ApiError(409, "Refused", str(exc)) from None
+    except AccessDenied as exc:
+        raise ApiError(403, "AccessDenied", str(exc)) from None
+    except ChecksumError as exc:
+        raise ApiError(500, "ChecksumError", str(exc)) from None
     except S3Error as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
     except LakeloopError as exc:
@@ -125,6 +171,13 @@ _ERROR_SCHEMA = {
 }
 
 
+BYTES: dict[str, Any] = {"type": "string", "format": "binary"}  # a raw body or answer
+
+
+def _media(schema: dict[str, Any]) -> str:
+    return "application/octet-stream" if schema.get("format") == "binary" else "application/json"
+
+
 def openapi() -> dict[str, Any]:
     """The OpenAPI 3.0 document of every registered endpoint."""
     load_areas()
@@ -140,7 +193,7 @@ def openapi() -> dict[str, Any]:
         responses: dict[str, Any] = {
             "200": {
                 "description": "OK",
-                "content": {"application/json": {"schema": ep.response}},
+                "content": {_media(ep.response): {"schema": ep.response}},
             },
         }
         for status in ("400", "404", "405", "409", "503") if not ep.public else ():
@@ -161,6 +214,8 @@ def openapi() -> dict[str, Any]:
         }
         if not ep.public:
             op["security"] = [{"sigv4": []}]
+        if ep.upload:
+            op["requestBody"] = {"required": True, "content": {_media(BYTES): {"schema": BYTES}}}
         paths.setdefault(PREFIX + ep.path, {})[ep.method.lower()] = op
     return {
         "openapi": "3.0.3",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = ["Gateway"]
 
 log = logging.getLogger("lakeloop.gateway")
 _JSON_BODY_LIMIT = 1 << 20
+UI_PREFIX = "/ui"  # where the web UI is mounted (see docs/ui.md)
 
 
 def _json(status: int, value: Any) -> Response:
@@ -56,6 +58,8 @@ class Gateway:
         self.credentials = credentials if credentials is not None else Credentials()
         self.s3 = S3App(lake, self.credentials)
         self.api = self._build_api()
+        self.ui_enabled = bool(lake.settings["gateway_ui"])
+        self._ui: Any = None
 
     def _build_api(self) -> Starlette:
         api.load_areas()
@@ -77,35 +81,81 @@ class Gateway:
 
     def _handler(self, ep: api.Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
+            upload = None
+            raw = b""
             try:
-                raw = await request.body()
-                if len(raw) > _JSON_BODY_LIMIT:
-                    raise api.ApiError(413, "TooLarge", "the request body is over 1 MiB")
                 query = sigv4.parse_query(request.scope.get("query_string", b"").decode("latin-1"))
                 principal = Principal("anonymous")
                 if not ep.public:
-                    principal = self._authenticate(request.scope, query, raw)
-                body = None
-                if raw:
+                    # the signature covers the headers and the body's declared SHA-256;
+                    # the body is checked against that hash once it has been read
+                    principal, signed = self._authenticate(request.scope, query)
+                else:
+                    signed = sigv4.UNSIGNED
+                if ep.grant is not None:
+                    api.ApiContext(self.lake, principal, {}).require_grant(*ep.grant)
+                body: Any = None
+                if ep.upload:
+                    upload, digest = await self._spool(request)
+                    body = upload
+                else:
+                    raw = await request.body()
+                    if len(raw) > _JSON_BODY_LIMIT:
+                        raise api.ApiError(413, "TooLarge", "the request body is over 1 MiB")
+                    digest = hashlib.sha256(raw).hexdigest()
+                if signed != sigv4.UNSIGNED and digest != signed.lower():
+                    raise api.ApiError(
+                        400,
+                        "XAmzContentSHA256Mismatch",
+                        "the body does not match its signed SHA-256",
+                    )
+                if not ep.upload and raw:
                     try:
                         body = json.loads(raw)
                     except ValueError:
                         raise api.ApiError(400, "InvalidJSON", "the body is not JSON") from None
                 ctx = api.ApiContext(self.lake, principal, dict(query), body)
                 params = {k: str(v) for k, v in request.path_params.items()}
-                return _json(200, await self.s3.run(api.call, ep, ctx, params))
+                result = await self.s3.run(api.call, ep, ctx, params)
+                if isinstance(result, api.Binary):
+                    return Response(result.data, media_type=result.content_type)
+                return _json(200, result)
             except api.ApiError as exc:
                 return _error(exc.status, exc.code, exc.message)
             except Exception:
                 log.exception("gateway: %s %s failed", request.method, request.url.path)
                 return _error(500, "InternalError", "see the gateway log")
+            finally:
+                if upload is not None:
+                    upload.close()
 
         handle.__name__ = ep.handler.__name__
         return handle
 
+    async def _spool(self, request: Request) -> tuple[Any, str]:
+        """An upload's body in a temporary file (memory up to 1 MiB) -> (file, SHA-256),
+        refused past ``gateway_max_object_size`` before more is read."""
+        limit = self.s3.max_object
+        spool = tempfile.SpooledTemporaryFile(_JSON_BODY_LIMIT)  # noqa: SIM115 (returned)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise api.ApiError(413, "EntityTooLarge", f"the upload is over {limit} bytes")
+                digest.update(chunk)
+                await self.s3.run(spool.write, chunk)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return spool, digest.hexdigest()
+
     def _authenticate(
-        self, scope: MutableMapping[str, Any], query: list[tuple[str, str]], body: bytes
-    ) -> Principal:
+        self, scope: MutableMapping[str, Any], query: list[tuple[str, str]]
+    ) -> tuple[Principal, str]:
+        """The signing principal and the payload hash it signed."""
         self.credentials.refresh()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
@@ -122,12 +172,7 @@ class Gateway:
             )
         except S3Error as exc:
             raise api.ApiError(403, exc.code, exc.message) from None
-        signed = auth.payload_hash
-        if signed != sigv4.UNSIGNED and hashlib.sha256(body).hexdigest() != signed.lower():
-            raise api.ApiError(
-                400, "XAmzContentSHA256Mismatch", "the body does not match its signed SHA-256"
-            )
-        return auth.principal
+        return auth.principal, auth.payload_hash
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -146,8 +191,36 @@ class Gateway:
         path: str = scope["path"]
         if path == api.PREFIX or path.startswith(api.PREFIX + "/"):
             await self.api(scope, receive, send)  # type: ignore[arg-type]
+        elif (path == UI_PREFIX or path.startswith(UI_PREFIX + "/")) and self._is_browser(scope):
+            await self._serve_ui(scope, receive, send)
         else:
             await self.s3(scope, receive, send)
+
+    def _is_browser(self, scope: dict[str, Any]) -> bool:
+        """A request for the web UI: ``gateway_ui`` is on and the request is not signed.
+
+        Browsers never sign with SigV4 and S3 clients always do, so a namespace named
+        ``ui`` stays reachable over S3 with signed requests.
+        """
+        if not self.ui_enabled:
+            return False
+        if any(k == b"authorization" for k, _ in scope["headers"]):
+            return False
+        return b"X-Amz-Signature=" not in scope.get("query_string", b"")
+
+    async def _serve_ui(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["path"] == UI_PREFIX:  # relative links need the trailing slash
+            await send({"type": "http.response.start", "status": 308,
+                        "headers": [(b"location", (UI_PREFIX + "/").encode()),
+                                    (b"content-length", b"0")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if self._ui is None:
+            from lakeloop.ui import create_app  # jinja2 loads on the first page, not at start
+
+            self._ui = create_app(self.lake, self.credentials)
+        sub = dict(scope, root_path=scope.get("root_path", "") + UI_PREFIX)
+        await self._ui(sub, receive, send)
 
 
 def from_environment() -> Gateway:

@@ -13,6 +13,11 @@ therefore carries no usable credentials.
 
 Roles are ordered: ``read`` < ``write`` < ``admin``; ``*`` grants a role on every
 namespace (and ``admin`` on ``*`` may create namespaces). No grant: no access.
+
+Two grant targets are not namespaces: ``@models`` (the model registry: read to list and
+load models, write to register versions, move aliases, record decisions and promote on
+a decision, admin for forced champion overrides) and ``@runs`` (training runs: read to
+list and show, write to record). ``*`` covers them too.
 """
 
 from __future__ import annotations
@@ -29,12 +34,19 @@ from typing import Any
 
 from lakeloop.errors import AlreadyExists, InvalidInput, NotFound
 
-__all__ = ["ROLES", "Credentials", "Principal", "default_credentials_path"]
+__all__ = [
+    "AREA_TARGETS", "MODELS", "ROLES", "RUNS", "Credentials", "Principal",
+    "default_credentials_path",
+]  # fmt: skip
 
 ROLES = ("read", "write", "admin")
 _RANK = {r: i for i, r in enumerate(ROLES)}
 ALL = "*"
 ANONYMOUS = "anonymous"  # who unsigned requests are, when gateway_anonymous is on
+# grant targets that are not namespaces ('@' cannot start a namespace name)
+MODELS = "@models"
+RUNS = "@runs"
+AREA_TARGETS = (MODELS, RUNS)
 
 
 def default_credentials_path() -> Path:
@@ -179,7 +191,7 @@ class Credentials:
         """Give *name* *role* on *namespace* (``*``: every namespace); replaces a grant."""
         if role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}", op="grant", target=role)
-        if namespace != ALL:
+        if namespace != ALL and namespace not in AREA_TARGETS:
             from lakeloop.store import check_namespace_name
 
             check_namespace_name(namespace)

@@ -104,6 +104,7 @@ def _object_headers(info: ObjectInfo) -> list[tuple[bytes, bytes]]:
             (info.content_type or "binary/octet-stream").encode("latin-1", "replace"),
         ),
         (b"accept-ranges", b"bytes"),
+        (b"x-amz-version-id", str(info.version).encode()),
     ]
     for k, v in info.metadata.items():
         if k.startswith("s3:h:"):
@@ -303,8 +304,11 @@ class S3App:
             for name in params:
                 if name in _UNSUPPORTED:
                     raise S3Error("NotImplemented", f"?{name} is not implemented by lakeloop")
-            if params.get("versionId", "null") not in ("", "null"):  # "null": unversioned
-                raise S3Error("NotImplemented", "object versions are not implemented")
+            version = params.get("versionId", "null")
+            if version not in ("", "null") and (method not in ("GET", "HEAD") or not key):
+                # exact-version reads only: a lake version is a sequence number that a
+                # snapshot pins; listing or deleting versions is not offered
+                raise S3Error("NotImplemented", "versionId works on GET and HEAD of an object")
             if not key:
                 await self.bucket(method, bucket, params, headers, auth, receive, send, rid)
             else:
@@ -653,7 +657,9 @@ class S3App:
             content_type=headers.get("content-type"),
             metadata=_request_metadata(headers),
         )
-        await self._send(send, 200, headers=[(b"etag", f'"{info.etag}"'.encode())], request_id=rid)
+        hs = [(b"etag", f'"{info.etag}"'.encode())]
+        hs.append((b"x-amz-version-id", str(info.version).encode()))
+        await self._send(send, 200, headers=hs, request_id=rid)
 
     def _conditions(self, info: ObjectInfo, headers: dict[str, str]) -> int | None:
         """The status a conditional request gets (412/304), or None to serve it."""
@@ -691,6 +697,25 @@ class S3App:
     ) -> None:
         ns = self._ns(bucket)
         small = self.memory_limit
+        exact = _version_param(params)
+        if exact is not None:
+            # an exact version never changes: one stat, then its bytes (pinned versions
+            # stay readable after overwrites; see Namespace.pin)
+            def fetch_exact() -> tuple[ObjectInfo, bytes | None, BinaryIO | None]:
+                info = ns.stat(key, version=exact)
+                if head or self._conditions(info, headers) is not None:
+                    return info, None, None
+                if info.size <= small:
+                    return info, ns.get(key, version=exact), None
+                return info, None, ns.open(key, version=exact)
+
+            info, data, opened = await self.run(fetch_exact)
+            try:
+                await self._answer_get(info, data, opened, headers, params, send, rid, head=head)
+            finally:
+                if opened is not None:
+                    opened.close()
+            return
 
         def fetch(limit: int) -> tuple[ObjectInfo, bytes | None]:
             for _ in range(_READ_TRIES):
@@ -827,6 +852,17 @@ class S3App:
             if k.startswith("x-amz-copy-source-if-")
         }
         return self._conditions(info, renamed) is not None
+
+
+def _version_param(params: dict[str, str]) -> int | None:
+    """``?versionId=N`` -> N (a lake version: the sequence number ``stat`` reports);
+    absent, empty or S3's ``null`` -> None (the current version)."""
+    value = params.get("versionId", "null")
+    if value in ("", "null"):
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise S3Error("InvalidArgument", "versionId must be a lake version (a positive integer)")
+    return int(value)
 
 
 def _open_current(ns: Namespace, key: str) -> tuple[BinaryIO, ObjectInfo]:

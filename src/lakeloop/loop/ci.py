@@ -203,6 +203,40 @@ def _align(pred: Any, model_labels: Sequence[str] | None, labels: Sequence[str])
     return np.where((ids >= 0) & (ids < len(mapping)), mapping[ids.clip(0, len(mapping) - 1)], -1)
 
 
+def _ranking_scores(raw: Any, model_labels: Sequence[str] | None, labels: Sequence[str]) -> Any:
+    """One score per row for ranking metrics: the model's output as it is when it gives
+    one value per row; for class scores over relevance labels, the expected relevance."""
+    import numpy as np
+
+    out = np.asarray(raw, dtype=np.float64)
+    if out.ndim == 2 and out.shape[1] == 1:
+        return out[:, 0]
+    if out.ndim == 2:
+        probs = _align(out, model_labels, labels)
+        return probs @ _grades(labels)
+    return out
+
+
+def _grades(labels: Sequence[str]) -> Any:
+    """The relevance of each label id: the label names' values when they are all numbers
+    (``0``, ``1``, ``2``), else the ids themselves (names sorted in relevance order)."""
+    import numpy as np
+
+    try:
+        return np.array([float(name) for name in labels])
+    except ValueError:
+        return np.arange(len(labels), dtype=np.float64)
+
+
+def _relevance(y: Any, policy: Any, grades: Any = None) -> Any:
+    """What the gate compares with: label ids, or relevance grades for ranking metrics."""
+    from lakeloop.gate.metrics import metric_spec
+
+    if grades is None or not metric_spec(policy.metric).ranking:
+        return y
+    return grades[y]
+
+
 def _hard_labels(pred: Any) -> Any:
     import numpy as np
 
@@ -210,20 +244,30 @@ def _hard_labels(pred: Any) -> Any:
     return out.argmax(axis=1) if out.ndim == 2 else out
 
 
-def _history(y: Any, scored: Mapping[str, Any], policies: Sequence[Any]) -> list[HistoryPoint]:
+def _history(
+    y: Any,
+    scored: Mapping[str, Any],
+    policies: Sequence[Any],
+    groups: Any = None,
+    grades: Any = None,
+) -> list[HistoryPoint]:
     """Each scored version's value of each policy's metric; accuracy with its two-sided
     exact interval at the policy's confidence."""
     import numpy as np
 
     from lakeloop.gate import HistoryPoint
     from lakeloop.gate.acceptance import lower_bound
-    from lakeloop.gate.metrics import prepare
+    from lakeloop.gate.metrics import metric_spec, prepare
 
     points = []
     for policy in policies:
+        target = _relevance(y, policy, grades)
         for ref, pred in scored.items():
             one = pred[policy.label]
-            value, _ = prepare(policy.metric, y, one, one, k=policy.k, groups=None).observed()
+            by_group = groups if metric_spec(policy.metric).ranking else None
+            value, _ = prepare(
+                policy.metric, target, one, one, k=policy.k, groups=by_group
+            ).observed()
             lower = upper = None
             if policy.metric == "accuracy":
                 n = len(y)
@@ -233,6 +277,55 @@ def _history(y: Any, scored: Mapping[str, Any], policies: Sequence[Any]) -> list
                 upper = 1 - lower_bound(n - right, n, level, "clopper-pearson")
             points.append(HistoryPoint(ref, policy.label, float(value), lower, upper))
     return points
+
+
+def _groups_fn(pipeline: Any, ranking: Sequence[str]) -> Callable[[Any], Any] | None:
+    """The pipeline's ``groups(x)``; a clear error when a ranking metric (named in
+    *ranking*) needs it and the pipeline defines none."""
+    fn = pipeline.fn("groups")
+    if fn is None and ranking:
+        raise InvalidEvaluation(
+            f"{ranking[0]} needs each evaluation row's query or user id",
+            op="ci",
+            target=str(pipeline.path),
+            hint="define groups(x) in the pipeline: it gets the decoded evaluation "
+            "examples and returns one id per row",
+        )
+    return fn
+
+
+def _ranking_labels(project: Project) -> list[str]:
+    """The labels of the project's ranking policies and acceptance claim."""
+    from lakeloop.gate import Policy
+    from lakeloop.gate.metrics import metric_spec
+
+    acc = project.gate.acceptance
+    claim = [] if acc is None else [Policy(metric=acc.metric, k=acc.k)]
+    return [p.label for p in [*project.gate.policies, *claim] if metric_spec(p.metric).ranking]
+
+
+def _eval_groups(pipeline: Any, x: Any, n: int, ranking: Sequence[str]) -> Any:
+    """Each evaluation row's query or user id from the pipeline's ``groups(x)``, or None
+    when it defines none (ranking metrics then cannot be computed: a clear error)."""
+    import numpy as np
+
+    fn = _groups_fn(pipeline, ranking)
+    if fn is None:
+        return None
+    try:
+        groups = np.asarray(fn(x))
+    except Exception as exc:
+        raise InvalidEvaluation(
+            f"groups(x) raised {type(exc).__name__}: {exc}", op="ci", target=str(pipeline.path)
+        ) from exc
+    if groups.ndim != 1 or len(groups) != n:
+        raise InvalidEvaluation(
+            f"groups(x) returned shape {groups.shape} for {n} evaluation examples",
+            op="ci",
+            target=str(pipeline.path),
+            hint="return one id per row of x",
+        )
+    return groups
 
 
 def _previous_champions(reg: Any, model: str, exclude: set[int], k: int) -> list[int]:
@@ -268,7 +361,7 @@ def gate_candidate(
     ``promote=False`` (pull requests) the decision is stored and champion never moves.
     """
     from lakeloop.catalog import Catalog
-    from lakeloop.gate import Policy, acceptance, compare_all
+    from lakeloop.gate import Policy, acceptance, combine, compare, ratchet
     from lakeloop.gate.metrics import metric_spec
     from lakeloop.registry import Registry
     from lakeloop.train.data import arrays, decode_image
@@ -304,29 +397,37 @@ def gate_candidate(
             hint="give the dataset an eval_fraction above 0",
         )
     policies = list(project.gate.policies) or [Policy(metric="accuracy")]
-    for policy in policies:
-        if metric_spec(policy.metric).ranking:
-            raise InvalidEvaluation(
-                f"{policy.metric} needs groups, which lakeloop ci does not read yet",
-                op="ci",
-                target=policy.label,
-                hint="gate ranking models with lakeloop.gate.compare_all and groups",
-            )
+    acc = project.gate.acceptance
+    claim = None if acc is None else Policy(metric=acc.metric, k=acc.k, name="\0acceptance")
+    ranking = _ranking_labels(project)
+    groups = _eval_groups(pipeline, x, len(y), ranking)
+    grades = _grades(labels)
 
     def score(version: int) -> dict[str, Any]:
         """The version's predictions for each policy: labels (or scores) from ``predict``;
-        probabilities from ``predict_proba`` for AUC and log loss when the model has it."""
+        probabilities from ``predict_proba`` for AUC and log loss when the model has it;
+        one score per row for ranking metrics."""
         model = reg.load(f"{project.model}@{version}")
-        out = _align(model.predict(x), model.lineage.labels, labels)
+        raw = model.predict(x)
+        wanted = [*policies, *([claim] if claim is not None else [])]
+        out: dict[str, Any] = {}
+        hard = None
+        if any(not metric_spec(p.metric).ranking for p in wanted):
+            hard = _align(raw, model.lineage.labels, labels)
+            out[_HARD] = hard
         proba = None
         proba_fn = getattr(model.model, "predict_proba", None)
-        wants = any(p.metric in _SCORE_METRICS for p in policies)
-        if wants and out.ndim == 1 and callable(proba_fn):
+        wants = any(p.metric in _SCORE_METRICS for p in wanted)
+        if wants and hard is not None and hard.ndim == 1 and callable(proba_fn):
             proba = _align(proba_fn(x), model.lineage.labels, labels)
-        return {
-            p.label: proba if proba is not None and p.metric in _SCORE_METRICS else out
-            for p in policies
-        } | {_HARD: out}
+        for p in wanted:
+            if metric_spec(p.metric).ranking:
+                out[p.label] = _ranking_scores(raw, model.lineage.labels, labels)
+            elif proba is not None and p.metric in _SCORE_METRICS:
+                out[p.label] = proba
+            else:
+                out[p.label] = hard
+        return out
 
     reasons: list[str] = []
     decision: Any = None
@@ -344,12 +445,17 @@ def gate_candidate(
                 "`lakeloop models alias NAME@N champion --force --reason ...`)"
             )
         else:
+            assert claim is not None
+            exact = claim.metric == "accuracy" and groups is None
             decision = acceptance(
-                y,
-                _hard_labels(cand_pred[_HARD]),
+                _relevance(y, claim, grades),
+                _hard_labels(cand_pred[_HARD]) if exact else cand_pred[claim.label],
+                metric=claim.metric,
                 threshold=acc.threshold,
                 confidence=acc.confidence,
-                method=acc.method,
+                method=acc.method if exact else "bootstrap",
+                k=claim.k,
+                groups=groups,
             )
             outcome = "promote" if decision.passed else "block"
             reasons.append("first run (no champion): decided by the acceptance claim alone")
@@ -365,18 +471,20 @@ def gate_candidate(
         scored.update(prev_preds)
         scored[champion_ref] = champ_pred
         scored[cand.ref] = cand_pred
-        decision = compare_all(
-            y,
-            champ_pred,
-            cand_pred,
-            policies,
-            previous=prev_preds or None,
-            correction=project.gate.correction,
-        )
+        decisions = []
+        for policy in policies:
+            target = _relevance(y, policy, grades)
+            decisions.append(
+                compare(target, champ_pred[policy.label], cand_pred[policy.label], policy, groups)
+            )
+            if prev_preds:
+                earlier = {ref: pred[policy.label] for ref, pred in prev_preds.items()}
+                decisions.append(ratchet(target, cand_pred[policy.label], earlier, policy, groups))
+        decision = combine(decisions, correction=project.gate.correction)
         outcome = decision.outcome
         if not project.gate.policies:
             reasons.append("no [[gate.policy]] in the project: accuracy with margin 0")
-    history = _history(y, scored, policies)
+    history = _history(y, scored, policies, groups, grades)
     record: dict[str, Any] = {
         "kind": "ci",
         "outcome": outcome,
@@ -459,6 +567,8 @@ def run_ci(
     engine: str | None = None,
     workers: int | None = None,
     log: Callable[[str], None] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    on_step: Callable[[str, Mapping[str, Any]], None] | None = None,
 ) -> CiResult:
     """Run one turn of the pipeline for *project* (``lakeloop.toml`` or its folder;
     default: found from the current folder) and return what it decided.
@@ -468,26 +578,24 @@ def run_ci(
     *candidate* (``NAME@VERSION``) gates a version already registered instead of
     training one. ``promote=False`` decides and stores the decision but moves no alias
     and writes no lock (for pull requests, whose code is not merged yet). *log* receives
-    progress lines.
+    progress lines. *extra* is merged into the stored decision record (the loop puts its
+    turn id there). *on_step(step, fields)* is told as each step begins or ends —
+    ``snapshot`` (``snapshot``), ``tests``, ``train``, ``trained`` (``candidate``),
+    ``gate``, ``decided`` (``outcome``) — so a caller can journal and time them.
     """
     from lakeloop.project import Lock, load_project, read_lock, resolve_lake, write_lock
     from lakeloop.store import Lake
     from lakeloop.train.study import train_project
 
     say = log or (lambda line: None)
+    step = on_step or (lambda name, fields: None)
     proj = load_project(project)
-    where = resolve_lake(lake, proj)
-    if where.kind != "path":
-        raise InvalidInput(
-            "lakeloop ci trains, and training needs a lake folder; gateway URLs are not "
-            "supported for training yet",
-            op="ci",
-            target=where.value,
-            hint="run CI on a runner that mounts the lake, and pass its folder with --lake",
-        )
+    where = resolve_lake(lake, proj)  # a folder or a gateway URL (keys from the environment)
     code = proj.code_fingerprint()
+    step("snapshot", {})
     with Lake.open(where.value, background=False) as lk:
         snap = _data_fingerprint(lk, proj.dataset)
+    step("snapshotted", {"snapshot": snap.id, "count": snap.count})
     lock = read_lock(proj.lock_path)
     say(f"code {code}, data {proj.dataset}@{snap.id[:12]}")
     base = {"code": code, "data": snap.id, "dataset": proj.dataset, "model": proj.model}
@@ -514,6 +622,7 @@ def run_ci(
         )
     test_doc = None
     if proj.test:
+        step("tests", {"command": proj.test})
         say(f"unit tests: {proj.test}")
         t0 = time.monotonic()
         done = subprocess.run(
@@ -534,7 +643,13 @@ def run_ci(
                 **base,
                 reasons=[f"unit tests failed (exit {done.returncode}): {proj.test}", *tail],
             )
+    ranking = _ranking_labels(proj)
+    if ranking:  # before training: a ranking gate needs the pipeline's groups(x)
+        from lakeloop.train.pipeline import load_pipeline
+
+        _groups_fn(load_pipeline(proj.root / proj.pipeline), ranking)
     if candidate is None:
+        step("train", {})
         say("training")
         study = train_project(proj.path, lake=where.value, engine=engine, workers=workers)
         if study.version is None:
@@ -553,12 +668,15 @@ def run_ci(
                 ],
             )
         candidate, evaluated = study.version.ref, study.snapshot
+        step("trained", {"candidate": candidate, "score": study.best_score})
         say(f"trained {candidate}: {study.metric}={study.best_score}")
     else:
         evaluated = snap.id
-    extra = {"unit_tests": test_doc, "code_now": code.to_dict()}
+    fields = {**dict(extra or {}), "unit_tests": test_doc, "code_now": code.to_dict()}
+    step("gate", {"candidate": candidate})
     with Lake.open(where.value, background=False) as lk:
-        result = gate_candidate(lk, proj, candidate, evaluated, promote=promote, extra=extra)
+        result = gate_candidate(lk, proj, candidate, evaluated, promote=promote, extra=fields)
+    step("decided", {"outcome": result.outcome, "candidate": result.candidate})
     result.code = code
     if not promote:
         return result

@@ -74,6 +74,15 @@ class KerasFlavor(Flavor):
         return keras.saving.load_model(str(path), compile=False)
 
     def predict(self, model: Any, batch: Any) -> Any:
+        kind = getattr(getattr(batch, "dtype", None), "kind", None)
+        if kind in ("U", "S", "O"):
+            # Text models: Keras refuses NumPy string arrays, TensorFlow takes them as strings
+            import keras
+
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                batch = tf.constant(batch)
         return model.predict(batch, verbose=0)
 
 

@@ -12,6 +12,11 @@ both run under the model's lock file (``<lake>/registry/<name>.lock``, ``flock``
 concurrent processes never hand out one number twice or lose a move; each change is one
 ``put`` of one object, so a reader sees the state before or after it, never between.
 
+Over a gateway (``Registry(Lake.open("http://..."))``) the same methods work: reads run
+this code over the gateway's reserved-area endpoint, and every change is sent to the
+gateway, which runs it through a Registry of its own under its lock file (grants:
+``@models`` read / write / admin).
+
 ``champion`` is special: :meth:`Registry.promote` moves it and needs the gate's decision
 (stored with the move); :meth:`Registry.alias` moves it only with ``force=True`` and a
 reason, recorded as an override. Anything else is refused.
@@ -276,14 +281,23 @@ class Registry:
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
-        self._lock_dir = Path(lake.root) / _LOCK_DIR
+        # Over a gateway (``Lake.open("http://...")``) reads run this same code through
+        # the gateway's reserved-area endpoint; changes are sent to the gateway, which
+        # runs them through a Registry of its own, under its own locks.
+        self._remote = getattr(lake, "remote", False)
+        self._lock_dir = None if self._remote else Path(lake.root) / _LOCK_DIR
 
     @property
     def _ns(self) -> Namespace:
         return self.lake.internal_namespace(INTERNAL_NS)
 
     def _lock(self, name: str) -> FileLock:
+        assert self._lock_dir is not None
         return FileLock(self._lock_dir / f"{name}.lock")
+
+    def _call(self, method: str, path: str, body: Any) -> Any:
+        """One registry change on the gateway (``/api/v1/models/...``) -> its JSON."""
+        return self.lake.api(method, path, body=body)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ reading
     def models(self) -> list[str]:
@@ -430,6 +444,8 @@ class Registry:
                 while chunk := f.read(1 << 20):
                     digest.update(chunk)
             size = path.stat().st_size
+            if self._remote:
+                return self._register_remote(name, path, chosen.name, lineage, actor)
             ns = self._ns
             with self._lock(name):
                 numbers = self._numbers(name)
@@ -459,6 +475,45 @@ class Registry:
                 )
         return self._record(name, version, self.aliases(name))
 
+    def _register_remote(
+        self, name: str, path: Path, flavor: str, lineage: Lineage, actor: str | None
+    ) -> ModelVersion:
+        """Send the artifact with its record: one JSON line, then the file's bytes."""
+        head = {"flavor": flavor, "lineage": lineage.to_dict(), "actor": _actor(actor)}
+        body = json.dumps(head, default=str).encode() + b"\n" + path.read_bytes()
+        raw = self.lake.api_bytes(  # type: ignore[attr-defined]
+            "POST", f"/models/{name}/versions", body=body
+        )
+        d = json.loads(raw)
+        return ModelVersion(
+            name=d["name"], version=d["version"], flavor=d["flavor"], created=d["created"],
+            created_by=d["created_by"], sha256=d["sha256"], size=d["size"],
+            lineage=Lineage.from_dict(d["lineage"]), aliases=tuple(d["aliases"]),
+        )  # fmt: skip
+
+    def _move_remote(
+        self,
+        ref: str,
+        alias: str,
+        *,
+        kind: str,
+        why: str,
+        actor: str | None,
+        decision: dict[str, Any] | None,
+    ) -> AliasMove:
+        name, sel = parse_model_ref(ref)
+        body: dict[str, Any] = {"reason": why, "actor": _actor(actor)}
+        if kind == "remove":
+            body["force"] = True  # remove_alias checked force and reason already
+            d = self._call("DELETE", f"/models/{name}/aliases/{alias}", body)
+        elif kind == "gate":
+            body |= {"version": sel, "alias": alias, "decision": decision}
+            d = self._call("POST", f"/models/{name}/promote", body)
+        else:
+            body |= {"version": sel, "alias": alias, "force": kind == "override"}
+            d = self._call("POST", f"/models/{name}/aliases", body)
+        return AliasMove.from_dict(d)
+
     def _move(
         self,
         ref: str,
@@ -469,6 +524,8 @@ class Registry:
         actor: str | None,
         decision: dict[str, Any] | None = None,
     ) -> AliasMove:
+        if self._remote:
+            return self._move_remote(ref, alias, kind=kind, why=why, actor=actor, decision=decision)
         name, _ = parse_model_ref(ref)
         with self._lock(name):
             target = None if kind == "remove" else self.get(ref).version
@@ -568,6 +625,8 @@ class Registry:
         if not isinstance(record, Mapping):
             raise InvalidInput("a decision record is a mapping", op="record decision", target=name)
         doc = json.loads(json.dumps(dict(record), default=str))
+        if self._remote:
+            return dict(self._call("POST", f"/models/{name}/decisions", doc))
         with self._lock(name):
             prefix = f"models/{name}/decisions/"
             numbers = [int(i.key[len(prefix) : -5]) for i in self._ns.list(prefix=prefix)]

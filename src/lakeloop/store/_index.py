@@ -407,14 +407,18 @@ class SQLiteIndex(Index):
     def list_range(
         self, lower: bytes, upper: bytes | None, after: bytes | None, limit: int
     ) -> list[Row]:
-        sql = f"SELECT {_COLUMNS} FROM objects WHERE key >= ?"
-        args: list[Any] = [lower]
+        # one lower bound, the tighter: given both, SQLite may start the range at the
+        # first and filter up to the second row by row (a page deep in a prefix, or after
+        # a skipped folder, then costs its position in the prefix)
+        if after is not None and after >= lower:
+            sql = f"SELECT {_COLUMNS} FROM objects WHERE key > ?"
+            args: list[Any] = [after]
+        else:
+            sql = f"SELECT {_COLUMNS} FROM objects WHERE key >= ?"
+            args = [lower]
         if upper is not None:
             sql += " AND key < ?"
             args.append(upper)
-        if after is not None:
-            sql += " AND key > ?"
-            args.append(after)
         sql += " ORDER BY key LIMIT ?"
         args.append(limit)
         return [Row(*r) for r in self.reader.execute(sql, args)]

@@ -18,11 +18,12 @@ import calendar
 import hashlib
 import http.client
 import io
+import json
 import os
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
@@ -31,20 +32,24 @@ from lakeloop import _sigv4 as sigv4
 from lakeloop.errors import (
     AccessDenied,
     AlreadyExists,
+    ChecksumError,
     InvalidInput,
     InvalidKey,
     InvalidName,
     LakeloopError,
     NamespaceUnavailable,
     NotFound,
+    Refused,
     StoreError,
 )
 from lakeloop.store.namespace import ObjectInfo
 
-__all__ = ["RemoteLake", "RemoteNamespace"]
+__all__ = ["RemoteInternal", "RemoteLake", "RemoteNamespace"]
 
 _PART = 8 << 20  # multipart part size for put_stream of large streams
 _SINGLE_PUT = 64 << 20  # streams up to this size go in one PUT
+_INTERNAL = {"_registry": "registry", "_runs": "runs", "_catalog": "catalog"}
+_LOCATE_PAGE = 20_000  # versions per locate request (the JSON API takes bodies up to 1 MiB)
 
 
 def _text(el: ET.Element, tag: str) -> str:
@@ -65,6 +70,8 @@ class _Response:
 
 class RemoteLake:
     """A lake served by ``lakeloop gateway`` (or any S3 server), used like a local one."""
+
+    remote = True  # what Registry, Runs, Catalog and the readers look at
 
     def __init__(
         self,
@@ -102,6 +109,8 @@ class RemoteLake:
         self._region = region
         self._timeout = timeout
         self._local = threading.local()
+        self._conns: dict[int, http.client.HTTPConnection] = {}  # thread id -> connection
+        self._conns_lock = threading.Lock()
         self._closed = False
 
     # ------------------------------------------------------------------ HTTP
@@ -116,7 +125,16 @@ class RemoteLake:
                 conn.close()
             conn = self._new_connection()
             self._local.conn = conn
+            with self._conns_lock:
+                self._conns[threading.get_ident()] = conn
         return conn
+
+    def _drop_connections(self, threads: Iterable[int]) -> None:
+        """Close the keep-alive connections of *threads* (a finished pool's workers)."""
+        with self._conns_lock:
+            conns = [self._conns.pop(t) for t in threads if t in self._conns]
+        for conn in conns:
+            conn.close()
 
     def request(
         self,
@@ -191,8 +209,51 @@ class RemoteLake:
         return sorted(names)
 
     def has_namespace(self, name: str) -> bool:
+        if name in _INTERNAL:
+            return True  # served through the JSON API; the server creates it on first use
         resp = self.request("HEAD", f"/{name}")
         return resp.status == 200
+
+    def internal_namespace(self, name: str) -> RemoteInternal:
+        """The reserved namespace *name* (``_registry``, ``_runs``, ``_catalog``) through
+        the gateway's JSON API: reads for whoever holds the area's grant, writes only
+        where the server allows them (runs); registry and catalog changes go through
+        their own endpoints, which run under the server's locks."""
+        if name not in _INTERNAL:
+            raise InvalidName(
+                f"the gateway serves no reserved namespace {name!r}",
+                op="open namespace",
+                target=name,
+                hint=f"served: {', '.join(sorted(_INTERNAL))}",
+            )
+        return RemoteInternal(self, name)
+
+    def require(self, target: str, role: str, *, op: str) -> None:
+        """``AccessDenied`` now, before any work, unless this principal holds *role* on
+        *target* (a namespace, ``@models`` or ``@runs``), as the gateway's whoami says."""
+        ranks = {"read": 0, "write": 1, "admin": 2}
+        doc = self.api("GET", "/whoami")
+        grants = doc.get("grants", {})
+        held = [grants[t] for t in (target, "*") if t in grants]
+        if not any(ranks.get(r, -1) >= ranks[role] for r in held):
+            raise AccessDenied(
+                f"{doc.get('name')} holds no {role} grant on {target}",
+                op=op,
+                target=self.url,
+                hint=f"on the gateway's machine: lakeloop user grant {doc.get('name')} "
+                f"{target} {role}",
+            )
+
+    @property
+    def settings(self) -> Any:
+        """This client's settings: the defaults and ``LAKELOOP_*`` variables (the
+        server's ``lake.toml`` stays the server's; training knobs are the client's)."""
+        from lakeloop.settings import Settings
+
+        settings = getattr(self, "_settings", None)
+        if settings is None:
+            settings = self._settings = Settings({})
+        return settings
 
     def create_namespace(self, name: str, *, exist_ok: bool = False) -> RemoteNamespace:
         try:
@@ -223,24 +284,35 @@ class RemoteLake:
 
         *query* values are sent as strings (None values are left out); *body* as JSON.
         """
-        import json
-
-        pairs = [(k, str(v)) for k, v in (query or {}).items() if v is not None]
         raw = b"" if body is None else json.dumps(body).encode()
         headers = {"content-type": "application/json"} if raw else None
-        resp = self.request(method, "/api/v1" + path, pairs, raw, headers)
+        return json.loads(self.api_bytes(method, path, query, raw, headers))
+
+    def api_bytes(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, Any] | None = None,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
+        """Call the JSON API with a raw *body* -> the raw answer (artifacts, manifests)."""
+        pairs = [(k, str(v)) for k, v in (query or {}).items() if v is not None]
+        resp = self.request(method, "/api/v1" + path, pairs, body, headers)
         if resp.status >= 300:
             try:
                 err = json.loads(resp.body)["error"]
             except (ValueError, KeyError, TypeError):
                 err = {"code": "", "message": resp.body.decode("utf-8", "replace")}
             raise _error(resp.status, err["code"], err["message"], method, path)
-        return json.loads(resp.body)
+        data: bytes = resp.body
+        return data
 
     def close(self) -> None:
         self._closed = True
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        with self._conns_lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
             conn.close()
 
     def __enter__(self) -> RemoteLake:
@@ -263,6 +335,10 @@ def _error(status: int, code: str, message: str, op: str, target: str) -> Lakelo
         return InvalidName(text, op=op, target=target)
     if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists", "AlreadyExists"):
         return AlreadyExists(text, op=op, target=target)
+    if code == "Refused":
+        return Refused(text, op=op, target=target)
+    if code == "ChecksumError":
+        return ChecksumError(text, op=op, target=target)
     if status == 403 and code != "QuotaExceeded":
         return AccessDenied(text, op=op, target=target)
     if 400 <= status < 500:
@@ -270,6 +346,12 @@ def _error(status: int, code: str, message: str, op: str, target: str) -> Lakelo
     if status == 503:
         return NamespaceUnavailable(text, op=op, target=target)
     return StoreError(text, op=op, target=target)
+
+
+def _version(headers: dict[str, str]) -> int:
+    """The lake version a gateway reports (``x-amz-version-id``); 0 from other servers."""
+    value = headers.get("x-amz-version-id", "")
+    return int(value) if value.isdigit() else 0
 
 
 def _info_from_headers(ns: str, key: str, headers: dict[str, str]) -> ObjectInfo:
@@ -282,7 +364,7 @@ def _info_from_headers(ns: str, key: str, headers: dict[str, str]) -> ObjectInfo
         key=key,
         size=int(headers.get("content-length", "0")),
         etag=headers.get("etag", "").strip('"'),
-        version=0,
+        version=_version(headers),
         mtime=mtime,
         content_type=headers.get("content-type"),
         metadata=meta,
@@ -343,7 +425,7 @@ class RemoteNamespace:
             key=key,
             size=len(data),
             etag=resp.headers.get("etag", "").strip('"'),
-            version=0,
+            version=_version(resp.headers),
             mtime=time.time(),
             content_type=content_type,
             metadata=dict(metadata or {}),
@@ -426,37 +508,166 @@ class RemoteNamespace:
         self._check(self.lake.request("DELETE", path), "delete", key)
 
     # ------------------------------------------------------------------ reads
-    def get(self, key: str) -> bytes:
-        """The object's bytes."""
-        resp = self.lake.request("GET", self._path(key, "get"))
+    def get(self, key: str, *, version: int | None = None) -> bytes:
+        """The object's bytes; ``version`` reads an exact (pinned) version."""
+        resp = self.lake.request("GET", self._path(key, "get"), _version_query(version))
         body: bytes = self._check(resp, "get", key).body
         return body
 
-    def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
+    def get_many(
+        self, items: Iterable[tuple[str, int | None]], *, workers: int = 8, window: int = 64
+    ) -> Iterator[bytes]:
+        """The bytes of each ``(key, version)`` of *items*, in order, fetched by up to
+        *workers* threads at once (each with its own keep-alive connection), at most
+        *window* requests ahead of the consumer: one round trip per object is what a
+        remote reader pays, and overlapping them is what keeps its throughput up."""
+        if workers <= 1:
+            for key, version in items:
+                yield self.get(key, version=version)
+            return
+        from collections import deque
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        pending: deque[Future[bytes]] = deque()
+        threads: set[int] = set()
+
+        def fetch(key: str, version: int | None) -> bytes:
+            threads.add(threading.get_ident())
+            return self.get(key, version=version)
+
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="lakeloop-get") as pool:
+                try:
+                    for key, version in items:
+                        pending.append(pool.submit(fetch, key, version))
+                        if len(pending) >= window:
+                            yield pending.popleft().result()
+                    while pending:
+                        yield pending.popleft().result()
+                finally:
+                    for f in pending:
+                        f.cancel()
+        finally:
+            self.lake._drop_connections(threads)
+
+    def get_versions(self, items: list[tuple[str, int]]) -> list[bytes]:
+        """The bytes of each exact ``(key, version)`` in one request (at most 4096 items
+        and 64 MiB: see ``plan_reads``), in order."""
+        import struct
+
+        body = json.dumps({"items": [[k, int(v)] for k, v in items]}).encode()
+        raw = self.lake.api_bytes(
+            "POST", f"/namespaces/{self.name}/read", body=body,
+            headers={"content-type": "application/json"},
+        )  # fmt: skip
+        (count,) = struct.unpack_from(">I", raw)
+        if count != len(items):
+            raise StoreError(
+                f"asked for {len(items)} items, got {count}", op="read", target=self.name
+            )
+        sizes = struct.unpack_from(f">{count}Q", raw, 4)
+        out, pos = [], 4 + 8 * count
+        for n in sizes:
+            out.append(raw[pos : pos + n])
+            pos += n
+        if pos != len(raw):
+            raise StoreError("the batch answer is cut short", op="read", target=self.name)
+        return out
+
+    def read_batches(
+        self,
+        items: Iterable[tuple[str, int, int]],
+        *,
+        workers: int = 2,
+        batch_items: int = 1024,
+        batch_bytes: int = 8 << 20,
+    ) -> Iterator[bytes]:
+        """The bytes of each ``(key, version, size)``, in order: grouped into batch reads
+        of at most *batch_items* items and *batch_bytes* bytes, *workers* batches in
+        flight ahead of the consumer (one thread and keep-alive connection each)."""
+
+        def grouped() -> Iterator[list[tuple[str, int]]]:
+            group: list[tuple[str, int]] = []
+            size = 0
+            for key, version, n in items:
+                if group and (len(group) >= batch_items or size + n > batch_bytes):
+                    yield group
+                    group, size = [], 0
+                group.append((key, version))
+                size += n
+            if group:
+                yield group
+
+        if workers <= 1:
+            for group in grouped():
+                yield from self.get_versions(group)
+            return
+        from collections import deque
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        pending: deque[Future[list[bytes]]] = deque()
+        threads: set[int] = set()
+
+        def fetch(group: list[tuple[str, int]]) -> list[bytes]:
+            threads.add(threading.get_ident())
+            return self.get_versions(group)
+
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="lakeloop-read") as pool:
+                try:
+                    for group in grouped():
+                        pending.append(pool.submit(fetch, group))
+                        if len(pending) > workers:
+                            yield from pending.popleft().result()
+                    while pending:
+                        yield from pending.popleft().result()
+                finally:
+                    for f in pending:
+                        f.cancel()
+        finally:
+            self.lake._drop_connections(threads)
+
+    def locate(self, versions: Iterable[int]) -> list[tuple[int, int, int]]:
+        """Where exact versions lie on the server: ``[(version, volume, offset)]`` in
+        physical order (see ``Namespace.locate``); readers plan and shard by volume."""
+        seqs = [int(v) for v in versions]
+        out: list[tuple[int, int, int]] = []
+        for i in range(0, len(seqs), _LOCATE_PAGE):
+            page = {"versions": seqs[i : i + _LOCATE_PAGE]}
+            doc = self.lake.api("POST", f"/namespaces/{self.name}/locate", body=page)
+            out += [(int(v), int(vol), int(off)) for v, vol, off in doc["located"]]
+        out.sort(key=lambda t: (t[1], t[2]))
+        return out
+
+    def get_range(
+        self, key: str, start: int, end: int | None = None, *, version: int | None = None
+    ) -> bytes:
         """``get(key)[start:end]`` (Python slice semantics), reading only that range."""
         path = self._path(key, "get_range")
         if not isinstance(start, int) or not (end is None or isinstance(end, int)):
             raise InvalidInput("start and end must be integers", op="get_range", target=key)
         if start < 0 or (end is not None and end < 0):
-            size = self.stat(key).size
+            size = self.stat(key, version=version).size
             start, end, _ = slice(start, end).indices(size)
         if end is not None and end <= start:
-            self.stat(key)  # NotFound still wins over an empty range
+            self.stat(key, version=version)  # NotFound still wins over an empty range
             return b""
         spec = f"bytes={start}-" + ("" if end is None else str(end - 1))
-        resp = self.lake.request("GET", path, headers={"range": spec})
+        resp = self.lake.request("GET", path, _version_query(version), headers={"range": spec})
         if resp.status == 416:
             return b""
         body: bytes = self._check(resp, "get_range", key).body
         return body
 
-    def open(self, key: str) -> BinaryIO:
-        """A seekable binary file over the object, streamed from the gateway."""
-        info = self.stat(key)
-        return io.BufferedReader(_RemoteFile(self, key, info.size), 1 << 20)
+    def open(self, key: str, *, version: int | None = None) -> BinaryIO:
+        """A seekable binary file over the object (or its exact *version*), streamed
+        from the gateway with range requests."""
+        info = self.stat(key, version=version)
+        return io.BufferedReader(_RemoteFile(self, key, info.size, version), 1 << 20)
 
-    def stat(self, key: str) -> ObjectInfo:
-        resp = self._check(self.lake.request("HEAD", self._path(key, "stat")), "stat", key)
+    def stat(self, key: str, *, version: int | None = None) -> ObjectInfo:
+        path = self._path(key, "stat")
+        resp = self._check(self.lake.request("HEAD", path, _version_query(version)), "stat", key)
         return _info_from_headers(self.name, key, resp.headers)
 
     def exists(self, key: str) -> bool:
@@ -509,6 +720,104 @@ class RemoteNamespace:
         return f"<RemoteNamespace {self.lake.url}/{self.name}>"
 
 
+def _version_query(version: int | None) -> list[tuple[str, str]]:
+    if version is None:
+        return []
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InvalidInput(f"bad version {version!r}", op="get", hint="a positive integer")
+    return [("versionId", str(version))]
+
+
+class RemoteInternal:
+    """A reserved namespace of a remote lake, as far as the registry, runs and snapshots
+    use one: ``get``/``open``/``list`` read it through ``/api/v1/internal/<area>/``;
+    ``put``/``put_stream`` exist for runs only (``/api/v1/runs/<id>``)."""
+
+    def __init__(self, lake: RemoteLake, name: str) -> None:
+        self.lake = lake
+        self.name = name
+        self._area = _INTERNAL[name]
+
+    def get(self, key: str) -> bytes:
+        return self.lake.api_bytes("GET", f"/internal/{self._area}/object", {"key": key})
+
+    def open(self, key: str) -> BinaryIO:
+        """The whole object, fetched once (reserved objects are records, manifests and
+        model files, read from start to end)."""
+        return io.BytesIO(self.get(key))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.get(key)
+        except NotFound:
+            return False
+        return True
+
+    def list(
+        self, prefix: str = "", start_after: str | None = None, limit: int | None = None
+    ) -> Iterator[ObjectInfo]:
+        left = limit
+        after = start_after
+        while left is None or left > 0:
+            q = {"prefix": prefix, "start_after": after}
+            doc = self.lake.api("GET", f"/internal/{self._area}/list", q)
+            for o in doc["objects"]:
+                if left is not None:
+                    if left <= 0:
+                        return
+                    left -= 1
+                yield ObjectInfo(
+                    key=o["key"], size=o["size"], etag=o["etag"], version=o["version"],
+                    mtime=o["mtime"], namespace=self.name,
+                )  # fmt: skip
+                after = o["key"]
+            if not doc["truncated"]:
+                return
+
+    def _run_key(self, key: str, op: str) -> tuple[str, str]:
+        parts = key.split("/", 2)
+        if self._area != "runs" or len(parts) != 3 or parts[0] != "runs":
+            raise Refused(
+                f"{self.name} changes only through its own endpoints",
+                op=op,
+                target=key,
+                hint="use Registry / Catalog methods; they run on the gateway",
+            )
+        return parts[1], parts[2]
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        run, rest = self._run_key(key, "put")
+        if rest == "run.json":
+            self.lake.api("PUT", f"/runs/{run}", body=json.loads(data))
+        else:
+            self.lake.api_bytes("PUT", f"/runs/{run}/files", {"path": rest}, bytes(data))
+
+    def put_stream(
+        self,
+        key: str,
+        fileobj: BinaryIO,
+        size: int | None = None,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        # the body is signed with its SHA-256, which needs it whole before it is sent
+        data = fileobj.read()
+        if size is not None and size != len(data):
+            raise InvalidInput(f"stream gave {len(data)} bytes, but size={size}", op="put")
+        self.put(key, data, content_type=content_type)
+
+    def __repr__(self) -> str:
+        return f"<RemoteInternal {self.lake.url} {self.name}>"
+
+
 def _iso(text: str) -> float:
     try:
         return float(calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")))
@@ -519,8 +828,11 @@ def _iso(text: str) -> float:
 class _RemoteFile(io.RawIOBase):
     """Seekable reads over ranged GETs; one open response is followed while reading on."""
 
-    def __init__(self, ns: RemoteNamespace, key: str, size: int) -> None:
+    def __init__(
+        self, ns: RemoteNamespace, key: str, size: int, version: int | None = None
+    ) -> None:
         self._ns, self._key, self._size = ns, key, size
+        self._query = _version_query(version)
         self._pos = 0
         self._resp: Any = None
         self._conn: Any = None
@@ -548,6 +860,7 @@ class _RemoteFile(io.RawIOBase):
             answer = self._ns.lake.request(
                 "GET",
                 self._ns._path(self._key, "read"),
+                self._query,
                 headers={"range": f"bytes={self._pos}-"},
                 stream=True,
             )

@@ -30,6 +30,13 @@ processes, by volume too.
 The three readers share one core (:class:`SnapshotReader` and its batching); they differ
 only in what they hand the framework.
 
+Over a gateway (``Lake.open("http://...")``) the plan is the same (the gateway locates
+the versions, so shards are the same volumes), but there is no local file to scan: the
+examples, in plan order, are fetched at their exact versions in batches of
+``remote_read_batch_items`` per request (``POST /api/v1/namespaces/NS/read``, which the
+gateway serves as a forward sweep through the volume), with ``remote_read_workers``
+batches in flight, so one round trip carries many examples and the next is on its way.
+
 >>> for x, y in batches(lake, "digits@latest", decode=decode_image, batch_size=256):
 ...     pass                                                      # doctest: +SKIP
 >>> ds = tf_dataset(lake, "digits@latest", batch_size=256, shuffle_buffer=4096,
@@ -125,6 +132,28 @@ def label_ids(snapshot: Snapshot) -> dict[str, int]:
     return {name: i for i, name in enumerate(sorted(snapshot.labels))}
 
 
+def _is_remote(lake: Lake) -> bool:
+    return bool(getattr(lake, "remote", False))
+
+
+def _fetch(lake: Lake, snap: Snapshot, entries: Sequence[Entry]) -> Iterator[bytes]:
+    """The checked bytes of *entries* at their snapshot versions, in order: from a
+    remote lake by a bounded pool of GETs, from a local one entry by entry."""
+    if not _is_remote(lake):
+        for e in entries:
+            yield snap.read(e)
+        return
+    ns: Any = lake.namespace(snap.namespace)
+    settings = lake.settings
+    fetched = ns.read_batches(
+        ((e.key, e.version, e.size) for e in entries),
+        workers=int(settings["remote_read_workers"]),
+        batch_items=int(settings["remote_read_batch_items"]),
+    )
+    for e, data in zip(entries, fetched, strict=True):
+        yield snap.check(e, data)
+
+
 def _resolve(lake: Lake, ref: str | Snapshot) -> Snapshot:
     if isinstance(ref, str):
         from lakeloop.catalog import Catalog
@@ -159,6 +188,7 @@ class _VolumePlan:
 
 
 _PLAN_CACHE_SIZE = 4  # split plans kept per open lake
+_REMOTE_CHUNK = 1024  # examples per chunk of a read over a gateway
 _Layout = tuple[tuple[int, str], ...]
 _plans: weakref.WeakKeyDictionary[
     Any, OrderedDict[tuple[str, str | None], tuple[_Layout, dict[int, _VolumePlan]]]
@@ -176,8 +206,10 @@ def _split_plan(
     writes new volumes. A plan gone stale anyway is still safe, only slower: every read is
     verified, and a record not where the plan says is read by version.
     """
-    ns = lake.namespace(snapshot.namespace)
-    layout = tuple((v.id, v.state) for v in ns.volumes())
+    ns: Any = lake.namespace(snapshot.namespace)
+    remote = _is_remote(lake)
+    # over a gateway the plan is not kept: there is no cheap sign of a compaction
+    layout = () if remote else tuple((v.id, v.state) for v in ns.volumes())
     key = (snapshot.id, split)
     with _plans_lock:
         cache = _plans.get(lake)
@@ -187,7 +219,11 @@ def _split_plan(
             return hit[1]
     by_version = {e.version: e for e in snapshot.entries(split)}
     plan: dict[int, _VolumePlan] = {}
-    for vol, group in itertools.groupby(ns.extents(by_version), key=operator.itemgetter(1)):
+    if remote:  # the gateway locates versions; lengths are not needed to fetch them
+        extents = [(v, vol, off, 0) for v, vol, off in ns.locate(by_version)]
+    else:
+        extents = ns.extents(by_version)
+    for vol, group in itertools.groupby(extents, key=operator.itemgetter(1)):
         rows = list(group)
         es = [by_version[t[0]] for t in rows]
         plan[vol] = _VolumePlan(
@@ -198,6 +234,8 @@ def _split_plan(
             md5s=[bytes.fromhex(e.etag) for e in es],
             labels=[-1 if e.label is None else labels[e.label] for e in es],
         )
+    if remote:
+        return plan
     with _plans_lock:
         cache = _plans.setdefault(lake, OrderedDict())
         cache[key] = (layout, plan)
@@ -285,6 +323,9 @@ class SnapshotReader:
         vols = list(self.volumes)
         if self.shuffle_buffer:
             random.Random(f"{self.seed}:{epoch}:volumes").shuffle(vols)
+        if _is_remote(self.lake):
+            yield from self._fetched(vols)
+            return
         check = self.snapshot.check
         for vol in vols:
             p = self._plan[vol]
@@ -297,6 +338,17 @@ class SnapshotReader:
                             got[k] = check(e, ns.get(e.key, version=e.version))
                 yield p, first, got  # type: ignore[misc]  # no None is left
                 first += len(got)
+
+    def _fetched(self, vols: list[int]) -> Iterator[tuple[_VolumePlan, int, list[bytes]]]:
+        """``_windows`` over a gateway: the examples of *vols* in plan order, fetched at
+        their versions in pipelined batches (no local file to read), a chunk at a time."""
+        order = [e for vol in vols for e in self._plan[vol].entries]
+        fetched = _fetch(self.lake, self.snapshot, order)
+        for vol in vols:
+            p = self._plan[vol]
+            for first in range(0, len(p.entries), _REMOTE_CHUNK):
+                k = min(_REMOTE_CHUNK, len(p.entries) - first)
+                yield p, first, list(itertools.islice(fetched, k))
 
     def _pairs(self, epoch: int, labels: bool) -> Iterator[tuple[list[Any], list[bytes]]]:
         """``(entries or label ids, bytes)`` per window, shuffled through the buffer when
@@ -423,10 +475,8 @@ def arrays(
     snap = _resolve(lake, ref)
     ids = label_ids(snap)
     xs, ys = [], []
-    for entry in snap.entries(split):
-        if where is not None and not where(entry):
-            continue
-        data = snap.read(entry)
+    entries = [e for e in snap.entries(split) if where is None or where(e)]
+    for entry, data in zip(entries, _fetch(lake, snap, entries), strict=True):
         xs.append(decode(data) if decode is not None else data)
         ys.append(-1 if entry.label is None else ids[entry.label])
     if not xs:
@@ -564,11 +614,13 @@ def torch_dataset(
     """
     if batch_size < 1:
         raise InvalidInput("batch_size must be >= 1", op="read snapshot")
+    # a folder or a gateway URL; DataLoader workers open it themselves (a remote lake
+    # with the keys in LAKELOOP_ACCESS_KEY / LAKELOOP_SECRET_KEY of their environment)
     root = getattr(lake, "root", None)
     if root is None:
         raise InvalidInput(
-            "the PyTorch reader needs a lake folder", op="torch_dataset", target=str(ref),
-            hint="open the lake by its path, not through a gateway URL",
+            "the PyTorch reader needs a lake opened by its folder or URL",
+            op="torch_dataset", target=str(ref),
         )  # fmt: skip
     try:
         from lakeloop.train._torch import SnapshotIterableDataset

@@ -14,6 +14,7 @@ Nothing is subclassed. The file (named by ``pipeline`` in ``lakeloop.toml``) def
     def build(params): ...                # required: a new (compiled) model
     def fit(model, data, params): ...     # required: train it (may return a new model)
     def evaluate(model, data, params): ...  # optional: -> {"accuracy": ..., ...}
+    def groups(x): ...                    # optional: each decoded example's query/user id
 
 ``data`` is a :class:`TrialData`: ``data.train`` and ``data.eval`` (each with
 ``arrays()``, ``batches(...)`` and ``tf_dataset(...)``), ``data.labels``,
@@ -21,6 +22,12 @@ Nothing is subclassed. The file (named by ``pipeline`` in ``lakeloop.toml``) def
 epoch) and ``data.log(epoch, **metrics)`` for other frameworks. The default
 ``evaluate`` computes accuracy on ``data.eval`` from ``model.predict`` (class scores or
 class ids).
+
+``groups(x)`` receives the decoded evaluation examples (what ``decode`` made, stacked)
+and returns one query or user id per row: ``lakeloop ci`` passes them to the gate, which
+needs them for ranking metrics (NDCG@k, precision@k, recall@k) and otherwise resamples
+whole groups. ``evaluate`` can call it too, with
+:func:`lakeloop.gate.metric_value`, to pick the best trial by the gate's own metric.
 
 Mistakes in the file are :class:`~lakeloop.errors.InvalidPipeline` errors whose target is
 ``file:line``.
@@ -53,7 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["Pipeline", "Split", "TrialData", "fold_of", "load_pipeline"]
 
 _SETTINGS = {"params", "search", "trials", "seed", "folds", "metric", "goal"}
-_FUNCTIONS = {"build", "fit", "evaluate", "decode"}
+_FUNCTIONS = {"build", "fit", "evaluate", "decode", "groups"}
 
 
 def fold_of(key: str, folds: int) -> int:
@@ -197,7 +204,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
                 target=f"{file}:1",
                 hint="a pipeline defines build(params) and fit(model, data, params)",
             )
-    arity = {"build": 1, "fit": 3, "evaluate": 3, "decode": 1}
+    arity = {"build": 1, "fit": 3, "evaluate": 3, "decode": 1, "groups": 1}
     for name, n in arity.items():
         fn = getattr(module, name, None)
         if fn is None:

@@ -7,6 +7,10 @@ Each run lives in the reserved namespace ``_runs``::
     runs/<id>/model<suffix>     the model artifact, written by its registry flavor
     runs/<id>/tb/<file>         TensorBoard event files (per-epoch scalars)
 
+Over a gateway the same code runs against the remote lake's ``_runs`` (reads through the
+reserved-area endpoint, writes through ``PUT /api/v1/runs/<id>[/files]``, grant
+``@runs``).
+
 A run's status is ``running``, ``finished``, ``failed`` or ``interrupted``. A run is
 written when it starts and when it ends; a process killed in between leaves
 ``running``, which the trial engine that started it turns into ``failed``.

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakeloop.errors import InvalidInput, InvalidProject
+from lakeloop.errors import InvalidProject
 
 if TYPE_CHECKING:
     from lakeloop.registry import ModelVersion
@@ -130,6 +130,41 @@ def _default_evaluate(model: Any, data: Any, params: Mapping[str, Any]) -> dict[
     return {"accuracy": float((pred == y).mean())}
 
 
+def _ranking_evaluate(pipeline: Any) -> Callable[..., dict[str, float]] | None:
+    """Without ``evaluate``, a pipeline whose ``metric`` is a ranking metric of the gate
+    (``ndcg@10`` ...) and that defines ``groups(x)`` is scored by the gate's own
+    definition on the eval split: one score per row from the model, groups from
+    ``groups(x)``, the label ids as relevance."""
+    from lakeloop.gate.metrics import METRICS
+    from lakeloop.gate.policy import Policy
+
+    groups = pipeline.fn("groups")
+    try:
+        policy = Policy(metric=pipeline.metric)
+    except ValueError:
+        return None
+    if groups is None or not METRICS[policy.metric].ranking:
+        return None
+
+    def evaluate(model: Any, data: Any, params: Mapping[str, Any]) -> dict[str, float]:
+        import numpy as np
+
+        from lakeloop.gate import metric_value
+        from lakeloop.loop.ci import _grades, _ranking_scores
+        from lakeloop.registry import flavor_for
+
+        x, y = data.eval.arrays()
+        if len(y) == 0:
+            return {pipeline.metric: float("nan")}
+        raw = flavor_for(model).predict(model, x)
+        scores = _ranking_scores(raw, data.labels, data.labels)
+        relevance = _grades(data.labels)[y] if data.labels else np.asarray(y)
+        value = metric_value(pipeline.metric, relevance, scores, groups=groups(x))
+        return {pipeline.metric: value}
+
+    return evaluate
+
+
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """Run one trial in this process (the engines call it): build, fit, evaluate, record."""
     _limit_threads(spec.threads)
@@ -182,7 +217,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
             if returned is not None:
                 model = returned
             t0 = time.monotonic()
-            evaluate = pipeline.fn("evaluate") or _default_evaluate
+            evaluate = pipeline.fn("evaluate") or _ranking_evaluate(pipeline) or _default_evaluate
             metrics = evaluate(model, data, dict(spec.params))
             run.time("evaluate", time.monotonic() - t0)
             if not isinstance(metrics, Mapping):
@@ -254,15 +289,17 @@ def train_project(
     proj = load_project(project)
     table = _train_table(proj.train, proj.path)
     where = resolve_lake(lake, proj)
-    if where.kind != "path":
-        raise InvalidInput(
-            "training needs a lake folder; gateway URLs are not supported for training yet",
-            op="train",
-            target=where.value,
-        )
+    # a folder, or a gateway URL: trials reach it with the keys of their environment
+    # (LAKELOOP_ACCESS_KEY / LAKELOOP_SECRET_KEY), which worker processes inherit
+    lake_ref = str(Path(where.value).resolve()) if where.kind == "path" else where.value
     pipeline_path = proj.root / proj.pipeline
     pipeline = load_pipeline(pipeline_path)
     with Lake.open(where.value, background=False) as lk:
+        if getattr(lk, "remote", False):
+            # refuse before training, not after: trials record runs, the best is registered
+            lk.require("@runs", "write", op="train")  # type: ignore[attr-defined]
+            if register:
+                lk.require("@models", "write", op="train")  # type: ignore[attr-defined]
         settings = lk.settings
         snap = Catalog(lk).resolve(f"{proj.dataset}@latest")
         code = proj.code_fingerprint().to_dict()
@@ -280,7 +317,7 @@ def train_project(
             for fold in range(pipeline.folds) if pipeline.folds > 1 else [None]:
                 specs.append(
                     TrialSpec(
-                        lake=str(Path(where.value).resolve()), pipeline=str(pipeline_path),
+                        lake=lake_ref, pipeline=str(pipeline_path),
                         dataset=proj.dataset, snapshot=f"{proj.dataset}@{snap.id}",
                         params=params, trial=i, fold=fold, folds=pipeline.folds,
                         run_id=new_run_id(), study=study, model=proj.model, code=code,

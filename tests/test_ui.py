@@ -1,0 +1,350 @@
+"""The web UI over real servers: the gateway's /ui with logins and grants, and the pieces.
+
+The browser tests (test_ui_browser.py) drive the pages in Chromium; these check, over real
+HTTP, that a principal never sees another's namespace through any page, that every key
+is escaped, and that sessions are what they claim.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from _uilake import XSS_KEY, XSS_META
+from _uiserver import server
+from lakeloop.ui._charts import IntervalRow, interval_chart, line_chart
+from lakeloop.ui._session import COOKIE, SessionSigner
+
+# what only bob's namespace holds: none of it may reach alice's pages
+BOBS = ("secret-plan", "classified", "secretset", "secret-model", "plans/")
+
+
+@pytest.fixture(scope="module")
+def gateway(ui_lake: dict[str, Any]) -> Iterator[str]:
+    env = {"LAKELOOP_CREDENTIALS": str(ui_lake["credentials"])}
+    with server(["gateway"], ui_lake["lake"], env) as url:
+        yield url
+
+
+@pytest.fixture
+def clients() -> Iterator[list[httpx.Client]]:
+    """Clients a test opens, closed when it ends."""
+    opened: list[httpx.Client] = []
+    yield opened
+    for c in opened:
+        c.close()
+
+
+def client_for(url: str, pool: list[httpx.Client], **options: Any) -> httpx.Client:
+    client = httpx.Client(base_url=url, timeout=30, **options)
+    pool.append(client)
+    return client
+
+
+def login(url: str, key: tuple[str, str], pool: list[httpx.Client]) -> httpx.Client:
+    client = client_for(url, pool)
+    r = client.post("/ui/login", data={"access_key": key[0], "secret": key[1]})
+    assert r.status_code == 303, r.text
+    return client
+
+
+def crawl(client: httpx.Client, start: str, limit: int = 250) -> dict[str, str]:
+    """Every UI page reachable from *start* by links (up to *limit*), path -> HTML."""
+    seen: dict[str, str] = {}
+    todo = [start]
+    while todo and len(seen) < limit:
+        url = todo.pop(0)
+        if url in seen:
+            continue
+        r = client.get(url)
+        assert r.status_code in (200, 404), (url, r.status_code)
+        seen[url] = r.text
+        if "text/html" not in r.headers.get("content-type", ""):
+            continue
+        for href in re.findall(r'href="(/ui/[^"]*)"', r.text):
+            link = href.replace("&amp;", "&")
+            if link not in seen and "/raw/" not in link and "/static/" not in link:
+                todo.append(link)
+    return seen
+
+
+def test_a_principal_sees_no_trace_of_another_namespace(
+    gateway: str, ui_lake: dict[str, Any], clients: list[httpx.Client]
+) -> None:
+    alice = login(gateway, ui_lake["alice"], clients)
+    pages = crawl(alice, "/ui/")
+    assert len(pages) > 30  # the crawl reached datasets, runs, models, decisions, objects
+    assert any("/ui/models/digits-lr/decisions/" in p for p in pages)
+    assert any(p.startswith("/ui/runs/") for p in pages)
+    for path, html in pages.items():
+        for word in (*BOBS, ui_lake["secret_run"]):
+            assert word not in html, (path, word)
+    # and asked for directly, every kind of URL answers 404, as for what does not exist
+    secret_run = ui_lake["secret_run"]
+    for path in [
+        "/ui/ns/secret",
+        "/ui/ns/secret?prefix=plans/",
+        "/ui/object/secret?key=plans/secret-plan.csv",
+        "/ui/thumb/secret?key=plans/classified.png",
+        "/ui/raw/secret?key=plans/secret-plan.csv",
+        "/ui/search?ns=secret",
+        "/ui/datasets/secretset",
+        "/ui/datasets/secretset/diff?old=1&new=1",
+        f"/ui/runs/{secret_run}",
+        f"/ui/runs/{secret_run[:12]}",
+        "/ui/models/secret-model",
+        "/ui/models/secret-model/decisions/1",
+        "/ui/ns/_runs",
+        "/ui/ns/_registry?prefix=models/",
+        "/ui/object/_catalog?key=datasets/secretset.json",
+    ]:
+        r = alice.get(path)
+        assert r.status_code == 404, path
+        assert "secret-plan" not in r.text and "classified" not in r.text
+    nothing = alice.get("/ui/ns/no-such-namespace")
+    assert nothing.status_code == 404
+    # a search for bob's words finds nothing of his
+    found = alice.get("/ui/search", params={"q": "secret"}).text
+    assert "secret-plan" not in found and "classified" not in found
+    # bob, for his part, sees his namespace and not alice's
+    bob = login(gateway, ui_lake["bob"], clients)
+    home = bob.get("/ui/").text
+    assert "/ui/ns/secret" in home and "/ui/ns/photos" not in home
+    assert bob.get("/ui/object/photos?key=tables/sales.csv").status_code == 404
+    assert bob.get("/ui/models/digits-lr").status_code == 404
+    assert "secret-model" in bob.get("/ui/models").text
+
+
+def test_login_sessions_and_cookies(
+    gateway: str, ui_lake: dict[str, Any], clients: list[httpx.Client]
+) -> None:
+    anon = client_for(gateway, clients)
+    r = anon.get("/ui/ns/photos?prefix=digits/")
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("/ui/login?next=")
+    assert urllib.parse.unquote(r.headers["location"]).endswith("/ui/ns/photos?prefix=digits/")
+    assert anon.get("/ui", follow_redirects=False).headers["location"] == "/ui/"
+    bad = anon.post("/ui/login", data={"access_key": ui_lake["alice"][0], "secret": "wrong"})
+    assert bad.status_code == 401 and COOKIE not in bad.cookies
+    unknown = anon.post("/ui/login", data={"access_key": "LLNOSUCHKEY", "secret": "x"})
+    assert unknown.status_code == 401
+    # an open redirect is refused: after login, only pages of the UI
+    r = anon.post(
+        "/ui/login?next=https://evil.example/",
+        data={"access_key": ui_lake["alice"][0], "secret": ui_lake["alice"][1]},
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/ui/"
+    for bad in ["//evil.example/", "/\\evil.example/", "/ui/\\x", "/ui/\tx", "https:/ui/"]:
+        r2 = anon.post(
+            "/ui/login",
+            params={"next": bad},
+            data={"access_key": ui_lake["alice"][0], "secret": ui_lake["alice"][1]},
+        )
+        assert r2.headers["location"] == "/ui/", bad
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui/" in cookie
+    # a tampered cookie is no session
+    value = r.cookies[COOKIE]
+    forged = client_for(gateway, clients, cookies={COOKIE: value[:-2] + "xx"})
+    assert forged.get("/ui/").status_code == 303
+    # the security headers keep the page to its own scripts
+    page = login(gateway, ui_lake["alice"], clients).get("/ui/")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_revoked_grant_hides_the_namespace_at_the_next_page(
+    gateway: str, ui_lake: dict[str, Any], clients: list[httpx.Client]
+) -> None:
+    from lakeloop.gateway import Credentials
+
+    creds = Credentials(ui_lake["credentials"])
+    access, secret = creds.create("carol")
+    creds.grant("carol", "photos", "read")
+    carol = login(gateway, (access, secret), clients)
+    assert carol.get("/ui/ns/photos").status_code == 200
+    creds.revoke("carol", "photos")
+    import time
+
+    deadline = time.monotonic() + 10  # the gateway rereads the file within a second
+    while carol.get("/ui/ns/photos").status_code != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    creds.delete("carol")
+    deadline = time.monotonic() + 10
+    while carol.get("/ui/").status_code != 303:  # the key is gone: back to the login
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_signed_requests_to_ui_paths_are_s3_requests(gateway: str, ui_lake: dict[str, Any]) -> None:
+    """S3 clients always sign; what they send under /ui/ gets S3's answer, never a page."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    access, secret = ui_lake["admin"]
+    s3 = boto3.client(
+        "s3", endpoint_url=gateway, aws_access_key_id=access, aws_secret_access_key=secret,
+        region_name="us-east-1", config=Config(s3={"addressing_style": "path"}),
+    )  # fmt: skip
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket="ui", Key="login")
+    assert err.value.response["Error"]["Code"] in ("NoSuchBucket", "InvalidBucketName")
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["photos", "secret"]
+
+
+def test_keys_and_metadata_are_escaped(
+    ui_lake: dict[str, Any], clients: list[httpx.Client]
+) -> None:
+    with server(["ui"], ui_lake["lake"]) as url:
+        client = client_for(url, clients)
+        pages = [
+            client.get("/ns/photos", params={"prefix": "xss/"}),
+            client.get("/object/photos", params={"key": XSS_KEY}),
+            client.get("/search", params={"q": "script"}),
+            client.get("/search", params={"q": '<script>alert("q")</script>'}),
+            client.get("/ns/" + urllib.parse.quote('<script>alert("ns")</script>')),
+        ]
+        for r in pages:
+            assert "<script>alert" not in r.text and "<img src=x" not in r.text, r.url
+        assert "&lt;script&gt;alert(&#34;key&#34;)&lt;/script&gt;" in pages[1].text
+        assert "&lt;img src=x onerror=alert(&#34;meta&#34;)&gt;" in pages[1].text
+        assert XSS_META  # the metadata value is in the lake, as written
+        # a download is never rendered by the browser, whatever the object claims to be
+        raw = client.get("/raw/photos", params={"key": XSS_KEY})
+        assert raw.headers["content-type"] == "application/octet-stream"
+        assert raw.headers["content-disposition"].startswith("attachment;")
+        assert raw.content == b"hello"
+
+
+def test_every_preview_kind_renders(ui_lake: dict[str, Any], clients: list[httpx.Client]) -> None:
+    with server(["ui"], ui_lake["lake"]) as url:
+        client = client_for(url, clients)
+
+        def preview(key: str) -> str:
+            r = client.get("/object/photos", params={"key": key})
+            assert r.status_code == 200, key
+            return r.text
+
+        parquet = preview("tables/metrics.parquet")
+        assert 'data-kind="table"' in parquet and "30 rows in 3 row groups" in parquet
+        assert "<th>epoch<br>" in parquet and "<td>0.5</td>" in parquet
+        jsonl = preview("tables/events.jsonl")
+        assert 'data-kind="table"' in jsonl and "<td>click</td>" in jsonl
+        doc = preview("notes/config.json")
+        assert 'data-kind="json"' in doc and "&#34;layers&#34;: [" in doc
+        assert 'data-kind="text"' in preview("notes/readme.txt")
+        binary = preview("blobs/weights.bin")
+        assert 'data-kind="binary"' in binary and "00 01 02 03" in binary
+        broken = preview("broken/truncated.png")
+        assert 'id="preview-error"' in broken and "89 50 4e 47" in broken
+
+
+def test_the_local_ui_serves_the_owner_and_stays_on_loopback(ui_lake: dict[str, Any]) -> None:
+    import subprocess
+    import sys
+
+    from _uiserver import _env
+
+    r = subprocess.run(
+        [sys.executable, "-m", "lakeloop", "ui", "--lake", str(ui_lake["lake"]),
+         "--host", "0.0.0.0"],
+        env=_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2 and "loopback" in r.stderr and "--login" in r.stderr
+    assert "Traceback" not in r.stderr
+    # on loopback it serves every namespace to the owner, without a login
+    with server(["ui"], ui_lake["lake"]) as url, httpx.Client(base_url=url) as client:
+        home = client.get("/")
+        assert home.status_code == 200
+        assert "/ns/photos" in home.text and "/ns/secret" in home.text
+        assert "log out" not in home.text
+    # with --login it asks for a key, as the gateway's /ui does
+    env = {"LAKELOOP_CREDENTIALS": str(ui_lake["credentials"])}
+    with server(["ui", "--login"], ui_lake["lake"], env) as url, httpx.Client(base_url=url) as c:
+        assert c.get("/runs").headers["location"] == "/login?next=%2Fruns"
+        r = c.post("/login", data={"access_key": ui_lake["bob"][0], "secret": ui_lake["bob"][1]})
+        assert r.status_code == 303
+        home = c.get("/").text
+        assert "/ns/secret" in home and "/ns/photos" not in home
+
+
+def test_session_values() -> None:
+    signer = SessionSigner(b"s" * 32, lifetime=60)
+    value = signer.dump("LLKEY", now=1000.0)
+    assert signer.load(value, now=1050.0) == "LLKEY"
+    assert signer.load(value, now=1061.0) is None  # expired
+    assert SessionSigner(b"t" * 32, lifetime=60).load(value, now=1000.0) is None  # other secret
+    body, sig = value.split(".")
+    assert signer.load(body + "." + sig[::-1], now=1000.0) is None
+    for junk in ("", "x", "a.b.c", ".", "e30.", None):
+        assert signer.load(junk, now=1000.0) is None
+
+
+def test_charts_escape_labels_and_draw_open_bounds() -> None:
+    svg = line_chart({"<b>acc</b>": [(1, 0.5), (2, 0.75), (3, float("nan"))]}, title="<t>")
+    assert "<b>" not in svg and "&lt;b&gt;acc&lt;/b&gt;" in svg
+    assert svg.count("<circle") == 2  # NaN is left out
+    rows = [
+        IntervalRow("<v1>", 0.01, -0.02, None, "promote"),
+        IntervalRow("v2", -0.05, None, -0.03, "block"),
+    ]
+    svg = interval_chart(rows, references=[(0.0, "zero"), (-0.02, "-margin")])
+    assert "<v1>" not in svg and "&lt;v1&gt;" in svg
+    assert svg.count("<circle") == 2 and "#dc2626" in svg and "#16a34a" in svg
+    assert "no values" in interval_chart([])
+
+
+def test_listing_pages_find_every_folder_and_object_once(tmp_path: Path) -> None:
+    """Pages of a prefix, concatenated, are exactly its folders and objects (compared with
+    a brute-force split of every key), whatever the page size."""
+    import random
+
+    from lakeloop import Lake
+    from lakeloop.ui._listing import list_page
+
+    rng = random.Random(7)
+    keys = set()
+    for _ in range(250):
+        depth = rng.choice([1, 1, 2, 3])
+        keys.add(
+            "/".join(rng.choice(["a", "b", "ab", "b-", "é", "z9"]) for _ in range(depth))
+            + f"{rng.randrange(50)}"
+        )
+    with Lake.open(tmp_path / "lake", create=True, background=False) as lake:
+        ns = lake.create_namespace("keys")
+        ns.put_many([(k, b"x") for k in keys])
+        for prefix in ["", "a/", "b/", "ab/b-/", "nothing/"]:
+            under = sorted(k for k in keys if k.startswith(prefix))
+            want_objects = [k for k in under if "/" not in k[len(prefix) :]]
+            want_folders = sorted(
+                {
+                    prefix + k[len(prefix) :].split("/")[0] + "/"
+                    for k in under
+                    if "/" in k[len(prefix) :]
+                }
+            )
+            for size in (1, 7, 1000):
+                objects: list[str] = []
+                folders: list[str] = []
+                cursor = None
+                while True:
+                    page_objects, page_folders, cursor = list_page(ns, prefix, cursor, size)
+                    assert len(page_objects) + len(page_folders) <= size
+                    objects += [o.key for o in page_objects]
+                    folders += page_folders
+                    if cursor is None:
+                        break
+                assert objects == want_objects and sorted(folders) == want_folders, (prefix, size)
+        # a start before the prefix, inside it, and past it (the store's range bounds)
+        under_b = sorted(k for k in keys if k.startswith("b/"))
+        assert [i.key for i in ns.list("b/", start_after="a")] == under_b
+        assert [i.key for i in ns.list("b/", start_after=under_b[5])] == under_b[6:]
+        assert list(ns.list("b/", start_after="c")) == []
