@@ -52,7 +52,7 @@ _GROUP_RECHECK = 0.1
 
 def streams_root(lake: Any) -> Path:
     """The folder holding a lake's embedded streams (inside its reserved namespace)."""
-    if not hasattr(lake, "internal_namespace") or not hasattr(lake, "root"):
+    if getattr(lake, "remote", False) or not hasattr(lake, "internal_namespace"):
         raise InvalidInput(
             "the embedded stream backend needs a local lake",
             op="open stream",
