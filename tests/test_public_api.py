@@ -46,6 +46,8 @@ def test_store_surface() -> None:
         "delete",
         "list",
         "locate",
+        "extents",
+        "read_extents",
         "scan",
         "volumes",
         "changes",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import random
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,8 @@ import pytest
 from _traindata import digit_image, make_digits
 from lakeloop import Lake
 from lakeloop.catalog import Catalog
-from lakeloop.errors import InvalidInput
+from lakeloop.errors import ChecksumError, InvalidInput
+from lakeloop.store import _record as rec
 from lakeloop.train.data import (
     SnapshotReader,
     arrays,
@@ -152,3 +155,150 @@ def test_torch_dataset_without_torch_says_how_to_get_it(lake: Lake) -> None:
     with pytest.raises(InvalidInput, match="needs PyTorch") as err:
         torch_dataset(lake, "digits@1")
     assert err.value.hint == "pip install torch"
+
+
+# ---------------------------------------------------------------- the bulk path
+def _reference(
+    lake: Lake,
+    split: str | None,
+    shard: tuple[int, int] = (0, 1),
+    buffer: int = 0,
+    seed: int = 0,
+    epoch: int = 0,
+) -> list[tuple[str, bytes]]:
+    """The reader's contract spelt out slowly: each example read alone by version (CRC and
+    MD5 checked by the snapshot), volume after volume in file order, the shard's volumes
+    taken every n-th, then the seeded volume order and shuffle buffer."""
+    snap = Catalog(lake).resolve("digits@latest")
+    by_version = {e.version: e for e in snap.entries(split)}
+    located = lake.namespace(snap.namespace).locate(by_version)
+    vols = sorted({vol for _, vol, _ in located})[shard[0] :: shard[1]]
+    if buffer:
+        random.Random(f"{seed}:{epoch}:volumes").shuffle(vols)
+    stream = [
+        (by_version[v].key, snap.read(by_version[v]))
+        for vol in vols
+        for v, where, _ in located
+        if where == vol
+    ]
+    if buffer <= 1:
+        return stream
+    rng = random.Random(f"{seed}:{epoch}:buffer")
+    out, buf = [], []
+    for item in stream:
+        if len(buf) < buffer:
+            buf.append(item)
+            continue
+        j = rng.randrange(buffer)
+        out.append(buf[j])
+        buf[j] = item
+    rng.shuffle(buf)
+    return out + buf
+
+
+def _read(lake: Lake, split: str | None, **kw: object) -> list[tuple[str, bytes]]:
+    reader = SnapshotReader(lake, "digits@latest", split, **kw)  # type: ignore[arg-type]
+    return [(e.key, data) for e, data in reader.examples(int(kw.get("seed", 0)))]
+
+
+@pytest.mark.parametrize(
+    ("shard", "buffer", "seed"), [((0, 1), 0, 0), ((0, 1), 16, 3), ((1, 3), 5, 1), ((0, 2), 1, 0)]
+)
+def test_bulk_reads_yield_exactly_what_reading_one_by_one_does(
+    lake: Lake, shard: tuple[int, int], buffer: int, seed: int
+) -> None:
+    make_digits(lake, overwrite=0)
+    for split in ("train", None):
+        got = _read(lake, split, shard=shard, shuffle_buffer=buffer, seed=seed)
+        assert got == _reference(lake, split, shard, buffer, seed, epoch=seed)  # same order
+    # batches carry the same stream, with the labels of its keys
+    ids = label_ids(Catalog(lake).resolve("digits@latest"))
+    seen = _seen(lake, "train", batch_size=9, shard=shard, shuffle_buffer=buffer, seed=seed)
+    ref = _reference(lake, "train", shard, buffer, seed)
+    assert seen == [(data, ids[key.split("/")[0]]) for key, data in ref]
+
+
+def test_pinned_versions_come_in_file_order_with_the_rest(lake: Lake) -> None:
+    make_digits(lake, overwrite=25)  # a quarter of the snapshot is no longer current
+    assert _read(lake, "train") == _reference(lake, "train")
+
+
+def _record_of(lake: Lake, key: str) -> tuple[str, int, rec.Record]:
+    ns = lake.namespace("imgs")
+    entry = next(e for e in Catalog(lake).resolve("digits@latest").entries() if e.key == key)
+    [(_, vol, off, length)] = ns.extents([entry.version])
+    path = next(v.path for v in ns.volumes() if v.id == vol)
+    with open(path, "rb") as f:
+        f.seek(off)
+        return path, off, rec.parse_record(f.read(length), off)
+
+
+def test_a_damaged_record_is_an_error(lake: Lake) -> None:
+    make_digits(lake, overwrite=0)
+    key = "dog/00043.png"
+    path, off, r = _record_of(lake, key)
+    with open(path, "r+b") as f:  # one flipped bit in the image bytes
+        f.seek(off + r.length - 1 - ((-(64 + len(r.key) + len(r.meta) + len(r.data))) & 7))
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x10]))
+    with pytest.raises(ChecksumError) as err:
+        _seen(lake, None, batch_size=8)
+    assert key in str(err.value)
+
+
+def test_a_whole_record_with_other_bytes_is_an_error(lake: Lake) -> None:
+    # a well-formed record (right version, right key, valid CRC) holding bytes that are
+    # not the ones the snapshot recorded: only the MD5 comparison can catch it
+    make_digits(lake, overwrite=0)
+    key = "emu/00050.png"
+    path, off, r = _record_of(lake, key)
+    other = bytes(reversed(r.data))
+    forged = rec.encode_record(
+        seq=r.seq, key=r.key, data=other, meta=r.meta, flags=r.flags, ts_ns=r.ts_ns,
+        md5=hashlib.md5(other).digest(),
+    )  # fmt: skip
+    assert len(forged) == r.length and other != r.data
+    with open(path, "r+b") as f:
+        f.seek(off)
+        f.write(forged)
+    with pytest.raises(ChecksumError, match="differs from the snapshot") as err:
+        _seen(lake, None, batch_size=8, shuffle_buffer=10)
+    assert key in str(err.value)
+
+
+def test_records_moved_or_compressed_by_compaction_are_still_read(tmp_path: Path) -> None:
+    settings = {"volume_size": "2KiB", "compression": "zstd", "compression_min_saving": 0.01}
+    with Lake.open(tmp_path / "lake", create=True, settings=settings, background=False) as lake:
+        ns = lake.create_namespace("imgs")
+        rows = [(f"cat/{i:03d}.json", b'{"x": %d, "pad": "%s"}' % (i, b"ab" * 60), {})
+                for i in range(40)]  # fmt: skip
+        for start in range(0, 40, 8):
+            ns.put_many(rows[start : start + 8])
+        Catalog(lake).snapshot("imgs/", dataset="digits", labels="{label}/{name}")
+        before = SnapshotReader(lake, "digits@latest", None)  # planned, then compacted
+        expected = [(k, d) for k, d, _ in rows]
+        for key, _, _ in rows[:5]:
+            ns.put(key, b"overwritten")
+        report = ns.compact()
+        assert report.volumes_in and report.compression_ratio > 1.1
+        assert sorted((e.key, d) for e, d in before.examples()) == expected  # by version
+        after = SnapshotReader(lake, "digits@latest", None)  # a fresh plan: new volumes
+        live = {v.id for v in ns.volumes()}
+        assert set(after.volumes) <= live and not set(after.volumes) & set(report.volumes_in)
+        assert sorted((e.key, d) for e, d in after.examples()) == expected
+        assert [(e.key, d) for e, d in after.examples()] == _reference(lake, None)
+
+
+def test_where_and_shards_from_one_plan(lake: Lake) -> None:
+    make_digits(lake, overwrite=0)
+    dogs = [(k, d) for k, d in _reference(lake, "train") if k.startswith("dog/")]
+    for n in (1, 2):
+        got = []
+        for i in range(n):
+            r = SnapshotReader(lake, "digits@latest", "train", shard=(i, n),
+                               where=lambda e: e.label == "dog")  # fmt: skip
+            got += [(e.key, d) for e, d in r.examples()]
+        assert sorted(got) == sorted(dogs)
+    whole = SnapshotReader(lake, "digits@latest", "train")  # the cached plan is untouched
+    assert [(e.key, d) for e, d in whole.examples()] == _reference(lake, "train")

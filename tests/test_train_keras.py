@@ -17,9 +17,11 @@ import pytest
 from _traindata import make_digits
 from lakeloop import Lake
 from lakeloop.catalog import Catalog
+from lakeloop.errors import InvalidInput
 from lakeloop.registry import FLAVORS, Registry
 from lakeloop.train import Runs
 from lakeloop.train.data import decode_image, label_ids, tf_dataset
+from lakeloop.train.pipeline import Split
 from lakeloop.train.study import train_project
 from test_registry import FlavorConformance
 
@@ -89,6 +91,30 @@ def test_tf_dataset_decoded_epochs(lake: Lake) -> None:
         epochs.append(ys)
         assert Counter(ys.tolist()) == Counter(y for _, y in _expected(lake).elements())
     assert epochs[0].tolist() != epochs[1].tolist()
+
+
+def test_tf_dataset_decodes_whole_batches_in_tensorflow(lake: Lake) -> None:
+    make_digits(lake, n=60)
+    kw: dict[str, Any] = {"batch_size": 16, "shuffle_buffer": 10, "seed": 2}
+    fast = tf_dataset(lake, "digits@latest", tf_decode=lambda b: tf.io.decode_png(b), **kw)
+    slow = tf_dataset(lake, "digits@latest", decode=decode_image, **kw)
+    assert fast.element_spec[0].shape.as_list() == [None, 8, 8, 1]
+    assert fast.element_spec[0].dtype == tf.uint8
+    assert int(fast.cardinality()) == int(slow.cardinality())
+    for _ in range(2):  # epoch after epoch: the same examples, labels and order
+        got = [(x.numpy(), y.numpy()) for x, y in fast]
+        want = [(x.numpy(), y.numpy()) for x, y in slow]
+        assert len(got) == len(want)
+        for (gx, gy), (wx, wy) in zip(got, want, strict=True):
+            assert (gx[..., 0] == wx).all() and (gy == wy).all()
+    with pytest.raises(InvalidInput, match="not both"):
+        tf_dataset(lake, "digits@latest", decode=decode_image, tf_decode=tf.io.decode_png)
+    # a pipeline's data side: tf_decode takes the place of the pipeline's decode
+    side = Split(lake, Catalog(lake).resolve("digits@latest"), "train", decode_image, seed=2)
+    ds = side.tf_dataset(batch_size=16, shuffle_buffer=10, tf_decode=tf.io.decode_png)
+    again = tf_dataset(lake, "digits@latest", tf_decode=tf.io.decode_png, **kw)
+    for (sx, sy), (ax, ay) in zip(ds, again, strict=True):
+        assert (sx.numpy() == ax.numpy()).all() and (sy.numpy() == ay.numpy()).all()
 
 
 def test_tf_dataset_honours_where(lake: Lake) -> None:

@@ -41,6 +41,7 @@ FORMAT = "lakeloop-snapshot/1"
 INTERNAL_NS = "_catalog"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _PIN_RETRIES = 5
+_MANIFEST_CHUNK = 1 << 20  # bytes of manifest lines parsed at once
 
 
 def check_dataset_name(name: object) -> str:
@@ -153,14 +154,18 @@ class Snapshot:
             # streamed line by line and hashed on the way: a manifest can be large
             assert self._lake is not None
             digest = hashlib.sha256()
-            entries = []
+            entries: list[Entry] = []
             with self._lake.internal_namespace(INTERNAL_NS).open(f"snapshots/{self.id}.jsonl") as f:
-                for n, line in enumerate(f):
-                    digest.update(line)
-                    if n == 0:
-                        continue
-                    d = json.loads(line)
-                    entries.append(
+                digest.update(f.readline())  # the header
+                while True:
+                    # a few thousand lines per json.loads: one parse per chunk, not per line
+                    lines = f.readlines(_MANIFEST_CHUNK)
+                    if not lines:
+                        break
+                    for line in lines:
+                        digest.update(line)
+                    rows = json.loads(b"[" + b",".join(lines) + b"]")
+                    entries += [
                         Entry(
                             key=d["key"],
                             version=d["version"],
@@ -170,7 +175,8 @@ class Snapshot:
                             label=d.get("label"),
                             split=d["split"],
                         )
-                    )
+                        for d in rows
+                    ]
             if digest.hexdigest() != self.id:
                 raise ChecksumError(
                     "manifest does not match its name", op="read snapshot", target=self.ref

@@ -386,20 +386,20 @@ class SQLiteIndex(Index):
             row = conn.execute(f"SELECT {_COLUMNS} FROM versions WHERE seq = ?", (seq,)).fetchone()
         return Row(*row) if row else None
 
-    def where_versions(self, seqs: Sequence[int]) -> dict[int, tuple[int, int]]:
-        """seq -> (vol, off) for the versions of *seqs* that exist (current or kept)."""
+    def where_versions(self, seqs: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+        """seq -> (vol, off, len) for the versions of *seqs* that exist (current or kept)."""
         conn = self.reader
-        out: dict[int, tuple[int, int]] = {}
+        out: dict[int, tuple[int, int, int]] = {}
         conn.execute("BEGIN")  # one snapshot for every chunk and both tables
         try:
             for i in range(0, len(seqs), 500):
                 chunk = list(seqs[i : i + 500])
                 marks = ",".join("?" * len(chunk))
                 for table in ("objects", "versions"):
-                    for seq, vol, off in conn.execute(
-                        f"SELECT seq, vol, off FROM {table} WHERE seq IN ({marks})", chunk
+                    for seq, vol, off, length in conn.execute(
+                        f"SELECT seq, vol, off, len FROM {table} WHERE seq IN ({marks})", chunk
                     ):
-                        out.setdefault(seq, (vol, off))
+                        out.setdefault(seq, (vol, off, length))
         finally:
             conn.execute("COMMIT")
         return out

@@ -1,11 +1,21 @@
 """Readers: a snapshot as NumPy batches, a ``tf.data.Dataset`` or a PyTorch
 ``IterableDataset``, read volume by volume.
 
-A reader takes one split of one snapshot (``"digits@latest"``, ``split="train"``), finds
-where each recorded version lies (:meth:`~lakeloop.store.Namespace.locate`), and reads
-whole volumes in file order, so the disk sees sequential reads. Every example's bytes are
-exactly those the snapshot recorded (MD5 checked). A shuffle buffer mixes examples
-across the stream; each epoch also visits the volumes in a new order.
+A reader takes one split of one snapshot (``"digits@latest"``, ``split="train"``), plans
+where each recorded version lies (volume, offset, length:
+:meth:`~lakeloop.store.Namespace.extents`), and reads whole volumes in file order, a
+window of records per read, so the disk sees sequential reads and Python does one short
+loop per record (:meth:`~lakeloop.store.Namespace.read_extents`). Every example's bytes are
+exactly those the snapshot recorded: the record's CRC32C and version are checked, and its
+MD5 is computed and compared with the snapshot's; a record that compaction moved or
+compressed is read by version, and damage raises ``ChecksumError``. A shuffle buffer
+mixes examples across the stream; each epoch also visits the volumes in a new order. The
+plan of a split is kept per open lake (the last few), while the namespace's volumes stay
+the same, so building the same reader again costs little.
+
+TensorFlow gets whole batches of bytes; ``tf_dataset(tf_decode=...)`` decodes them in
+TensorFlow, a batch per call and several batches at once, so the Python side of the
+pipeline stays a few microseconds per example.
 
 Labels come from the snapshot: label names sorted, id = position (:func:`label_ids`),
 over the whole snapshot so that both splits share ids. An entry without a label gets -1.
@@ -29,8 +39,9 @@ batches in flight, so one round trip carries many examples and the next is on it
 
 >>> for x, y in batches(lake, "digits@latest", decode=decode_image, batch_size=256):
 ...     pass                                                      # doctest: +SKIP
->>> ds = tf_dataset(lake, "digits@latest", decode=decode_image, batch_size=256,
-...                 shuffle_buffer=4096, shard=(0, 2), seed=1)    # doctest: +SKIP
+>>> ds = tf_dataset(lake, "digits@latest", batch_size=256, shuffle_buffer=4096,
+...                 tf_decode=lambda b: tf.io.decode_png(b, channels=1),
+...                 shard=(0, 2), seed=1)                         # doctest: +SKIP
 >>> loader = torch.utils.data.DataLoader(
 ...     torch_dataset(lake, "digits@latest", decode=decode_image, batch_size=256),
 ...     batch_size=None, num_workers=2)                              # doctest: +SKIP
@@ -41,8 +52,13 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import itertools
 import json
+import operator
 import random
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -146,11 +162,99 @@ def _resolve(lake: Lake, ref: str | Snapshot) -> Snapshot:
     return ref
 
 
+@dataclass
+class _VolumePlan:
+    """What one volume holds of a reader's shard: its records in file order, as parallel
+    lists (the bulk read and the batching walk them without per-example objects)."""
+
+    entries: list[Entry]
+    offsets: list[int]
+    lengths: list[int]
+    versions: list[int]
+    md5s: list[bytes]  # raw digests: the snapshot's record of each example
+    labels: list[int]
+
+    def select(self, where: Callable[[Entry], bool]) -> _VolumePlan:
+        """The plan of the examples *where* keeps, in the same order."""
+        keep = [k for k, e in enumerate(self.entries) if where(e)]
+        return _VolumePlan(
+            entries=[self.entries[k] for k in keep],
+            offsets=[self.offsets[k] for k in keep],
+            lengths=[self.lengths[k] for k in keep],
+            versions=[self.versions[k] for k in keep],
+            md5s=[self.md5s[k] for k in keep],
+            labels=[self.labels[k] for k in keep],
+        )
+
+
+_PLAN_CACHE_SIZE = 4  # split plans kept per open lake
+_REMOTE_CHUNK = 1024  # examples per chunk of a read over a gateway
+_Layout = tuple[tuple[int, str], ...]
+_plans: weakref.WeakKeyDictionary[
+    Any, OrderedDict[tuple[str, str | None], tuple[_Layout, dict[int, _VolumePlan]]]
+] = weakref.WeakKeyDictionary()
+_plans_lock = threading.Lock()
+
+
+def _split_plan(
+    lake: Lake, snapshot: Snapshot, split: str | None, labels: dict[str, int]
+) -> dict[int, _VolumePlan]:
+    """Volume -> plan of every example of *split*, in file order.
+
+    Kept per open lake for the last few splits read (a snapshot never changes), while
+    the namespace's volumes stay the same: only compaction moves records, and it always
+    writes new volumes. A plan gone stale anyway is still safe, only slower: every read is
+    verified, and a record not where the plan says is read by version.
+    """
+    ns: Any = lake.namespace(snapshot.namespace)
+    remote = _is_remote(lake)
+    # over a gateway the plan is not kept: there is no cheap sign of a compaction
+    layout = () if remote else tuple((v.id, v.state) for v in ns.volumes())
+    key = (snapshot.id, split)
+    with _plans_lock:
+        cache = _plans.get(lake)
+        hit = None if cache is None else cache.get(key)
+        if cache is not None and hit is not None and hit[0] == layout:
+            cache.move_to_end(key)
+            return hit[1]
+    by_version = {e.version: e for e in snapshot.entries(split)}
+    plan: dict[int, _VolumePlan] = {}
+    if remote:  # the gateway locates versions; lengths are not needed to fetch them
+        extents = [(v, vol, off, 0) for v, vol, off in ns.locate(by_version)]
+    else:
+        extents = ns.extents(by_version)
+    for vol, group in itertools.groupby(extents, key=operator.itemgetter(1)):
+        rows = list(group)
+        es = [by_version[t[0]] for t in rows]
+        plan[vol] = _VolumePlan(
+            entries=es,
+            offsets=[t[2] for t in rows],
+            lengths=[t[3] for t in rows],
+            versions=[t[0] for t in rows],
+            md5s=[bytes.fromhex(e.etag) for e in es],
+            labels=[-1 if e.label is None else labels[e.label] for e in es],
+        )
+    if remote:
+        return plan
+    with _plans_lock:
+        cache = _plans.setdefault(lake, OrderedDict())
+        cache[key] = (layout, plan)
+        cache.move_to_end(key)
+        while len(cache) > _PLAN_CACHE_SIZE:
+            cache.popitem(last=False)
+    return plan
+
+
 class SnapshotReader:
     """One split of one snapshot, planned volume by volume (see the module docstring).
 
     ``examples(epoch)`` yields ``(entry, bytes)`` for every example of the shard exactly
     once, in physical order (or shuffled through the buffer when ``shuffle_buffer`` > 0).
+    The plan holds each example's volume, offset and length, so reading is one
+    sequential read per window of a volume and one verification per record
+    (:meth:`~lakeloop.store.Namespace.read_extents`: CRC32C, version, and the MD5 the
+    record carries against the snapshot's); a record compaction moved, or one stored
+    compressed, is read by version instead, and damage raises ``ChecksumError``.
     """
 
     def __init__(
@@ -178,21 +282,14 @@ class SnapshotReader:
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.labels = label_ids(self.snapshot)
-        entries = self.snapshot.entries(split)
+        plan = _split_plan(lake, self.snapshot, split, self.labels)
         if where is not None:
-            entries = [e for e in entries if where(e)]
-        by_version = {e.version: e for e in entries}
-        ns = lake.namespace(self.snapshot.namespace)
-        located = ns.locate(by_version)
-        volumes = sorted({vol for _, vol, _ in located})
-        mine = set(volumes[i::n])
-        plan: dict[int, list[Entry]] = {}
-        for version, vol, _ in located:
-            if vol in mine:
-                plan.setdefault(vol, []).append(by_version[version])
+            plan = {vol: kept for vol, p in plan.items() if (kept := p.select(where)).entries}
+        mine = sorted(plan)[i::n]
+        plan = {vol: plan[vol] for vol in mine}
         self._plan = plan
         self.volumes = sorted(plan)
-        self.count = sum(len(v) for v in plan.values())
+        self.count = sum(len(p.entries) for p in plan.values())
 
     def subshard(self, i: int, n: int) -> SnapshotReader:
         """Part *i* of *n* of this shard, by volume (every n-th of its volumes from i):
@@ -204,7 +301,7 @@ class SnapshotReader:
         part = copy.copy(self)
         part.volumes = self.volumes[i::n]
         part._plan = {vol: self._plan[vol] for vol in part.volumes}
-        part.count = sum(len(v) for v in part._plan.values())
+        part.count = sum(len(p.entries) for p in part._plan.values())
         si, sn = self.shard
         part.shard = (si + sn * i, sn * n)
         return part
@@ -212,51 +309,93 @@ class SnapshotReader:
     def __len__(self) -> int:
         return self.count
 
+    def first(self) -> Entry:
+        """The shard's first example in file order (to look at one before reading)."""
+        return self._plan[self.volumes[0]].entries[0]
+
     def label_of(self, entry: Entry) -> int:
         return -1 if entry.label is None else self.labels[entry.label]
 
-    def _ordered(self, epoch: int) -> Iterator[tuple[Entry, bytes]]:
+    def _windows(self, epoch: int) -> Iterator[tuple[_VolumePlan, int, list[bytes]]]:
+        """``(volume plan, first index, verified bytes)`` per read window, volume after
+        volume (in a new order each epoch when shuffling), each in file order."""
         ns = self.lake.namespace(self.snapshot.namespace)
         vols = list(self.volumes)
         if self.shuffle_buffer:
             random.Random(f"{self.seed}:{epoch}:volumes").shuffle(vols)
         if _is_remote(self.lake):
-            order = [e for vol in vols for e in self._plan[vol]]
-            yield from zip(order, _fetch(self.lake, self.snapshot, order), strict=True)
+            yield from self._fetched(vols)
             return
+        check = self.snapshot.check
         for vol in vols:
-            wanted = {e.version: e for e in self._plan[vol]}
-            # Versions still current come from one sequential scan of the volume; versions
-            # overwritten or deleted since the snapshot (pinned) are read one by one.
-            for info, data in ns.scan(self.snapshot.prefix, volumes=[vol]):
-                e = wanted.pop(info.version, None)
-                if e is not None:
-                    yield e, self._checked(e, data)
-            for e in self._plan[vol]:
-                if e.version in wanted:
-                    yield e, self._checked(e, ns.get(e.key, version=e.version))
+            p = self._plan[vol]
+            first = 0
+            for got in ns.read_extents(vol, p.offsets, p.lengths, p.versions, p.md5s):
+                if None in got:
+                    for k, data in enumerate(got):
+                        if data is None:  # moved, compressed or damaged: the general path
+                            e = p.entries[first + k]
+                            got[k] = check(e, ns.get(e.key, version=e.version))
+                yield p, first, got  # type: ignore[misc]  # no None is left
+                first += len(got)
 
-    def _checked(self, e: Entry, data: bytes) -> bytes:
-        return self.snapshot.check(e, data)
+    def _fetched(self, vols: list[int]) -> Iterator[tuple[_VolumePlan, int, list[bytes]]]:
+        """``_windows`` over a gateway: the examples of *vols* in plan order, fetched at
+        their versions in pipelined batches (no local file to read), a chunk at a time."""
+        order = [e for vol in vols for e in self._plan[vol].entries]
+        fetched = _fetch(self.lake, self.snapshot, order)
+        for vol in vols:
+            p = self._plan[vol]
+            for first in range(0, len(p.entries), _REMOTE_CHUNK):
+                k = min(_REMOTE_CHUNK, len(p.entries) - first)
+                yield p, first, list(itertools.islice(fetched, k))
+
+    def _pairs(self, epoch: int, labels: bool) -> Iterator[tuple[list[Any], list[bytes]]]:
+        """``(entries or label ids, bytes)`` per window, shuffled through the buffer when
+        ``shuffle_buffer`` > 1 (the same draws for either kind of tag)."""
+        stream = (
+            ((p.labels if labels else p.entries)[i : i + len(got)], got)
+            for p, i, got in self._windows(epoch)
+        )
+        size = self.shuffle_buffer
+        if size <= 1:
+            return stream
+        return _shuffle(stream, size, random.Random(f"{self.seed}:{epoch}:buffer"))
 
     def examples(self, epoch: int = 0) -> Iterator[tuple[Entry, bytes]]:
         """Every example of the shard once; *epoch* varies the shuffle."""
-        stream = self._ordered(epoch)
-        size = self.shuffle_buffer
-        if size <= 1:
-            yield from stream
-            return
-        rng = random.Random(f"{self.seed}:{epoch}:buffer")
-        buf: list[tuple[Entry, bytes]] = []
-        for item in stream:
-            if len(buf) < size:
-                buf.append(item)
-                continue
-            j = rng.randrange(size)
-            out, buf[j] = buf[j], item
-            yield out
-        rng.shuffle(buf)
-        yield from buf
+        for tags, datas in self._pairs(epoch, labels=False):
+            yield from zip(tags, datas, strict=True)
+
+
+def _shuffle(
+    stream: Iterator[tuple[list[Any], list[bytes]]], size: int, rng: random.Random
+) -> Iterator[tuple[list[Any], list[bytes]]]:
+    """The shuffle buffer over a stream of ``(tags, datas)`` chunks: the first *size*
+    items fill it, then each new item takes the place of a random one, which goes out;
+    the rest goes out shuffled at the end."""
+    buf_t: list[Any] = []
+    buf_d: list[bytes] = []
+    draw = rng.randrange
+    for tags, datas in stream:
+        k = min(size - len(buf_t), len(tags))
+        if k > 0:
+            buf_t += tags[:k]
+            buf_d += datas[:k]
+        out_t: list[Any] = []
+        out_d: list[bytes] = []
+        for t, d in zip(tags[max(k, 0) :], datas[max(k, 0) :], strict=True):
+            j = draw(size)
+            out_t.append(buf_t[j])
+            out_d.append(buf_d[j])
+            buf_t[j] = t
+            buf_d[j] = d
+        if out_t:
+            yield out_t, out_d
+    order = list(range(len(buf_t)))
+    rng.shuffle(order)
+    if order:
+        yield [buf_t[j] for j in order], [buf_d[j] for j in order]
 
 
 def _stack(xs: list[Any]) -> Any:
@@ -300,18 +439,26 @@ def _batches(
     epoch: int,
     drop_remainder: bool,
 ) -> Iterator[tuple[Any, Any]]:
+    xs: list[bytes] = []
+    ys: list[int] = []
+    for labels, datas in reader._pairs(epoch, labels=True):
+        xs += datas
+        ys += labels
+        if len(xs) < batch_size:
+            continue
+        cut = len(xs) - len(xs) % batch_size
+        for s in range(0, cut, batch_size):
+            yield _batch(xs[s : s + batch_size], ys[s : s + batch_size], decode)
+        xs, ys = xs[cut:], ys[cut:]
+    if xs and not drop_remainder:
+        yield _batch(xs, ys, decode)
+
+
+def _batch(xs: list[bytes], ys: list[int], decode: Decode | None) -> tuple[Any, Any]:
     import numpy as np
 
-    xs: list[Any] = []
-    ys: list[int] = []
-    for entry, data in reader.examples(epoch):
-        xs.append(decode(data) if decode is not None else data)
-        ys.append(reader.label_of(entry))
-        if len(xs) == batch_size:
-            yield _stack(xs), np.asarray(ys, dtype=np.int64)
-            xs, ys = [], []
-    if xs and not drop_remainder:
-        yield _stack(xs), np.asarray(ys, dtype=np.int64)
+    x = _stack(xs if decode is None else [decode(d) for d in xs])
+    return x, np.asarray(ys, dtype=np.int64)
 
 
 def arrays(
@@ -343,6 +490,7 @@ def tf_dataset(
     split: str | None = "train",
     *,
     decode: Decode | None = None,
+    tf_decode: Callable[[Any], Any] | None = None,
     batch_size: int = 32,
     shuffle_buffer: int = 0,
     shard: tuple[int, int] = (0, 1),
@@ -352,24 +500,32 @@ def tf_dataset(
     where: Callable[[Entry], bool] | None = None,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(x, y)`` batches; iterating it again is the next epoch
-    (a new shuffle). Without *decode*, ``x`` is a batch of ``tf.string`` (decode in TF
-    with ``ds.map``). Batches are built in NumPy, so Python hands TensorFlow one batch at
-    a time, not one example."""
+    (a new shuffle). Batches are built in NumPy, so Python hands TensorFlow one batch at
+    a time, not one example.
+
+    *decode* runs in Python, one example after another; *tf_decode* (a TensorFlow
+    function of one ``tf.string`` scalar, e.g. ``lambda b: tf.io.decode_png(b,
+    channels=1)``) runs in TensorFlow over each batch (``tf.map_fn``), on several batches
+    at once (parallel calls, in order) -- the fast path for images. With neither, ``x`` is
+    a batch of ``tf.string``."""
     import numpy as np
     import tensorflow as tf
 
     if batch_size < 1:
         raise InvalidInput("batch_size must be >= 1", op="read snapshot")
+    if decode is not None and tf_decode is not None:
+        raise InvalidInput(
+            "give decode (Python) or tf_decode (TensorFlow), not both", op="tf_dataset"
+        )
     reader = SnapshotReader(
         lake, ref, split, shard=shard, shuffle_buffer=shuffle_buffer, seed=seed, where=where
     )
     if reader.count == 0:
         raise InvalidInput("the shard holds no examples", op="tf_dataset", target=str(ref))
-    _, first_data = next(reader._ordered(0))
     if decode is None:
         x_spec = tf.TensorSpec((None,), tf.string)
     else:
-        sample = np.asarray(decode(first_data))
+        sample = np.asarray(decode(reader.snapshot.read(reader.first())))
         x_spec = tf.TensorSpec((None, *sample.shape), tf.as_dtype(sample.dtype))
     epochs = iter(range(1 << 62))
 
@@ -383,6 +539,14 @@ def tf_dataset(
     # a known length lets Keras size its epochs instead of running into the end
     n_batches = reader.count // batch_size if drop_remainder else -(-reader.count // batch_size)
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
+    if tf_decode is not None:
+        sample = tf_decode(tf.constant(reader.snapshot.read(reader.first())))
+        spec = tf.TensorSpec(sample.shape, sample.dtype)
+
+        def decode_batch(x: Any, y: Any) -> tuple[Any, Any]:
+            return tf.map_fn(tf_decode, x, fn_output_signature=spec), y
+
+        ds = ds.map(decode_batch, num_parallel_calls=tf.data.AUTOTUNE)
     if prefetch:
         ds = ds.prefetch(prefetch)
     return ds

@@ -303,14 +303,17 @@ class Split:
         )  # fmt: skip
 
     def tf_dataset(self, batch_size: int = 32, **kw: Any) -> Any:
-        """A ``tf.data.Dataset`` of batches (see :func:`lakeloop.train.data.tf_dataset`)."""
+        """A ``tf.data.Dataset`` of batches (see :func:`lakeloop.train.data.tf_dataset`);
+        with ``tf_decode=`` the batches are decoded in TensorFlow instead of by the
+        pipeline's ``decode``."""
         from lakeloop.train.data import tf_dataset
 
         kw.setdefault("seed", self.seed)
+        if kw.get("tf_decode") is None:  # decoding in TensorFlow replaces the Python decode
+            kw["decode"] = self.decode
         ds = tf_dataset(
-            self.lake, self.snapshot, self.split, decode=self.decode,
-            batch_size=batch_size, where=self.where, **kw,
-        )  # fmt: skip
+            self.lake, self.snapshot, self.split, batch_size=batch_size, where=self.where, **kw
+        )
         if self.threads:
             import tensorflow as tf
 
