@@ -49,6 +49,9 @@ def ui_lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     ):
         facts[name] = creds.create(name)
         creds.grant(name, ns, role)
+        if ns != "*":  # runs and models need their own grants, besides their datasets'
+            creds.grant(name, "@models", "read")
+            creds.grant(name, "@runs", "read")
     facts["lake"] = root / "lake"
     facts["credentials"] = creds.path
     return facts

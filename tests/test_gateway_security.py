@@ -521,3 +521,27 @@ def test_signed_chunked_upload_with_signed_trailer(gateway: Any) -> None:
     status, out = send(body_for(good, seed=seed))
     assert status == 200, out
     assert gateway.lake.namespace(b).get("t") == data
+
+
+def test_a_stored_page_never_runs_as_a_page_of_the_gateway(gateway: Any) -> None:
+    # the web UI shares the gateway's host: an HTML or SVG object is served sandboxed
+    s3 = gateway.boto3(signature_version="s3v4")
+    b = gateway.bucket()
+    s3.put_object(Bucket=b, Key="x.html", Body=b"<script>fetch('/ui/')</script>",
+                  ContentType="text/html")  # fmt: skip
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": b, "Key": "x.html"})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.headers["content-security-policy"] == "sandbox"
+        assert resp.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_json_call_with_a_huge_body_is_refused_before_it_is_read(gateway: Any) -> None:
+    parts = urlsplit(gateway.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.putrequest("GET", "/api/v1/health")  # a public endpoint: no signature needed
+    conn.putheader("content-length", str(20 * 1024**3))  # 20 GiB declared, none sent
+    conn.putheader("content-type", "application/json")
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 413 and b"TooLarge" in resp.read()
+    conn.close()

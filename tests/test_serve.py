@@ -95,6 +95,26 @@ def test_bad_bodies_get_clear_errors() -> None:
     assert _error(_body({"instances": [good]}), ctype="text/csv").status == 415
     ints = InputSpec((2,), "int32")
     assert _error(_body({"instances": [[1, 2.5]]}), ints).code == "WrongDtype"
+    assert _error(_body({"instances": [[3_000_000_000, 1]]}), ints).code == "WrongDtype"
+    # numbers float32 cannot hold arrive as infinity: refused, on the fast path and the other
+    floats = InputSpec((2,), "float32")
+    for body in (_body({"instances": [[1e39, 1]]}), _body({"inputs": [[1, -1e39]]})):
+        assert _error(body, floats).code == "NotFinite", body
+
+
+def test_npy_bodies_with_nan_or_a_lying_header_are_refused() -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.full((1, 3, 2, 1), np.nan, np.float32))
+    assert _error(buf.getvalue(), ctype="application/x-npy").code == "NotFinite"
+    buf = io.BytesIO()  # a header declaring 10**12 images, then 24 bytes: never allocated
+    header = {"descr": "<f4", "fortran_order": False, "shape": (10**12, 3, 2, 1)}
+    np.lib.format.write_array_header_1_0(buf, header)
+    assert _error(buf.getvalue() + bytes(24), ctype="application/x-npy").code == "MalformedNpy"
+    # a Fortran-ordered array is served (and logged) as a C-ordered one
+    buf = io.BytesIO()
+    np.save(buf, np.asfortranarray(np.arange(12, dtype=np.float32).reshape(2, 3, 2, 1)))
+    batch, _, _ = parse_predict(buf.getvalue(), "application/x-npy", IMAGE)
+    assert batch.flags.c_contiguous
 
 
 def test_npy_bodies_and_columnar_inputs() -> None:
@@ -145,6 +165,9 @@ def test_feedback_bodies() -> None:
     with pytest.raises(PayloadError) as info:
         parse_feedback(_body([{"prediction_id": pid, "label": 1}] * 11), 10)
     assert info.value.status == 413
+    with pytest.raises(PayloadError) as info:  # would not fit the feedback stream's events
+        parse_feedback(_body({"prediction_id": pid, "label": "x" * 70_000}), 10)
+    assert (info.value.status, info.value.code) == (413, "LabelTooLarge")
 
 
 # ---------------------------------------------------------------------------- batching

@@ -304,3 +304,17 @@ def test_an_ack_never_overwrites_the_newest_commit(lake: Lake) -> None:
     with open_stream(lake, "acks2") as s:
         again = s.consume("g", "c", max=10)
     assert sorted(m.data["i"] for m in again) == [1, 2, 3, 4, 5]  # 0 stays acknowledged
+
+
+def test_offsets_are_ascii_digits_only(lake: Lake) -> None:
+    from lakeloop.errors import InvalidInput
+
+    with open_stream(lake, "digits-only", url="embedded") as s:
+        for n in range(13):
+            s.publish({"n": n})
+        s.consume("g", "c", max=13)
+        with pytest.raises(InvalidInput):
+            s.ack("g", ["١٢"])  # Arabic-Indic digits: isdigit() is true, yet no offset
+        with pytest.raises(InvalidInput):
+            list(s.replay(from_offset="٣"))
+        assert s.ack("g", ["12"]) == 1

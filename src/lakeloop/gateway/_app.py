@@ -43,6 +43,22 @@ def _error(status: int, code: str, message: str) -> Response:
     return _json(status, {"error": {"code": code, "message": message}})
 
 
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes *limit* bytes (declared or
+    sent): a JSON call never holds more than that in memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise api.ApiError(413, "TooLarge", f"the request body is over {limit:,} bytes")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise api.ApiError(413, "TooLarge", f"the request body is over {limit:,} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 class Gateway:
     """The ASGI app serving *lake* to the principals of *credentials*.
 
@@ -99,9 +115,7 @@ class Gateway:
                     upload, digest = await self._spool(request)
                     body = upload
                 else:
-                    raw = await request.body()
-                    if len(raw) > _JSON_BODY_LIMIT:
-                        raise api.ApiError(413, "TooLarge", "the request body is over 1 MiB")
+                    raw = await _read_limited(request, _JSON_BODY_LIMIT)
                     digest = hashlib.sha256(raw).hexdigest()
                 if signed != sigv4.UNSIGNED and digest != signed.lower():
                     raise api.ApiError(

@@ -105,6 +105,10 @@ def _object_headers(info: ObjectInfo) -> list[tuple[bytes, bytes]]:
         ),
         (b"accept-ranges", b"bytes"),
         (b"x-amz-version-id", str(info.version).encode()),
+        # an object is data, never a page of this host (the web UI lives on it): a stored
+        # text/html or SVG opened in a browser runs no script and reaches no cookie
+        (b"x-content-type-options", b"nosniff"),
+        (b"content-security-policy", b"sandbox"),
     ]
     for k, v in info.metadata.items():
         if k.startswith("s3:h:"):

@@ -316,6 +316,8 @@ def _turn(
         )
     except LakeloopError as exc:
         turn.status, turn.error = "failed", str(exc)
+    except Exception as exc:  # the user's pipeline code: a failed turn, not a dead loop
+        turn.status, turn.error = "failed", f"{type(exc).__name__}: {exc}"
     else:
         turn.status = "done"
         turn.outcome = result.outcome

@@ -50,6 +50,9 @@ from lakeloop.errors import InvalidInput, LakeloopError, NotFound
 from lakeloop.loop._joinstate import JoinState, state_path
 from lakeloop.loop.turns import INTERNAL_NS
 
+# where `lakeloop serve` stores an input too big to log inline (serve's INPUTS_NS)
+INFERENCE_NS = "_inference"
+
 if TYPE_CHECKING:
     from lakeloop.project import Project
     from lakeloop.store import Lake
@@ -162,7 +165,7 @@ class Joiner:
         *,
         lake: str | None = None,
         url: str | None = None,
-        group: str = GROUP,
+        group: str | None = None,
         consumer: str | None = None,
     ) -> None:
         from lakeloop.project import Project, load_project
@@ -170,7 +173,9 @@ class Joiner:
         self.project = project if isinstance(project, Project) else load_project(project)
         self._lake_arg = lake
         self.url = url
-        self.group = group
+        # one group per model: the streams are lake-wide, and a shared group would hand one
+        # model's events to another model's joiner
+        self.group = group or f"{GROUP}-{self.project.model}"
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.model = self.project.model
         self._labels: dict[int, list[str] | None] = {}
@@ -267,11 +272,15 @@ class Joiner:
     def _example(self, given: Any) -> tuple[bytes, str, str]:
         if isinstance(given, Mapping) and set(given) == {"ref"}:
             ns_name, _, key = str(given["ref"]).partition("/")
-            ns = (
-                self.lake.internal_namespace(ns_name)
-                if ns_name.startswith("_")
-                else self.lake.namespace(ns_name)
-            )
+            if ns_name != INFERENCE_NS or not key.startswith(f"{self.model}/"):
+                # only what the server stored for this model: a client's own {"ref": ...}
+                # instance must not copy other objects of the lake into the training data
+                raise InvalidInput(
+                    "an input reference outside the server's inference store",
+                    op="join",
+                    target=str(given["ref"]),
+                )
+            ns = self.lake.internal_namespace(ns_name)
             info = ns.stat(key)
             data = ns.get(key)
             if key.endswith(".json") or info.content_type == "application/json":

@@ -98,8 +98,8 @@ class ServedModel:
                     op="serve",
                     target=self.loaded.ref,
                 )
-            return np.asarray(out.numpy())
-        out = np.asarray(self.loaded.predict(batch))
+            return np.ascontiguousarray(out.numpy())
+        out = np.ascontiguousarray(self.loaded.predict(batch))
         if out.ndim == 0 or len(out) != len(batch):
             raise InvalidInput(
                 f"the model returned {out.shape} for {len(batch)} instances",

@@ -104,7 +104,8 @@ class InputSpec:
             return None
         try:
             flat = loads(b"[" + text.translate(_BRACKETS_TO_SPACE) + b"]")
-            arr = np.asarray(flat, dtype=self.dtype)
+            with np.errstate(over="ignore", invalid="ignore"):  # too large: inf, refused later
+                arr = np.asarray(flat, dtype=self.dtype)
         except (ValueError, TypeError, OverflowError):
             return None
         assert self.shape is not None
@@ -127,7 +128,8 @@ class InputSpec:
                         "WrongDtype",
                         f"the array's dtype is {arr.dtype}; the model takes {self.dtype}",
                     )
-                arr = arr.astype(self.dtype)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    arr = arr.astype(self.dtype)
         else:
             if not isinstance(instances, list):
                 raise PayloadError(400, "WrongShape", "instances must be a JSON list")
@@ -166,7 +168,10 @@ def _skeleton_of(spec: InputSpec) -> bytes | None:
 
 def _to_array(instances: list[Any], dtype: str | None) -> np.ndarray:
     try:
-        arr = np.asarray(instances) if dtype is None else np.asarray(instances, dtype=dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # too large: inf, refused later
+            arr = np.asarray(instances) if dtype is None else np.asarray(instances, dtype=dtype)
+    except OverflowError as exc:
+        raise PayloadError(400, "WrongDtype", f"instances must be {dtype} numbers: {exc}") from None
     except (ValueError, TypeError) as exc:
         text = str(exc)
         if "inhomogeneous" in text or "sequence" in text:
@@ -202,13 +207,14 @@ def parse_predict(body: bytes, content_type: str, spec: InputSpec) -> tuple[np.n
     the answer's outputs go under: ``predictions`` or ``outputs``)."""
     ctype = content_type.split(";", 1)[0].strip().lower()
     if ctype in NPY_TYPES:
+        _check_npy_size(body)
         try:
             arr = np.load(io.BytesIO(body), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise PayloadError(
                 400, "MalformedNpy", f"the body is not a .npy array: {exc}"
             ) from None
-        return spec.batch(arr), None, "predictions"
+        return _finite(spec.batch(arr)), None, "predictions"
     if ctype not in ("", "application/json", "text/json"):
         raise PayloadError(
             415,
@@ -217,7 +223,7 @@ def parse_predict(body: bytes, content_type: str, spec: InputSpec) -> tuple[np.n
         )
     fast = spec.fast_batch(body)
     if fast is not None:
-        return fast, None, "predictions"
+        return _finite(fast), None, "predictions"
     try:
         doc = loads(body)
     except ValueError:
@@ -234,14 +240,50 @@ def parse_predict(body: bytes, content_type: str, spec: InputSpec) -> tuple[np.n
         )
     if "instances" in doc:
         instances = doc["instances"]
-        return spec.batch(instances), instances, "predictions"
+        return _finite(spec.batch(instances)), instances, "predictions"
     inputs = doc["inputs"]
     if isinstance(inputs, dict):
         if len(inputs) != 1:
             raise PayloadError(400, "WrongShape", "the model takes one input tensor")
         inputs = next(iter(inputs.values()))
-    batch = spec.batch(inputs)
-    return batch, inputs, "outputs"
+    return _finite(spec.batch(inputs)), inputs, "outputs"
+
+
+def _finite(arr: np.ndarray) -> np.ndarray:
+    """*arr*, C-contiguous, after refusing NaN and infinity: they cannot be logged as JSON,
+    and a number too large for the model's float dtype arrives as infinity."""
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        raise PayloadError(
+            400,
+            "NotFinite",
+            "instances hold NaN or infinity (or numbers too large for the model's dtype)",
+        )
+    return np.ascontiguousarray(arr)
+
+
+def _check_npy_size(body: bytes) -> None:
+    """Refuse a .npy whose header promises more data than the body holds, before numpy
+    allocates the array it declares."""
+    f = io.BytesIO(body)
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:  # np.load reads (and checks) the rarer versions itself
+            return
+        need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    except Exception as exc:  # any header numpy cannot read is a malformed body
+        raise PayloadError(400, "MalformedNpy", f"the body is not a .npy array: {exc}") from None
+    if need > len(body):
+        raise PayloadError(
+            400, "MalformedNpy", f"the .npy header declares {need:,} bytes; the body is shorter"
+        )
+
+
+# a label is at most this much JSON: feedback events must fit the stream's event limit
+MAX_LABEL_BYTES = 64 * 1024
 
 
 def parse_feedback(body: bytes, max_items: int) -> list[dict[str, Any]]:
@@ -279,6 +321,10 @@ def parse_feedback(body: bytes, max_items: int) -> list[dict[str, Any]]:
             )
         if item["label"] is None:
             raise PayloadError(400, "MalformedFeedback", f"{where}label must not be null")
+        if len(dumps(item["label"])) > MAX_LABEL_BYTES:
+            raise PayloadError(
+                413, "LabelTooLarge", f"{where}a label is at most {MAX_LABEL_BYTES:,} bytes of JSON"
+            )
         out.append({"prediction_id": pid, "label": item["label"]})
     return out
 

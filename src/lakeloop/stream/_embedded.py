@@ -71,7 +71,8 @@ def list_embedded(lake: Any) -> list[str]:
 
 
 def _parse_offset(text: str) -> int:
-    if not text.isdigit() or len(text) > 19:
+    # ASCII digits only: str.isdigit() also takes other scripts' digits ("١٢")
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
         raise ValueError(text)
     return int(text)
 

@@ -16,6 +16,7 @@ from typing import Any
 from lakeloop.catalog import Catalog
 from lakeloop.errors import LakeloopError, NotFound
 from lakeloop.gateway import Principal
+from lakeloop.gateway._credentials import MODELS, RUNS
 from lakeloop.store import Lake
 
 __all__ = ["OWNER", "Hidden", "Viewer"]
@@ -74,13 +75,21 @@ class Viewer:
             return self.principal.can("*", "read")
         return all(self.can_see_dataset(d) for d in names)
 
+    # Runs and models need their own grant (``@runs`` / ``@models`` read, as on the JSON
+    # API) and, on top of it, read on every dataset of their lineage.
     def can_see_run(self, record: Any) -> bool:
-        return self.can_see_lineage((record.snapshots or {}).keys())
+        return self.principal.can(RUNS, "read") and self.can_see_lineage(
+            (record.snapshots or {}).keys()
+        )
 
     def can_see_version(self, version: Any) -> bool:
-        return self.can_see_lineage(version.lineage.snapshots.keys())
+        return self.principal.can(MODELS, "read") and self.can_see_lineage(
+            version.lineage.snapshots.keys()
+        )
 
     def can_see_decision(self, record: Mapping[str, Any]) -> bool:
+        if not self.principal.can(MODELS, "read"):
+            return False
         snap = record.get("snapshot")
         if isinstance(snap, Mapping) and isinstance(snap.get("dataset"), str):
             return self.can_see_lineage([snap["dataset"]])

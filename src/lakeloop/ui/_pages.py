@@ -413,11 +413,17 @@ def models(ui: UI, viewer: Viewer, request: Request) -> Response:
                 "name": name,
                 "versions": len(versions),
                 "latest": versions[-1],
-                "aliases": {a: v for a, v in reg.aliases(name).items()},
+                "aliases": _visible_aliases(reg, name, versions),
                 "last_decision": decisions[-1] if decisions else None,
             }
         )
     return ui.render(request, "models.html", title="Models", rows=rows)
+
+
+def _visible_aliases(reg: Any, name: str, versions: list[Any]) -> dict[str, Any]:
+    """The model's aliases that point at a version the viewer may see."""
+    visible = {v.version for v in versions}
+    return {a: v for a, v in reg.aliases(name).items() if v in visible}
 
 
 def _visible_model(viewer: Viewer, name: str) -> tuple[Any, list[Any]]:
@@ -460,7 +466,7 @@ def model(ui: UI, viewer: Viewer, request: Request) -> Response:
         title=f"model {name}",
         name=name,
         versions=list(reversed(versions)),
-        aliases=reg.aliases(name),
+        aliases=_visible_aliases(reg, name, versions),
         moves=list(reversed(moves)),
         decisions=list(reversed(decisions)),
         chart=chart,

@@ -113,7 +113,7 @@ def versions_of_run(viewer: Viewer, rec: RunRecord) -> list[Any]:
         versions = Registry(viewer.lake).versions(rec.model)
     except LakeloopError:
         return []
-    return [v for v in versions if v.lineage.run_id == rec.id]
+    return [v for v in versions if v.lineage.run_id == rec.id and viewer.can_see_version(v)]
 
 
 def headline_metric(versions: list[Any]) -> str | None:
