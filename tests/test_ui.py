@@ -183,6 +183,24 @@ def test_a_revoked_grant_hides_the_namespace_at_the_next_page(
         time.sleep(0.2)
 
 
+def test_models_and_runs_need_their_own_grants_besides_the_datasets(
+    gateway: str, ui_lake: dict[str, Any], clients: list[httpx.Client]
+) -> None:
+    from lakeloop.gateway import Credentials
+
+    creds = Credentials(ui_lake["credentials"])
+    access, secret = creds.create("dave")
+    creds.grant("dave", "photos", "read")  # alice's namespace, without @models or @runs
+    try:
+        dave = login(gateway, (access, secret), clients)
+        assert dave.get("/ui/ns/photos").status_code == 200
+        assert dave.get("/ui/models/digits-lr").status_code == 404  # alice sees it
+        assert "digits-lr" not in dave.get("/ui/models").text
+        assert "digits-lr" not in dave.get("/ui/runs").text
+    finally:
+        creds.delete("dave")
+
+
 def test_signed_requests_to_ui_paths_are_s3_requests(gateway: str, ui_lake: dict[str, Any]) -> None:
     """S3 clients always sign; what they send under /ui/ gets S3's answer, never a page."""
     import boto3
