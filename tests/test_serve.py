@@ -290,3 +290,24 @@ def test_bad_server_options_are_refused_before_anything_starts(tmp_path: Any) ->
             with pytest.raises(InvalidSetting):
                 ModelServer(reg, "m@1", predictions=None, feedback=None, options=options)
         assert lake.namespaces(include_internal=True) == []  # nothing was made
+
+
+def test_log_sync_waits_for_every_group_of_a_batch() -> None:
+    import concurrent.futures
+
+    from lakeloop.serve._app import _all_of
+
+    a: concurrent.futures.Future[None] = concurrent.futures.Future()
+    b: concurrent.futures.Future[None] = concurrent.futures.Future()
+    both = _all_of([a, b])
+    b.set_result(None)
+    assert not both.done()  # the first group's write is not durable yet
+    a.set_result(None)
+    assert both.done() and both.exception() is None
+    c: concurrent.futures.Future[None] = concurrent.futures.Future()
+    d: concurrent.futures.Future[None] = concurrent.futures.Future()
+    either = _all_of([c, d])
+    c.set_exception(OSError("disk full"))
+    assert isinstance(either.exception(timeout=0), OSError)
+    d.set_result(None)  # a later success changes nothing
+    assert isinstance(either.exception(timeout=0), OSError)

@@ -14,7 +14,9 @@ answers each request with its rows, one prediction id per instance.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -202,15 +204,18 @@ class ModelServer:
         """The batcher's work, in its worker thread: one model call per model in use."""
         current = self.slot.current
         assert current is not None
-        groups: dict[int, tuple[ServedModel, list[int]]] = {}
+        groups: dict[tuple[int, tuple[int, ...], str], tuple[ServedModel, list[int]]] = {}
         for n, req in enumerate(requests):
             # a request checked against an older model's signature that the new one does
             # not share (a swap in between) finishes on the model that checked it
             model = current if req.model.spec == current.spec else req.model
-            groups.setdefault(id(model), (model, []))[1].append(n)
+            # one model call per instance shape and dtype: a model with an open dimension
+            # takes requests of different lengths, which cannot share one array
+            key = (id(model), req.batch.shape[1:], req.batch.dtype.str)
+            groups.setdefault(key, (model, []))[1].append(n)
         results: list[tuple[np.ndarray, int]] = [None] * len(requests)  # type: ignore[list-item]
         now = time.time()
-        done = None
+        logged: list[concurrent.futures.Future[None]] = []
         for model, members in groups.values():
             parts = [requests[n] for n in members]
             batch = parts[0].batch if len(parts) == 1 else np.concatenate([p.batch for p in parts])
@@ -228,8 +233,8 @@ class ModelServer:
             self.metrics.inc(
                 "lakeloop_serve_predictions_total", (("version", str(model.version)),), len(ids)
             )
-            done = self.log.submit(
-                Scored(model.name, model.version, ids, batch, instances, out, now)
+            logged.append(
+                self.log.submit(Scored(model.name, model.version, ids, batch, instances, out, now))
             )
             shadow_slot = self.shadow_slot
             if (
@@ -239,7 +244,7 @@ class ModelServer:
                 and shadow_slot.current.version != model.version
             ):
                 self.shadow.offer(batch, instances, ids, now)
-        return results, (done if self.opts["log_sync"] else None)
+        return results, (_all_of(logged) if self.opts["log_sync"] else None)
 
     # ------------------------------------------------------------------ predict
     async def _predict(
@@ -474,3 +479,28 @@ def _predict_chunks(model: ServedModel, batch: np.ndarray, size: int) -> np.ndar
     if len(batch) <= size:
         return model.predict(batch)
     return np.concatenate([model.predict(batch[i : i + size]) for i in range(0, len(batch), size)])
+
+
+def _all_of(futures: list[concurrent.futures.Future[None]]) -> concurrent.futures.Future[None]:
+    """One future done when every one of *futures* is (failed if any failed): log_sync
+    answers a batch only when all of its groups' log writes are durable."""
+    if len(futures) == 1:
+        return futures[0]
+    combined: concurrent.futures.Future[None] = concurrent.futures.Future()
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(f: concurrent.futures.Future[None]) -> None:
+        exc = f.exception()
+        with lock:
+            left[0] -= 1
+            if combined.done():
+                return
+            if exc is not None:
+                combined.set_exception(exc)
+            elif left[0] == 0:
+                combined.set_result(None)
+
+    for f in futures:
+        f.add_done_callback(one_done)
+    return combined
