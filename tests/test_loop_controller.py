@@ -177,3 +177,30 @@ def test_kill_9_mid_turn_leaves_the_champion_and_the_next_turn_runs(
         reg = Registry(lake)
         assert reg.aliases("digits")["champion"] == int(turn.candidate.split("@")[1])  # type: ignore[union-attr]
         assert [d["outcome"] for d in reg.decisions("digits")] == ["promote", "promote"]
+
+
+def test_recovery_finishes_what_the_gate_decided_and_keeps_a_finished_turn(repo: Path) -> None:
+    from lakeloop.loop.controller import recover_turn
+    from lakeloop.loop.turns import INTERNAL_NS
+
+    assert run_turn(repo).outcome == "promote"
+    add_digits(repo / "lake", slice(500, 900))
+    second = run_turn(repo, force=True)
+    assert second.outcome == "promote" and second.candidate == "digits@2", second
+    project = load_project(repo)
+    with Lake.open(repo / "lake", background=False) as lake:
+        reg, log = Registry(lake), TurnLog(lake, "digits")
+        # died after storing the turn, before dropping its journal: the turn stays as it was
+        log.write_journal(second)
+        kept = recover_turn(lake, project)
+        assert kept is not None and kept.status == "done" and kept.outcome == "promote"
+        assert log.journal() is None and log.get(second.id) == kept
+        # died between storing the promoting decision and moving the alias
+        reg.alias("digits@1", "champion", force=True, reason="test: as if never moved")
+        log.write_journal(second)
+        lake.internal_namespace(INTERNAL_NS).delete(f"turns/digits/{second.id}.json")
+        closed = recover_turn(lake, project)
+        assert closed is not None and closed.status == "done" and closed.outcome == "promote"
+        assert "completed on recovery" in (closed.error or "")
+        assert reg.aliases("digits")["champion"] == 2 and closed.champion_after == "digits@2"
+        assert recover_turn(lake, project) is None

@@ -196,6 +196,10 @@ def recover_turn(lake: Lake, project: Project) -> Turn | None:
     turn = log.journal()
     if turn is None:
         return None
+    finished = log.get(turn.id)
+    if finished is not None:  # it died after storing the turn, before dropping the journal
+        log.drop_journal()
+        return finished
     reg = Registry(lake)
     record = next(
         (d for d in reversed(reg.decisions(project.model)) if d.get("loop_turn") == turn.id),
@@ -213,7 +217,29 @@ def recover_turn(lake: Lake, project: Project) -> Turn | None:
     else:
         turn.status = "crashed"
     champion = reg.aliases(project.model).get("champion")
-    turn.champion_after = None if champion is None else f"{project.model}@{champion}"
+    current = None if champion is None else f"{project.model}@{champion}"
+    if (
+        record is not None
+        and record.get("promoted")
+        and record.get("candidate") != current
+        and record.get("champion") == current
+    ):
+        # it died between storing the promoting decision and moving the alias: finish
+        # the move the gate decided (the champion is still the one it was compared with)
+        reg.promote(
+            str(record["candidate"]),
+            decision=record,
+            reason=f"lakeloop loop: completing turn {turn.id}'s promotion after a crash",
+        )
+        current = str(record["candidate"])
+        turn.error += "; its promotion was completed on recovery"
+    elif record is not None and record.get("promoted") and record.get("candidate") != current:
+        turn.status, turn.outcome = "crashed", None
+        turn.error += (
+            "; the gate's promotion was never applied and the champion has moved since"
+            f" ({record.get('champion')} -> {current})"
+        )
+    turn.champion_after = current
     runs = Runs(lake)
     for run in runs.list():
         if run.status == "running" and run.model == project.model and run.started >= turn.started:

@@ -121,6 +121,17 @@ class TurnLog:
         except NotFound:
             return None
 
+    def get(self, turn_id: str) -> Turn | None:
+        """The finished turn *turn_id*, or None."""
+        try:
+            raw = self._ns.get(f"turns/{self.model}/{turn_id}.json")
+        except NotFound:
+            return None
+        return Turn.from_dict(json.loads(raw))
+
+    def drop_journal(self) -> None:
+        self._ns.delete(self._journal_key, missing_ok=True)
+
     def write_journal(self, turn: Turn) -> None:
         self._put(self._journal_key, turn.to_dict())
 
