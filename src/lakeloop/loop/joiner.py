@@ -464,7 +464,11 @@ class Joiner:
             except LakeloopError as exc:
                 unmatched.append((item, f"the prediction's input cannot be read: {exc}"))
                 continue
-            key = self.key_for(pid, label, suffix)
+            try:
+                key = self.key_for(pid, label, suffix)
+            except LakeloopError as exc:  # a label the dataset's key pattern cannot hold
+                unmatched.append((item, f"the label cannot be landed: {exc}"))
+                continue
             meta = {
                 "prediction_id": pid,
                 "model": f"{self.model}@{pred['version']}",
