@@ -92,6 +92,7 @@ class RedisStream(Stream):
         self.url = url
         self.key = f"{settings['stream_prefix']}:stream:{name}"
         self._ack_ms = max(int(float(settings["stream_ack_timeout"]) * 1000), 1)
+        self._claim_cursor: dict[str, str] = {}  # per group: where the next XAUTOCLAIM starts
         self._max_bytes = int(settings["stream_max_event_bytes"])
         self._client = _client(url)
         self._groups: set[str] = set()
@@ -160,13 +161,19 @@ class RedisStream(Stream):
 
     def _reclaim(self, group: str, consumer: str, limit: int) -> list[Message]:
         """Entries of the group idle past the ack timeout, now claimed by *consumer*."""
+        # Redis looks at about 10 x COUNT pending entries per call: go on from where the
+        # last call stopped (it hands back a cursor, "0-0" once it wrapped), so idle
+        # entries far down the list are reached too
+        start = self._claim_cursor.get(group, "0-0")
         reply = _guard(
             "consume",
             self._where,
             lambda: self._client.xautoclaim(
-                self.key, group, consumer, min_idle_time=self._ack_ms, start_id="0-0", count=limit
+                self.key, group, consumer, min_idle_time=self._ack_ms, start_id=start, count=limit
             ),
         )
+        cursor = reply[0]
+        self._claim_cursor[group] = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
         entries = [(eid, fields) for eid, fields in reply[1] if fields]
         if not entries:
             return []
