@@ -1,7 +1,7 @@
 """The feedback joiner: predictions + labels -> labelled examples in the lake.
 
 It reads stream ``predictions`` (the server's inference log) and stream ``feedback``
-(labels posted to ``/v1/feedback``) in consumer group ``joiner``, joins them by
+(labels posted to ``/v1/feedback``) in consumer group ``joiner-<model>``, joins them by
 prediction id, and lands each labelled example where the project's dataset will pick it
 up: in the dataset's namespace, under its prefix, at a key its label pattern matches —
 for ``{label}/{name}``, ``7/fb-<prediction id>.png``. The next snapshot of the dataset
