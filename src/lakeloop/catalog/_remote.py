@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lakeloop.catalog._snapshot import Diff, Snapshot, check_dataset_name, parse_ref
+from lakeloop.catalog._snapshot import (
+    Diff,
+    Snapshot,
+    check_create_args,
+    check_dataset_name,
+    parse_ref,
+)
 from lakeloop.errors import InvalidInput, NotFound, Refused
 
 if TYPE_CHECKING:
@@ -85,9 +91,7 @@ class RemoteDatasets:
         eval_fraction: float | None = None,
         split_seed: str | None = None,
     ) -> tuple[Snapshot, bool]:
-        check_dataset_name(dataset)
-        if labels is not None and labels_table is not None:
-            raise InvalidInput("give labels (a key pattern) or labels_table, not both")
+        check_create_args(dataset, labels, labels_table)
         body = {
             "dataset": dataset,
             "prefix": prefix,

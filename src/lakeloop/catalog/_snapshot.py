@@ -54,6 +54,14 @@ def check_dataset_name(name: object) -> str:
     return name
 
 
+def check_create_args(dataset: str, labels: str | None, labels_table: str | None) -> None:
+    """What every ``create`` (local or over a gateway) checks first: the dataset's name, and
+    at most one label source."""
+    check_dataset_name(dataset)
+    if labels is not None and labels_table is not None:
+        raise InvalidInput("give labels (a key pattern) or labels_table, not both")
+
+
 def parse_ref(ref: str) -> tuple[str, str]:
     """``NAME@latest`` / ``NAME@<n>`` / ``NAME@<hash prefix>`` / ``NAME`` -> (name, selector)."""
     if not isinstance(ref, str) or not ref:
@@ -376,9 +384,7 @@ class Datasets:
         split seed); later calls may omit them, and must not contradict them. When nothing
         changed since the latest snapshot, that snapshot is returned with created=False.
         """
-        check_dataset_name(dataset)
-        if labels is not None and labels_table is not None:
-            raise InvalidInput("give labels (a key pattern) or labels_table, not both")
+        check_create_args(dataset, labels, labels_table)
         if eval_fraction is not None and not (0.0 <= float(eval_fraction) < 1.0):
             raise InvalidInput("eval_fraction must be in [0, 1)", target=str(eval_fraction))
         regex = _pattern_regex(labels) if labels else None
