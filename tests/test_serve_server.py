@@ -163,7 +163,7 @@ def test_tf_serving_paths_binary_and_columnar(keras_setup: dict[str, Any]) -> No
 
 def test_bad_payloads_get_4xx_and_log_nothing(keras_setup: dict[str, Any]) -> None:
     server, lake, x = keras_setup["server"], keras_setup["lake"], keras_setup["x"]
-    time.sleep(0.5)  # earlier tests' events are written
+    _logged_marker(server, lake, x)  # the log is written in order: earlier events are in
     before = len(_events(lake, "predictions")), len(_events(lake, "feedback"))
     img = x[0].tolist()
     big = json.dumps({"instances": [img]}).encode() + b" " * 70_000  # valid, over 64 KiB
@@ -195,9 +195,23 @@ def test_bad_payloads_get_4xx_and_log_nothing(keras_setup: dict[str, Any]) -> No
         assert r.status_code == status, (path, body[:60], r.text)
         assert r.json()["error"]["code"] == code, r.text
         assert r.json()["error"]["message"]
-    time.sleep(0.5)
-    after = len(_events(lake, "predictions")), len(_events(lake, "feedback"))
+    marker = _logged_marker(server, lake, x)  # and so would any event of the bad requests
+    after = len(_events(lake, "predictions")) - marker, len(_events(lake, "feedback"))
     assert after == before
+
+
+def _logged_marker(server: Server, lake: Lake, x: Any) -> int:
+    """Make one good prediction and wait until the inference log holds it (the log writes
+    events in order, so everything asked before it is in the log too); its event count."""
+    pids = server.predict(x[:1].tolist()).json()["prediction_ids"]
+    want = 2 if server.client.get("/healthz").json().get("shadow") else 1  # main (+ shadow)
+    deadline = time.monotonic() + 30
+    while True:
+        events = [m for m in _events(lake, "predictions") if m.data["prediction_id"] in pids]
+        if len(events) == want:
+            return want
+        assert time.monotonic() < deadline, "the marker prediction was never logged"
+        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------- the log
@@ -296,14 +310,22 @@ def test_hot_swap_and_rollback_under_load_fail_nothing(keras_setup: dict[str, An
     threads = [threading.Thread(target=load, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
+
+    def answered_by(version: str) -> None:  # load went on long enough on that version
+        deadline = time.monotonic() + 60
+        start = len(seen)
+        while sum(v == version for v, _ in seen[start:]) < 12:
+            assert time.monotonic() < deadline and not failures, failures[:3]
+            time.sleep(0.05)
+
     try:
-        time.sleep(0.5)
+        answered_by("1")
         reg.alias("cnn@2", "prod", reason="swap under load")
         _wait_for(server, 2)
-        time.sleep(0.5)
+        answered_by("2")
         reg.alias("cnn@1", "prod", reason="roll back")
         _wait_for(server, 1)
-        time.sleep(0.5)
+        answered_by("1")
     finally:
         stop.set()
         for t in threads:
