@@ -270,8 +270,12 @@ class NatsStream(Stream):
 
         sub = await self._subscription(group)
         try:
-            return list(await sub.fetch(batch=limit, timeout=wait))
-        except nats.errors.TimeoutError:
+            # nats-py's fetch can outlive its own timeout when an earlier pull request is
+            # still open on the server (it waits on it for messages that went elsewhere);
+            # a consume that found nothing within its block (plus a grace) returns nothing,
+            # and what a cancelled fetch had received is redelivered after the ack window.
+            return list(await asyncio.wait_for(sub.fetch(batch=limit, timeout=wait), wait + 2))
+        except (nats.errors.TimeoutError, TimeoutError):
             return []
 
     def ack(self, group: str, offsets: Sequence[str]) -> int:
