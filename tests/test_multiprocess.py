@@ -186,3 +186,63 @@ def test_another_process_opening_and_closing_the_lake_leaves_our_index_working(
             assert (root / "namespaces" / "shared" / "index.sqlite-wal").exists()
     with Lake.open(root, background=False) as lake:
         assert sum(1 for _ in lake.namespace("shared").list()) == 100 + 3 * 80
+
+
+_ONE_WRITE_AT_A_TIME = r"""
+import sys
+from lakeloop import Lake
+
+lake = Lake.open(sys.argv[1], background=False)
+ns = lake.namespace("shared")
+for line in sys.stdin:
+    ns.put("hot", line.strip().encode())
+    print("put", line.strip(), flush=True)  # acknowledged: every reader must see it now
+"""
+
+
+def test_a_reader_polling_during_a_write_sees_it_once_acknowledged(tmp_path: Path) -> None:
+    """A reader looking a key up while another process writes it must not keep the old
+    location after the write is acknowledged (its location cache is told of the commit)."""
+    import threading
+
+    lake_path = tmp_path / "lake"
+    with Lake.open(lake_path, create=True, background=False) as lake:
+        lake.create_namespace("shared").put("hot", b"v-1")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _ONE_WRITE_AT_A_TIME, str(lake_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+    )
+    assert writer.stdin is not None and writer.stdout is not None
+    stop = threading.Event()
+    try:
+        with Lake.open(lake_path, background=False) as lake:
+            ns = lake.namespace("shared")
+
+            def poll() -> None:  # look the key up as fast as possible, all through the writes
+                while not stop.is_set():
+                    ns.get("hot")
+
+            poller = threading.Thread(target=poll, daemon=True)
+            poller.start()
+            stale = []
+            for i in range(30):
+                writer.stdin.write(f"v{i}\n")
+                writer.stdin.flush()
+                assert writer.stdout.readline().split() == ["put", f"v{i}"]
+                deadline = time.monotonic() + 5
+                while (got := ns.get("hot")) != f"v{i}".encode():
+                    if time.monotonic() > deadline:
+                        stale.append((i, got))
+                        break
+                    time.sleep(0.01)
+            stop.set()
+            poller.join(10)
+        assert stale == []
+    finally:
+        stop.set()
+        writer.stdin.close()
+        writer.wait(30)
+        writer.stdout.close()

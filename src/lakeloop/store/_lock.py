@@ -25,9 +25,11 @@ class ProcessLock:
     holder dies, even by ``kill -9``.
 
     The lock file also holds a counter, bumped (in shared memory) by every holder as soon
-    as it gets the lock: ``others_held`` tells a holder whether anyone else held the lock
-    since it last released it, so it may trust what it cached about the locked data.
-    Bumping before doing anything means even a holder killed mid-way is noticed.
+    as it gets the lock and again as it releases it: ``others_held`` tells a holder
+    whether anyone else held the lock since it last released it, so it may trust what it
+    cached about the locked data. Bumping before doing anything means even a holder
+    killed mid-way is noticed; bumping on release tells readers that cached a lookup made
+    during the hold that the data changed under them.
 
     Waiting is done by a helper thread blocked in ``flock`` (the kernel wakes it the
     moment the lock is free, which polling cannot match); the caller waits for it with
@@ -105,6 +107,15 @@ class ProcessLock:
         self._mine = (current + 1) & 0xFFFFFFFFFFFFFFFF
         struct.pack_into("<Q", self._map, 0, self._mine)
 
+    def _bump_done(self) -> None:
+        """Bump again as the holder lets go, after everything it changed is committed: a
+        reader that looked data up while the holder was still writing (after the first
+        bump) cached what it found under a counter value that is stale now."""
+        if self._map is None:
+            return
+        self._mine = (self._mine + 1) & 0xFFFFFFFFFFFFFFFF
+        struct.pack_into("<Q", self._map, 0, self._mine)
+
     def _lock_file(self, deadline: float, timeout: float, op: str) -> None:
         fd = self._open()
         with self._guard:
@@ -155,6 +166,7 @@ class ProcessLock:
     def release(self) -> None:
         self._depth -= 1
         if self._depth == 0:
+            self._bump_done()
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._thread_lock.release()
 
