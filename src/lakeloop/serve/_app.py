@@ -320,6 +320,7 @@ class ModelServer:
                         f" (serving {current.version}{kept})",
                     )
                 served = pinned
+            batcher.check_room()  # a full queue refuses before the body is even read
             body = await _read_body(scope, receive, self.opts["max_request_bytes"])
             batch, instances, key = parse_predict(body, _content_type(scope), served.spec)
             if len(batch) > self.opts["max_instances"]:

@@ -91,10 +91,14 @@ class MicroBatcher:
                 pending.future.set_exception(RuntimeError("the server is shutting down"))
         self._executor.shutdown(wait=True)
 
-    async def submit(self, payload: Any, size: int = 1) -> Any:
-        assert self._wake is not None, "start() the batcher first"
+    def check_room(self, size: int = 1) -> None:
+        """Raise :class:`QueueFull` unless a payload of *size* would be taken now."""
         if self.max_queue and self.queued and self.queued + size > self.max_queue:
             raise QueueFull(f"{self.queued} instances wait already (at most {self.max_queue})")
+
+    async def submit(self, payload: Any, size: int = 1) -> Any:
+        assert self._wake is not None, "start() the batcher first"
+        self.check_room(size)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(payload, size, future))
         self.queued += size
