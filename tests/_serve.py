@@ -51,6 +51,16 @@ def images(n: int, seed: int = 0) -> Any:
     return np.random.default_rng(seed).random((n, *SHAPE), dtype=np.float32)
 
 
+def move_alias(registry: Any, ref: str, alias: str) -> None:
+    """``registry.alias(ref, alias)``, written twice. A reader in another process that
+    looks a key up while a write of it is under way can keep that lookup's (old) location
+    until the namespace's next write (the store's read-location cache is invalidated when
+    a writer takes the lock, not when it commits), so a server could miss one alias move;
+    after a second write of the same state, what it reads is right either way."""
+    for _ in range(2):
+        registry.alias(ref, alias, reason="test")
+
+
 class GatedModel:
     """A pyfunc model (4 numbers -> their sum + *offset*) that holds every call while the
     file *gate* exists: a test closes the gate to keep requests waiting in the server for

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _serve import GatedModel, Server
+from _serve import GatedModel, Server, move_alias
 from lakeloop import Lake
 from lakeloop.registry import Registry
 
@@ -35,16 +35,6 @@ def gated(tmp_path: Path) -> Iterator[tuple[Lake, Registry, dict[int, Path]]]:
             assert reg.register("g", GatedModel(100.0 * v, gate)).version == v
         reg.alias("g@1", "prod", reason="test")
         yield lake, reg, gates
-
-
-def _move(reg: Registry, ref: str, alias: str) -> None:
-    """``reg.alias(ref, alias)``, written twice. A reader in another process that looks a
-    key up while a write of it is under way can keep that lookup's (old) location until
-    the namespace's next write (the store's read-location cache is invalidated when a
-    writer takes the lock, not when it commits), so a server could miss one alias move;
-    after a second write of the same state, what it reads is right either way."""
-    for _ in range(2):
-        reg.alias(ref, alias, reason="test")
 
 
 def _metrics(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -143,7 +133,7 @@ def test_a_pinned_request_is_computed_by_its_version_across_swaps(
             [lambda: _Call(server, pinned), lambda: _Call(server, pinned), lambda: _Call(server)],
         )
         # version 2 takes over while a pinned and a plain request wait for the model
-        _move(reg, "g@2", "prod")
+        move_alias(reg, "g@2", "prod")
         _wait("the swap", lambda: server.client.get("/healthz").json()["version"] == 2, server)
         gates[1].unlink()
         first, waited, plain = (call.result() for call in held)
@@ -161,7 +151,7 @@ def test_a_pinned_request_is_computed_by_its_version_across_swaps(
             ("1", "AVAILABLE"),
         ]
         # after the next swap version 1 is no longer loaded: a clear 404, nothing computed
-        _move(reg, "g@3", "prod")
+        move_alias(reg, "g@3", "prod")
         _wait("the swap", lambda: server.client.get("/healthz").json()["version"] == 3, server)
         before = _batches(server)
         r = server.predict([ROW], path=pinned)
@@ -184,7 +174,7 @@ def test_a_version_that_fails_to_load_is_retried_until_it_loads(
     ns.put(key, b"not the registered artifact")  # version 2 cannot be loaded (checksum)
     options = {"poll_interval": 0.1, "load_retry": 0.1, "load_retry_max": 0.4}
     with Server(Path(lake.root), "g@prod", options=options) as server:
-        _move(reg, "g@2", "prod")
+        move_alias(reg, "g@2", "prod")
         failing = ("lakeloop_serve_load_failing", (("role", "serving"), ("version", "2")))
         _wait("two failed tries", lambda: _metrics(server).get(failing, 0) >= 2, server)
         status = server.client.get("/v1/models/g").json()["model_version_status"]

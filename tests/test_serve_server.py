@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from _serve import SHAPE, Server, images, keras_model
+from _serve import SHAPE, Server, images, keras_model, move_alias
 from lakeloop import Lake
 from lakeloop.registry import Registry
 from lakeloop.stream import open_stream
@@ -298,10 +298,10 @@ def test_hot_swap_and_rollback_under_load_fail_nothing(keras_setup: dict[str, An
         t.start()
     try:
         time.sleep(0.5)
-        reg.alias("cnn@2", "prod", reason="swap under load")
+        move_alias(reg, "cnn@2", "prod")
         _wait_for(server, 2)
         time.sleep(0.5)
-        reg.alias("cnn@1", "prod", reason="roll back")
+        move_alias(reg, "cnn@1", "prod")
         _wait_for(server, 1)
         time.sleep(0.5)
     finally:

@@ -67,6 +67,10 @@ class _Request:
     pinned: bool = False  # the request named this version: no other may compute it
 
 
+def _overloaded(exc: Exception) -> str:
+    return f"the server is at capacity: {exc}; retry later"
+
+
 def _error_body(code: str, message: str) -> bytes:
     return dumps({"error": {"code": code, "message": message}})
 
@@ -344,7 +348,7 @@ class ModelServer:
             await _answer(
                 send,
                 status,
-                _error_body("Overloaded", f"the server is at capacity: {exc}; retry later"),
+                _error_body("Overloaded", _overloaded(exc)),
                 extra=[(b"retry-after", str(RETRY_AFTER).encode())],
             )
         except PayloadError as exc:
@@ -431,10 +435,9 @@ class ModelServer:
             except QueueFull as exc:
                 self._count("feedback", 503, started)
                 self.metrics.inc("lakeloop_serve_rejected_total", (("route", "feedback"),))
-                message = f"the server is at capacity: {exc}; retry later"
                 return json_response(
                     503,
-                    {"error": {"code": "Overloaded", "message": message}},
+                    {"error": {"code": "Overloaded", "message": _overloaded(exc)}},
                     {"Retry-After": str(RETRY_AFTER)},
                 )
             except PayloadError as exc:
