@@ -28,6 +28,18 @@ on a shared machine, the figure least moved by other people's load.
     python bench/serve.py               # 4 servers x 1/16/64 clients, 3 runs of 5 s
     python bench/serve.py --quick       # 1 run of 3 s per cell
     python bench/serve.py --servers lakeloop,compiled
+
+``--overload`` measures something else: lakeloop alone, serving the same CNN with
+convolutions ``--width`` (8) times as wide, so that the model's compute is what limits
+it, offered more requests per second than it can answer (open loop: requests are sent on
+a fixed schedule whatever the answers do, each on a free keep-alive connection or a new
+one), with the admission bound (``serve_max_queue``: the default, 1024, and 128) and
+without it (``--set max_queue=0``). Its capacity is measured first (64 closed-loop
+clients); the offered rate is ``--factor`` times that. Latency is counted from when a
+request was due to be sent, so a late send counts too.
+
+    python bench/serve.py --overload                 # 2x capacity for 8 s, bound vs none
+    python bench/serve.py --overload --factor 1.5 --seconds 6
 """
 
 from __future__ import annotations
@@ -66,17 +78,18 @@ def _free_port() -> int:
 
 
 # ---------------------------------------------------------------------------- the model
-def build_model(seed: int = 7) -> Any:
-    """The CNN of the MNIST tutorials (225,034 parameters), weights fixed by *seed*."""
+def build_model(seed: int = 7, width: int = 1) -> Any:
+    """The CNN of the MNIST tutorials (225,034 parameters), weights fixed by *seed*; its
+    convolutions *width* times as wide for a model whose compute is the bottleneck."""
     import keras
 
     keras.utils.set_random_seed(seed)
     return keras.Sequential(
         [
             keras.Input(SHAPE),
-            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.Conv2D(32 * width, 3, activation="relu"),
             keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.Conv2D(64 * width, 3, activation="relu"),
             keras.layers.MaxPooling2D(),
             keras.layers.Flatten(),
             keras.layers.Dense(128, activation="relu"),
@@ -202,7 +215,9 @@ def serve_ray(model_path: str, port: int) -> None:
     ray.shutdown()
 
 
-def start_server(kind: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(
+    kind: str, work: Path, options: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     env = dict(os.environ)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -212,6 +227,8 @@ def start_server(kind: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
     if kind == "lakeloop":
         cmd = [sys.executable, "-m", "lakeloop", "--lake", str(work / "lake"), "serve", "cnn@prod"]
         cmd += ["--port", str(port)]
+        for name, value in (options or {}).items():
+            cmd += ["--set", f"{name}={value}"]
     elif kind in ("predict", "compiled", "compiled-async"):
         cmd = [sys.executable, __file__, "--serve-plain", kind, model_path, str(port)]
     elif kind == "ray":
@@ -372,9 +389,160 @@ def load(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_load(spec: dict[str, Any]) -> dict[str, Any]:
+async def _open_request(
+    port: int,
+    request: bytes,
+    due: float,
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+    done: list[tuple[int, float, float]],
+) -> None:
+    """One request of the open-loop load on an idle connection (or a new one); records
+    (status, seconds from when it was due, when it finished). Status 0: a transport error."""
+    writer = None
+    try:
+        if idle:
+            reader, writer = idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        status, _ = await _read_response(reader)
+        idle.append((reader, writer))
+    except (OSError, asyncio.IncompleteReadError):
+        status = 0
+        if writer is not None:
+            writer.close()
+    now = time.perf_counter()
+    done.append((status, now - due, now))
+
+
+def load_open(spec: dict[str, Any]) -> dict[str, Any]:
+    """Open loop: ``rate`` requests per second for ``seconds``, sent on schedule, then up
+    to ``drain`` seconds for the last answers."""
+    import numpy as np
+    import uvloop
+
+    images = np.load(spec["images"])
+    port, rate, seconds = spec["port"], spec["rate"], spec["seconds"]
+    encoded = []
+    for img in images:
+        body = json.dumps({"instances": [img.tolist()]}).encode()
+        head = (
+            f"POST {ROUTE} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        encoded.append(head.encode() + body)
+    done: list[tuple[int, float, float]] = []
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    sent = 0
+
+    async def main() -> float:
+        nonlocal sent
+        tasks = set()
+        start = time.perf_counter()
+        total = int(rate * seconds)
+        while sent < total:
+            now = time.perf_counter()
+            due_count = min(total, int((now - start) * rate) + 1)
+            while sent < due_count:
+                due = start + sent / rate
+                task = asyncio.ensure_future(
+                    _open_request(port, encoded[sent % len(encoded)], due, idle, done)
+                )
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            await asyncio.sleep(0.002)
+        if tasks:
+            await asyncio.wait(tasks, timeout=spec["drain"])
+        for _, writer in idle:
+            writer.close()
+        return start
+
+    start = uvloop.run(main())
+    ok = sorted(latency for status, latency, _ in done if status == 200)
+    last = sorted(
+        latency for status, latency, when in done if status == 200 and when - start > seconds - 1
+    )
+    n = len(ok)
+
+    def pct(values: list[float], q: float) -> float:
+        return values[min(int(len(values) * q), len(values) - 1)] * 1000 if values else 0.0
+
+    return {
+        "offered": rate,
+        "sent": sent,
+        "ok": n,
+        "ok_rate": sum(1 for s, _, w in done if s == 200 and w - start <= seconds) / seconds,
+        "rejected": sum(1 for status, _, _ in done if status == 503),
+        "errors": sum(1 for status, _, _ in done if status not in (200, 503)),
+        "unanswered": sent - len(done),
+        "p50": pct(ok, 0.5),
+        "p99": pct(ok, 0.99),
+        "max": ok[-1] * 1000 if ok else 0.0,
+        "last_p50": pct(last, 0.5),
+    }
+
+
+def overload(args: argparse.Namespace) -> None:
+    """lakeloop with and without its admission bound, offered more than it can answer."""
+    seconds = args.seconds if args.seconds != 5.0 else 8.0
+    work = Path(tempfile.mkdtemp(prefix="lakeloop-bench-overload-"))
+    rows = []
+    try:
+        prepare(work, args.width)
+        bounds = [("1024 (default)", {}), ("128", {"max_queue": "128"})]
+        bounds.append(("none (0)", {"max_queue": "0"}))
+        for label, options in bounds:
+            proc, port = start_server("lakeloop", work, options)
+            try:
+                base = {
+                    "port": port,
+                    "images": str(work / "images.npy"),
+                    "expected": str(work / "expected.npy"),
+                    "ids": True,
+                }
+                run_load({**base, "clients": 4, "seconds": 1.0})  # warm-up, not counted
+                capacity = run_load({**base, "clients": 64, "seconds": 3.0})["rate"]
+                spec = {
+                    **base,
+                    "rate": capacity * args.factor,
+                    "seconds": seconds,
+                    "drain": 120.0,
+                }
+                result = run_load(spec, "--load-open")
+                result.update(bound=label, capacity=capacity)
+                rows.append(result)
+                print(json.dumps(result), file=sys.stderr, flush=True)
+            finally:
+                stop_server(proc)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"\n{os.cpu_count()} cores; open loop at {args.factor:g}x the capacity measured just "
+        f"before (64 closed-loop clients, 3 s), for {seconds:g} s; latency from when each "
+        "request was due\n"
+    )
+    print(
+        "| serve_max_queue | capacity req/s | offered req/s | answered 200/s | 503 share "
+        "| p50 ms (200) | p99 ms (200) | max ms | p50 ms, last second | errors | unanswered |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['bound']} | {r['capacity']:,.0f} | {r['offered']:,.0f} | {r['ok_rate']:,.0f} "
+            f"| {100 * r['rejected'] / max(r['sent'], 1):.1f} % | {r['p50']:.0f} "
+            f"| {r['p99']:.0f} | {r['max']:.0f} | {r['last_p50']:.0f} | {r['errors']} "
+            f"| {r['unanswered']} |"
+        )
+    none = rows[-1]
+    for r in rows[:-1]:
+        if none["p99"]:
+            print(f"- {r['bound']}: p99 / p99 without a bound = x{r['p99'] / none['p99']:.2f}")
+
+
+def run_load(spec: dict[str, Any], mode: str = "--load") -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--load", json.dumps(spec)],
+        [sys.executable, __file__, mode, json.dumps(spec)],
         capture_output=True,
         text=True,
         check=True,
@@ -384,14 +552,14 @@ def run_load(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- driver
-def prepare(work: Path) -> None:
+def prepare(work: Path, width: int = 1) -> None:
     """The model file, the lake holding it as cnn@prod, the images and expected outputs."""
     import numpy as np
 
     from lakeloop.registry import Registry
     from lakeloop.store import Lake
 
-    model = build_model()
+    model = build_model(width=width)
     model.save(str(work / "cnn.keras"))
     images = make_images(N_IMAGES)
     np.save(work / "images.npy", images)
@@ -412,6 +580,14 @@ def main() -> None:
     parser.add_argument("--serve-plain", nargs=3, metavar=("KIND", "MODEL", "PORT"))
     parser.add_argument("--serve-ray", nargs=2, metavar=("MODEL", "PORT"))
     parser.add_argument("--load", metavar="JSON")
+    parser.add_argument("--load-open", metavar="JSON")
+    parser.add_argument(
+        "--overload", action="store_true", help="lakeloop past capacity, with and without its bound"
+    )
+    parser.add_argument("--factor", type=float, default=2.0, help="--overload: x capacity")
+    parser.add_argument(
+        "--width", type=int, default=8, help="--overload: the CNN's convolutions this many x wider"
+    )
     args = parser.parse_args()
     if args.serve_plain:
         kind, path, port = args.serve_plain
@@ -422,6 +598,13 @@ def main() -> None:
         return
     if args.load:
         print(json.dumps(load(json.loads(args.load))))
+        return
+    if args.load_open:
+        print(json.dumps(load_open(json.loads(args.load_open))))
+        return
+    if args.overload:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        overload(args)
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     seconds = 3.0 if args.quick else args.seconds

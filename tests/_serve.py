@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -49,6 +49,24 @@ def images(n: int, seed: int = 0) -> Any:
     import numpy as np
 
     return np.random.default_rng(seed).random((n, *SHAPE), dtype=np.float32)
+
+
+class GatedModel:
+    """A pyfunc model (4 numbers -> their sum + *offset*) that holds every call while the
+    file *gate* exists: a test closes the gate to keep requests waiting in the server for
+    as long as it needs (no timing luck), and opens it to let them through."""
+
+    input_spec: ClassVar[dict[str, Any]] = {"shape": [4], "dtype": "float64"}
+
+    def __init__(self, offset: float, gate: Path) -> None:
+        self.offset = offset
+        self.gate = str(gate)
+
+    def predict(self, batch: Any) -> Any:
+        deadline = time.monotonic() + 120  # a test that died never holds a server for long
+        while os.path.exists(self.gate) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return batch.sum(axis=1) + self.offset
 
 
 class Server:

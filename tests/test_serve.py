@@ -311,3 +311,71 @@ def test_log_sync_waits_for_every_group_of_a_batch() -> None:
     assert isinstance(either.exception(timeout=0), OSError)
     d.set_result(None)  # a later success changes nothing
     assert isinstance(either.exception(timeout=0), OSError)
+
+
+def test_batcher_refuses_beyond_its_queue_bound_and_takes_a_big_payload_alone() -> None:
+    from lakeloop.serve._batcher import QueueFull
+
+    release = threading.Event()
+    running = threading.Event()
+
+    def work(payloads: list[int]) -> tuple[list[int], None]:
+        running.set()
+        assert release.wait(30)
+        return payloads, None
+
+    async def main() -> list[Any]:
+        batcher = MicroBatcher(work, max_batch=1, max_wait=0.0, max_queue=3)
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit(0))
+            # until the worker holds the first payload
+            assert await asyncio.get_running_loop().run_in_executor(None, running.wait, 30)
+            waiting = [asyncio.ensure_future(batcher.submit(n, 1)) for n in (1, 2, 3)]
+            await asyncio.sleep(0)
+            assert batcher.queued == 3
+            with pytest.raises(QueueFull):
+                await batcher.submit(4)
+            release.set()
+            return [await first, *[await w for w in waiting]]
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(main()) == [0, 1, 2, 3]
+
+    async def big() -> int:  # an empty queue takes a payload over the bound
+        batcher = MicroBatcher(lambda p: (p, None), max_batch=1, max_wait=0.0, max_queue=3)
+        batcher.start()
+        try:
+            return int(await batcher.submit(7, 10))
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(big()) == 7
+
+
+def test_consumer_waits_or_skips_when_full_and_finishes_the_queue_on_close() -> None:
+    from lakeloop.serve._background import Consumer
+
+    handled: list[list[int]] = []
+    gate = threading.Event()
+
+    def handle(items: list[int]) -> None:
+        assert gate.wait(30)
+        handled.append(items)
+        if 13 in items:
+            raise RuntimeError("one bad batch")  # logged; the thread goes on
+
+    consumer: Consumer[int] = Consumer("test", handle, limit=2)
+    assert consumer.put(13, 1, wait=True)
+    assert consumer.put(1, 1, wait=True)  # 2 queued: full
+    assert not consumer.put(2, 1, wait=False)  # skipped
+    blocked = threading.Thread(target=consumer.put, args=(3, 1), kwargs={"wait": True})
+    blocked.start()
+    blocked.join(0.05)
+    assert blocked.is_alive()  # waits for room
+    gate.set()
+    blocked.join(30)
+    consumer.close()
+    assert [x for items in handled for x in items] == [13, 1, 3]
+    assert consumer.queued == 0

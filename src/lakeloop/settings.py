@@ -602,6 +602,27 @@ SETTINGS: dict[str, Setting] = {
             _parse_bool,
             "the gateway serves the web UI at /ui (login with an access key and secret)",
         ),
+        # --- serve: admission bound and model-load retries (docs/serve.md) ---
+        Setting(
+            "serve_max_queue",
+            1024,
+            _parse_int,
+            "instances waiting for the model (and feedback items waiting to be written) beyond"
+            " which `lakeloop serve` answers 503 with Retry-After at once (0: no bound)",
+        ),
+        Setting(
+            "serve_load_retry",
+            1.0,
+            _parse_float,
+            "seconds before `lakeloop serve` tries again to load a version that failed to load"
+            " (the old one serves meanwhile); doubled after each failure",
+        ),
+        Setting(
+            "serve_load_retry_max",
+            60.0,
+            _parse_float,
+            "longest wait between two tries to load a version that keeps failing",
+        ),
     ]
 }
 

@@ -10,6 +10,15 @@ serving model's input signature on the event loop; the checked batch goes to the
 :class:`MicroBatcher`, whose worker thread runs it with others through the model in the
 serving slot, hands the scored batch to the inference log (and the shadow model), and
 answers each request with its rows, one prediction id per instance.
+
+Two rules keep an answer honest: a batch runs through one model version only, and an
+answer's ``model_version`` is the version that computed it. A request that names a
+version (``/v1/models/NAME/versions/N:predict``) is computed by that version, even when a
+hot swap happens while it waits; a version that is not loaded is a 404 at once.
+
+Admission is bounded: when ``serve_max_queue`` instances wait for the model already, a
+request is answered 503 with ``Retry-After`` right away, rather than joining a queue whose
+wait would grow without bound under overload.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from lakeloop.serve._batcher import MicroBatcher
+from lakeloop.serve._batcher import MicroBatcher, QueueFull
 from lakeloop.serve._log import INPUTS_NS, FeedbackDesk, InferenceLog, LogUnavailable, Scored
 from lakeloop.serve._metrics import Metrics
 from lakeloop.serve._model import ServedModel
@@ -44,6 +53,9 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _JSON = b"application/json"
 _PREDICT_PREFIX = "/v1/models/"
+# seconds a client refused for overload is told to wait (Retry-After): a queue at its
+# bound drains in well under a second with the default settings
+RETRY_AFTER = 1
 
 
 @dataclass
@@ -52,19 +64,27 @@ class _Request:
     batch: np.ndarray
     instances: Any  # the JSON instances as sent, or None (a .npy body)
     ids: list[str]
+    pinned: bool = False  # the request named this version: no other may compute it
+
+
+def _overloaded(exc: Exception) -> str:
+    return f"the server is at capacity: {exc}; retry later"
 
 
 def _error_body(code: str, message: str) -> bytes:
     return dumps({"error": {"code": code, "message": message}})
 
 
-async def _answer(send: Send, status: int, body: bytes, ctype: bytes = _JSON) -> None:
+async def _answer(
+    send: Send,
+    status: int,
+    body: bytes,
+    ctype: bytes = _JSON,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
     await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())],
-        }
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
     )
     await send({"type": "http.response.body", "body": body})
 
@@ -175,16 +195,22 @@ class ModelServer:
             self._score,
             max_batch=opts["max_batch_size"],
             max_wait=opts["max_wait_ms"] / 1000.0,
+            max_queue=opts["max_queue"],
             name="model",
             on_batch=lambda n: self.metrics.observe("lakeloop_serve_batch_size", n),
         )
         self.feedback_batcher = MicroBatcher(
-            self.desk.accept, max_batch=opts["max_instances"], max_wait=0.0, name="feedback"
+            self.desk.accept,
+            max_batch=opts["max_instances"],
+            max_wait=0.0,
+            max_queue=opts["max_queue"],
+            name="feedback",
         )
         self.watchers: list[AliasWatcher] = []
         self.metrics.gauge("lakeloop_serve_model_version", self._version_gauge)
         self.metrics.gauge("lakeloop_serve_queue_depth", lambda: {(): float(self.batcher.queued)})
         self.metrics.gauge("lakeloop_serve_log_queue_depth", lambda: {(): float(self.log.queued)})
+        self.metrics.gauge("lakeloop_serve_load_failing", self._failing_gauge)
         self.api = self._build_api()
 
     # ------------------------------------------------------------------ models
@@ -200,15 +226,33 @@ class ModelServer:
                 out[(("model", self.name), ("role", slot.role))] = float(slot.current.version)
         return out
 
+    def _failing_gauge(self) -> dict[tuple[tuple[str, str], ...], float]:
+        out: dict[tuple[tuple[str, str], ...], float] = {}
+        for watcher in self.watchers:
+            failure = watcher.failure
+            if failure is not None:
+                labels = (("role", watcher.slot.role), ("version", str(failure.version)))
+                out[labels] = float(failure.attempts)
+        return out
+
+    def _loaded(self, version: str) -> ServedModel | None:
+        """The serving role's loaded model of *version* (the one serving, or the one kept
+        for rollback), or None."""
+        for model in (self.slot.current, self.slot.previous):
+            if model is not None and str(model.version) == version:
+                return model
+        return None
+
     def _score(self, requests: list[_Request]) -> tuple[list[tuple[np.ndarray, int]], Any]:
         """The batcher's work, in its worker thread: one model call per model in use."""
         current = self.slot.current
         assert current is not None
         groups: dict[tuple[int, tuple[int, ...], str], tuple[ServedModel, list[int]]] = {}
         for n, req in enumerate(requests):
-            # a request checked against an older model's signature that the new one does
-            # not share (a swap in between) finishes on the model that checked it
-            model = current if req.model.spec == current.spec else req.model
+            # a pinned request runs on its version, whatever serves now; another one
+            # checked against an older model's signature that the new one does not share
+            # (a swap in between) finishes on the model that checked it
+            model = req.model if req.pinned or req.model.spec != current.spec else current
             # one model call per instance shape and dtype: a model with an open dimension
             # takes requests of different lengths, which cannot share one array
             key = (id(model), req.batch.shape[1:], req.batch.dtype.str)
@@ -261,19 +305,26 @@ class ModelServer:
         arriving = True
         status = 200
         try:
-            served = self.slot.current
-            assert served is not None
+            current = self.slot.current
+            assert current is not None
             if name is not None and name != self.name:
                 raise PayloadError(
                     404, "NotFound", f"this server serves {self.name!r}, not {name!r}"
                 )
-            if version is not None and version != str(served.version):
-                raise PayloadError(
-                    404,
-                    "NotFound",
-                    f"version {version} of {self.name!r} is not served here"
-                    f" (serving {served.version})",
-                )
+            served = current
+            if version is not None:
+                pinned = self._loaded(version)
+                if pinned is None:
+                    previous = self.slot.previous
+                    kept = "" if previous is None else f", {previous.version} kept for rollback"
+                    raise PayloadError(
+                        404,
+                        "NotFound",
+                        f"version {version} of {self.name!r} is not loaded here"
+                        f" (serving {current.version}{kept})",
+                    )
+                served = pinned
+            batcher.check_room()  # a full queue refuses before the body is even read
             body = await _read_body(scope, receive, self.opts["max_request_bytes"])
             batch, instances, key = parse_predict(body, _content_type(scope), served.spec)
             if len(batch) > self.opts["max_instances"]:
@@ -285,11 +336,21 @@ class ModelServer:
             ids = [uuid.uuid4().hex for _ in range(len(batch))]
             batcher.arriving -= 1
             arriving = False
-            out, version = await batcher.submit(_Request(served, batch, instances, ids), len(ids))
+            request = _Request(served, batch, instances, ids, pinned=version is not None)
+            out, computed_by = await batcher.submit(request, len(ids))
             if out.dtype.kind not in "fiub":
                 out = out.tolist()
-            body = dumps({key: out, "prediction_ids": ids, "model_version": str(version)})
+            body = dumps({key: out, "prediction_ids": ids, "model_version": str(computed_by)})
             await _answer(send, 200, body)
+        except QueueFull as exc:
+            status = 503
+            self.metrics.inc("lakeloop_serve_rejected_total", (("route", "predict"),))
+            await _answer(
+                send,
+                status,
+                _error_body("Overloaded", _overloaded(exc)),
+                extra=[(b"retry-after", str(RETRY_AFTER).encode())],
+            )
         except PayloadError as exc:
             status = exc.status
             await _answer(send, exc.status, _error_body(exc.code, exc.message))
@@ -319,8 +380,12 @@ class ModelServer:
         from starlette.responses import Response
         from starlette.routing import Route
 
-        def json_response(status: int, value: Any) -> Response:
-            return Response(dumps(value), status_code=status, media_type="application/json")
+        def json_response(
+            status: int, value: Any, headers: dict[str, str] | None = None
+        ) -> Response:
+            return Response(
+                dumps(value), status_code=status, media_type="application/json", headers=headers
+            )
 
         async def healthz(request: Request) -> Response:
             started = time.perf_counter()
@@ -357,18 +422,7 @@ class ModelServer:
                 return json_response(
                     200, {"model_spec": {"name": name}, "metadata": served.describe()}
                 )
-            return json_response(
-                200,
-                {
-                    "model_version_status": [
-                        {
-                            "version": str(served.version),
-                            "state": "AVAILABLE",
-                            "status": {"error_code": "OK", "error_message": ""},
-                        }
-                    ]
-                },
-            )
+            return json_response(200, {"model_version_status": self._version_status()})
 
         async def feedback(request: Request) -> Response:
             started = time.perf_counter()
@@ -378,6 +432,14 @@ class ModelServer:
                 )
                 items = parse_feedback(body, self.opts["max_instances"])
                 answer = await self.feedback_batcher.submit(items, len(items))
+            except QueueFull as exc:
+                self._count("feedback", 503, started)
+                self.metrics.inc("lakeloop_serve_rejected_total", (("route", "feedback"),))
+                return json_response(
+                    503,
+                    {"error": {"code": "Overloaded", "message": _overloaded(exc)}},
+                    {"Retry-After": str(RETRY_AFTER)},
+                )
             except PayloadError as exc:
                 self._count("feedback", exc.status, started)
                 return json_response(
@@ -413,6 +475,35 @@ class ModelServer:
             exception_handlers={HTTPException: not_found},
         )
 
+    def _version_status(self) -> list[dict[str, Any]]:
+        """TF Serving's version status: the serving version first, then the one kept for
+        rollback (both answer pinned requests), then a version the alias points at that
+        failed to load and is being retried (``LOADING``, with the error)."""
+        out = []
+        for model in (self.slot.current, self.slot.previous):
+            if model is not None:
+                out.append(
+                    {
+                        "version": str(model.version),
+                        "state": "AVAILABLE",
+                        "status": {"error_code": "OK", "error_message": ""},
+                    }
+                )
+        for watcher in self.watchers:
+            failure = watcher.failure
+            if failure is not None and watcher.slot is self.slot:
+                out.append(
+                    {
+                        "version": str(failure.version),
+                        "state": "LOADING",
+                        "status": {
+                            "error_code": "UNAVAILABLE",
+                            "error_message": failure.describe(),
+                        },
+                    }
+                )
+        return out
+
     # ------------------------------------------------------------------ ASGI
     async def startup(self) -> None:
         self.batcher.start()
@@ -421,12 +512,14 @@ class ModelServer:
         if not self.alias.isdigit():  # a pinned version never moves
             watchers.append(AliasWatcher(
                 self.registry, self.name, self.alias, self.slot, self._load, self.metrics,
-                interval=self.opts["poll_interval"],
+                interval=self.opts["poll_interval"], retry=self.opts["load_retry"],
+                retry_max=self.opts["load_retry_max"],
             ))  # fmt: skip
         if self.shadow_slot is not None and self.shadow_alias is not None:
             shadow_watch = AliasWatcher(
                 self.registry, self.name, self.shadow_alias, self.shadow_slot, self._load,
-                self.metrics, interval=self.opts["poll_interval"],
+                self.metrics, interval=self.opts["poll_interval"], retry=self.opts["load_retry"],
+                retry_max=self.opts["load_retry_max"],
             )  # fmt: skip
             await shadow_watch.check()
             watchers.append(shadow_watch)

@@ -7,6 +7,11 @@ for company. When the worker is idle, it waits up to ``max_wait`` seconds only w
 other requests have started arriving (their bodies are being read) and the batch is not
 full, so that they join it.
 
+The queue is bounded (``max_queue`` instances): a request that would take it past the
+bound is refused at once with :class:`QueueFull` (the server answers 503), so that under
+overload the requests it does take keep a bounded wait instead of every request waiting
+longer and longer.
+
 The same class does group commit for feedback: one durable publish for every feedback
 request that arrived while the previous publish ran.
 """
@@ -20,7 +25,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MicroBatcher"]
+from lakeloop.serve._background import cancel_and_wait
+
+__all__ = ["MicroBatcher", "QueueFull"]
+
+
+class QueueFull(Exception):
+    """The batcher's queue holds ``max_queue`` instances already: come back later."""
 
 
 @dataclass
@@ -40,6 +51,8 @@ class MicroBatcher:
 
     ``work`` runs in the batcher's own worker thread with a list of payloads whose sizes
     add up to at most ``max_batch`` (a single payload larger than that runs alone).
+    ``submit`` raises :class:`QueueFull` when *max_queue* instances wait already (0: no
+    bound); a payload is always taken when nothing waits, whatever its size.
     """
 
     def __init__(
@@ -48,11 +61,13 @@ class MicroBatcher:
         *,
         max_batch: int,
         max_wait: float,
+        max_queue: int = 0,
         name: str = "batch",
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._work = work
         self.max_batch = max(1, max_batch)
+        self.max_queue = max(0, max_queue)
         self.max_wait = max(0.0, max_wait)
         self._on_batch = on_batch
         self._queue: deque[_Pending] = deque()
@@ -68,12 +83,7 @@ class MicroBatcher:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         for task in list(self._finishing):
             await task
         for pending in self._queue:
@@ -81,8 +91,14 @@ class MicroBatcher:
                 pending.future.set_exception(RuntimeError("the server is shutting down"))
         self._executor.shutdown(wait=True)
 
+    def check_room(self, size: int = 1) -> None:
+        """Raise :class:`QueueFull` unless a payload of *size* would be taken now."""
+        if self.max_queue and self.queued and self.queued + size > self.max_queue:
+            raise QueueFull(f"{self.queued} instances wait already (at most {self.max_queue})")
+
     async def submit(self, payload: Any, size: int = 1) -> Any:
         assert self._wake is not None, "start() the batcher first"
+        self.check_room(size)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(payload, size, future))
         self.queued += size

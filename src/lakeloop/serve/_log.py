@@ -18,10 +18,8 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import sqlite3
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from lakeloop.serve._background import Consumer
 from lakeloop.serve._metrics import Metrics
 from lakeloop.serve._payload import dumps
 
@@ -116,71 +115,53 @@ class InferenceLog:
         self.metrics = metrics
         self.inputs = inputs  # the lake's _inference namespace (big inputs), or None
         self.inline_max = inline_max if inputs is not None else 1 << 62
-        self.queue_limit = max(1, queue_limit)
-        self._queue: deque[tuple[Scored, concurrent.futures.Future[None]]] = deque()
-        self.queued = 0
-        self._cond = threading.Condition()
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
-        self._thread.start()
+        self._consumer: Consumer[tuple[Scored, concurrent.futures.Future[None]]] = Consumer(
+            "inference-log", self._write, limit=queue_limit
+        )
+
+    @property
+    def queued(self) -> int:
+        """Events waiting for (or being written to) the log."""
+        return self._consumer.queued
 
     def submit(self, scored: Scored) -> concurrent.futures.Future[None]:
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        n = len(scored.ids)
-        with self._cond:
-            while self.queued + n > self.queue_limit and self.queued and not self._closing:
-                self._cond.wait()
-            self._queue.append((scored, future))
-            self.queued += n
-            self._cond.notify_all()
+        self._consumer.put((scored, future), len(scored.ids), wait=True)
         return future
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                taken = list(self._queue)
-                self._queue.clear()
-            events: list[dict[str, Any]] = []
-            ids: list[str] = []
-            stored: list[tuple[str, bytes]] = []
-            error: Exception | None = None
-            try:
-                for scored, _ in taken:
-                    e, i = scored.events(self.inline_max, stored)
-                    events.extend(e)
-                    ids.extend(i)
-                if stored:  # first, so that no event ever points at a missing input
-                    self.inputs.put_many(stored, content_type="application/json")
-                self.stream.publish_many(events, ids=ids)
-                self.metrics.inc("lakeloop_serve_log_events_total", by=len(events))
-            except Exception as exc:  # counted, and handed to whoever waits for it
-                error = LogUnavailable(f"the inference log is not writable: {exc}")
-                error.__cause__ = exc
-                logging.getLogger("lakeloop.serve").error(
-                    "serve: %d events not written to the inference log: %s", len(events), exc
-                )
-                self.metrics.inc(
-                    "lakeloop_serve_log_errors_total", by=sum(len(sc.ids) for sc, _ in taken)
-                )
-            with self._cond:
-                self.queued -= sum(len(scored.ids) for scored, _ in taken)
-                self._cond.notify_all()
-            for _, future in taken:
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(error)
+    def _write(self, taken: list[tuple[Scored, concurrent.futures.Future[None]]]) -> None:
+        """One durable write for everything that queued while the previous one ran."""
+        events: list[dict[str, Any]] = []
+        ids: list[str] = []
+        stored: list[tuple[str, bytes]] = []
+        error: Exception | None = None
+        try:
+            for scored, _ in taken:
+                e, i = scored.events(self.inline_max, stored)
+                events.extend(e)
+                ids.extend(i)
+            if stored:  # first, so that no event ever points at a missing input
+                self.inputs.put_many(stored, content_type="application/json")
+            self.stream.publish_many(events, ids=ids)
+            self.metrics.inc("lakeloop_serve_log_events_total", by=len(events))
+        except Exception as exc:  # counted, and handed to whoever waits for it
+            error = LogUnavailable(f"the inference log is not writable: {exc}")
+            error.__cause__ = exc
+            logging.getLogger("lakeloop.serve").error(
+                "serve: %d events not written to the inference log: %s", len(events), exc
+            )
+            self.metrics.inc(
+                "lakeloop_serve_log_errors_total", by=sum(len(sc.ids) for sc, _ in taken)
+            )
+        for _, future in taken:
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
     def close(self) -> None:
         """Write what is queued, then stop the thread."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._thread.join(timeout=30)
+        self._consumer.close()
 
 
 class FeedbackDesk:

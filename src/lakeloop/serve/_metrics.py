@@ -68,6 +68,15 @@ class Metrics:
             "counter",
             "model versions that failed to load or warm (the old one kept serving)",
         ),
+        "lakeloop_serve_load_failing": (
+            "gauge",
+            "failed tries in a row to load the version an alias points at, by role and version"
+            " (present while it is retried)",
+        ),
+        "lakeloop_serve_rejected_total": (
+            "counter",
+            "requests answered 503 because serve_max_queue instances were waiting, by route",
+        ),
         "lakeloop_serve_log_events_total": ("counter", "events written to the inference log"),
         "lakeloop_serve_log_errors_total": (
             "counter",

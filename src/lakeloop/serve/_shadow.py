@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections import deque
 from typing import Any
 
 import numpy as np
 
+from lakeloop.serve._background import Consumer
 from lakeloop.serve._log import InferenceLog, Scored
 from lakeloop.serve._metrics import Metrics
 from lakeloop.serve._swap import ModelSlot
@@ -16,6 +15,8 @@ from lakeloop.serve._swap import ModelSlot
 __all__ = ["ShadowScorer"]
 
 log = logging.getLogger("lakeloop.serve")
+
+_Batch = tuple[np.ndarray, list[Any] | None, list[str], float]
 
 
 class ShadowScorer:
@@ -27,34 +28,20 @@ class ShadowScorer:
         self.slot = slot
         self.log = log_
         self.metrics = metrics
-        self.limit = max(1, limit)
-        self._queue: deque[tuple[np.ndarray, list[Any] | None, list[str], float]] = deque()
-        self.queued = 0
-        self._cond = threading.Condition()
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
-        self._thread.start()
+        self._consumer: Consumer[_Batch] = Consumer("shadow", self._score, limit=limit)
+
+    @property
+    def queued(self) -> int:
+        return self._consumer.queued
 
     def offer(
         self, batch: np.ndarray, inputs: list[Any] | None, ids: list[str], when: float
     ) -> None:
-        with self._cond:
-            if self.queued + len(ids) > self.limit:
-                self.metrics.inc("lakeloop_serve_shadow_skipped_total", by=len(ids))
-                return
-            self._queue.append((batch, inputs, ids, when))
-            self.queued += len(ids)
-            self._cond.notify()
+        if not self._consumer.put((batch, inputs, ids, when), len(ids), wait=False):
+            self.metrics.inc("lakeloop_serve_shadow_skipped_total", by=len(ids))
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                batch, inputs, ids, when = self._queue.popleft()
-                self.queued -= len(ids)
+    def _score(self, batches: list[_Batch]) -> None:
+        for batch, inputs, ids, when in batches:
             model = self.slot.current
             if model is None:
                 continue
@@ -68,7 +55,4 @@ class ShadowScorer:
             )
 
     def close(self) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._thread.join(timeout=30)
+        self._consumer.close()
