@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import threading
 import time
@@ -32,6 +33,7 @@ from typing import Any
 from crc32c import crc32c
 
 from lakeloop.errors import InvalidInput, StoreError
+from lakeloop.store._fs import FileLayer
 from lakeloop.stream._base import (
     Message,
     Stream,
@@ -44,6 +46,8 @@ from lakeloop.stream._base import (
 from lakeloop.stream._log import Log
 
 __all__ = ["EmbeddedStream", "list_embedded", "streams_root"]
+
+log = logging.getLogger("lakeloop.stream")
 
 INTERNAL_NS = "_streams"
 # how often a blocked consume re-reads its group even if no event came (for redeliveries)
@@ -166,8 +170,9 @@ class _Group:
             )
         return {"gen": 0, "next": start, "pending": {}}
 
-    def save(self, state: dict[str, Any], *, commit: bool) -> None:
-        """*commit* (an ack): durable before it returns; else (a consume) best effort."""
+    def save(self, state: dict[str, Any], *, commit: bool, durable: bool = False) -> None:
+        """*commit* (an ack): durable before it returns (under the sync policy, or
+        always with *durable*); else (a consume) best effort."""
         state["gen"] = int(state["gen"]) + 1
         data = _encode_state(state)
         if not commit:
@@ -175,7 +180,7 @@ class _Group:
         else:
             # overwrite the older copy: the newest durable commit stays whole meanwhile
             slot = 0 if self._commit_gens[0] <= self._commit_gens[1] else 1
-            self._write(self._paths()[1 + slot], data, sync=self.sync)
+            self._write(self._paths()[1 + slot], data, sync=self.sync or durable)
             self._commit_gens[slot] = int(state["gen"])
 
     def _write(self, path: Path, data: bytes, *, sync: bool) -> None:
@@ -228,8 +233,15 @@ class EmbeddedStream(Stream):
         self._max_bytes = int(settings["stream_max_event_bytes"])
         self._poll = max(float(settings["stream_poll_interval"]), 0.0005)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._log = Log(str(self.folder), name, int(settings["stream_segment_size"]), self._sync)
-        self._log.recover()
+        fs = getattr(lake, "_fs", None)  # the lake's file layer (tests swap in fault layers)
+        self._log = Log(
+            str(self.folder),
+            name,
+            int(settings["stream_segment_size"]),
+            self._sync,
+            sync_interval=self._sync_interval,
+            fs=fs if isinstance(fs, FileLayer) else None,
+        )
         # group commit: publishes of concurrent threads share one write and one fsync
         self._queue: list[_Ticket] = []
         self._cv = threading.Condition()
@@ -237,6 +249,11 @@ class EmbeddedStream(Stream):
         self._groups: dict[str, _Group] = {}
         self._groups_mu = threading.Lock()
         self._closed = False
+        try:
+            self._log.recover(self._rewind_groups)
+        except BaseException:
+            self.close()
+            raise
 
     def _check_open(self, op: str) -> None:
         if self._closed:
@@ -266,9 +283,7 @@ class EmbeddedStream(Stream):
 
     def _commit(self, group: list[_Ticket]) -> None:
         try:
-            firsts = self._log.append(
-                [t.events for t in group], time.time_ns(), self._sync_interval
-            )
+            firsts = self._log.append([t.events for t in group], time.time_ns())
             for t, first in zip(group, firsts, strict=True):
                 t.first = first
         except BaseException as exc:
@@ -280,6 +295,47 @@ class EmbeddedStream(Stream):
                     t.done = True
                 self._leading = False
                 self._cv.notify_all()
+
+    # ---------------------------------------------------------------- recovery
+    def _rewind_groups(self, first: int, end: int) -> None:
+        """Rewind every group that is ahead of the log (run at open, under the log's
+        exclusive lock, before any publish can reuse the lost offsets).
+
+        With ``sync = "batch"`` or ``"none"`` a publish is acknowledged before its
+        frame is fsynced, but a consumer may already have read it and its group state
+        (an ack is fsynced) may outlive the frame: after a power cut the group's
+        ``next`` points past the end of the log. The lost offsets are given again to
+        the next events published, so a group left there would skip them. Its ``next``
+        goes back to the end of the log, pending entries past it are dropped, and the
+        group's ``epoch`` counts the rewind (``lost``: events it had consumed that the
+        log no longer holds). The rewound state is fsynced whatever the sync policy: it
+        must be on disk before the offsets are used again.
+        """
+        folder = self.folder / "groups"
+        if not folder.is_dir():
+            return
+        for name in sorted({p.name.split(".")[0] for p in folder.glob("*.lock")}):
+            with self._group(name) as g:
+                try:
+                    state = g.load(first)
+                except StoreError:
+                    continue  # damaged: its own consume reports it
+                ahead = int(state["next"]) - end
+                if ahead <= 0:
+                    continue
+                state["next"] = end
+                state["pending"] = {k: v for k, v in state["pending"].items() if int(k) < end}
+                state["epoch"] = int(state.get("epoch", 0)) + 1
+                state["lost"] = int(state.get("lost", 0)) + ahead
+                g.save(state, commit=True, durable=True)
+            log.warning(
+                "stream %s: group %s was %d events past the end of the log (offset %d),"
+                " which a power cut took back; it continues from there",
+                self.name,
+                name,
+                ahead,
+                end,
+            )
 
     # ---------------------------------------------------------------- consuming
     def _group(self, group: str) -> _Group:
@@ -394,6 +450,9 @@ class EmbeddedStream(Stream):
                 "pending": len(pending),
                 "lag": end - int(state["next"]),
             }
+            if state.get("epoch"):  # rewound after a power cut took events it had read
+                groups[name]["epoch"] = int(state["epoch"])
+                groups[name]["lost"] = int(state.get("lost", 0))
         return {
             "name": self.name,
             "backend": self.backend,
@@ -409,9 +468,11 @@ class EmbeddedStream(Stream):
         if self._closed:
             return
         self._closed = True
-        self._log.close()
-        for g in self._groups.values():
-            g.close()
+        try:
+            self._log.close()  # (fsyncs what sync = "batch" left: it may fail)
+        finally:
+            for g in self._groups.values():
+                g.close()
 
 
 def max_wait(until: float) -> float:
