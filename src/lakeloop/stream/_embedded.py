@@ -33,7 +33,7 @@ from typing import Any
 from crc32c import crc32c
 
 from lakeloop.errors import InvalidInput, StoreError
-from lakeloop.store._fs import FileLayer
+from lakeloop.store._fs import FileLayer, OSFileLayer
 from lakeloop.stream._base import (
     Message,
     Stream,
@@ -99,12 +99,40 @@ def _decode_state(raw: bytes) -> dict[str, Any] | None:
     return state
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def _overwrite(fs: FileLayer, path: str, data: bytes, *, sync: bool) -> bool:
+    """Replace the content of the small file *path* (creating it); -> whether it was new.
+
+    On the real file system this is a ``pwrite`` at 0 and a truncation to the new
+    length: cutting the file to 0 first would make ext4 flush it on close (its
+    ``auto_da_alloc``), a millisecond per consume. The file layer's interface only
+    appends, so any other layer (the power-cut and fault layers of the tests) gets a
+    truncation to 0 and an append, which it models like an overwrite: until the next
+    fsync a power cut may bring the old content back.
+    """
+    if type(fs) is OSFileLayer:
+        try:
+            fd, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            fd, created = os.open(path, os.O_WRONLY), False
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+            if sync:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        return created
+    created = not os.path.exists(path)
+    f = fs.create(path) if created else fs.open_append(path)
     try:
-        os.fsync(fd)
+        if not created:
+            f.truncate(0)
+        f.write(data)
+        if sync:
+            f.sync()
     finally:
-        os.close(fd)
+        f.close()
+    return created
 
 
 class _Group:
@@ -118,10 +146,11 @@ class _Group:
     torn write leaves the newest commit whole.
     """
 
-    def __init__(self, folder: Path, name: str, sync: bool) -> None:
+    def __init__(self, folder: Path, name: str, sync: bool, fs: FileLayer) -> None:
         self.folder = folder
         self.name = name
         self.sync = sync
+        self.fs = fs
         folder.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._mu = threading.Lock()  # flock does not exclude threads sharing the fd
@@ -146,6 +175,13 @@ class _Group:
         ]
 
     def load(self, start: int) -> dict[str, Any]:
+        """The newest whole copy; the initial state if no ack ever wrote a commit.
+
+        Only a commit copy with content and no whole copy at all is damage: a torn or
+        empty ``.state`` alone (a crash in the group's first consume, even between
+        creating the file and writing it) and an empty commit copy (a crash in the
+        first ack, which then never returned) just mean nothing was acknowledged.
+        """
         found, whole = False, []
         self._commit_gens = [-1, -1]  # generation in each commit copy (-1: none or torn)
         for i, path in enumerate(self._paths()):
@@ -153,7 +189,7 @@ class _Group:
                 raw = path.read_bytes()
             except FileNotFoundError:
                 continue
-            found = True
+            found = found or (i > 0 and raw != b"")
             state = _decode_state(raw)
             if state is not None:
                 whole.append(state)
@@ -180,25 +216,18 @@ class _Group:
         else:
             # overwrite the older copy: the newest durable commit stays whole meanwhile
             slot = 0 if self._commit_gens[0] <= self._commit_gens[1] else 1
-            self._write(self._paths()[1 + slot], data, sync=self.sync or durable)
+            path = self._paths()[1 + slot]
+            self._write(path, data, sync=self.sync or durable, durable=durable)
             self._commit_gens[slot] = int(state["gen"])
 
-    def _write(self, path: Path, data: bytes, *, sync: bool) -> None:
+    def _write(self, path: Path, data: bytes, *, sync: bool, durable: bool = False) -> None:
         """Overwrite *path* in place: no rename (ext4 flushes a file renamed over another,
         which costs a consume milliseconds); a torn write fails its CRC and the load
-        takes another copy."""
-        created = not path.exists()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            os.pwrite(fd, data, 0)
-            os.ftruncate(fd, len(data))
-            if sync:
-                os.fdatasync(fd)
-        finally:
-            os.close(fd)
-        if created and sync:  # the new name, and the groups folder's own, must last
-            _fsync_dir(self.folder)
-            _fsync_dir(self.folder.parent)
+        takes another copy. *durable*: make its name durable too, even if it existed."""
+        created = _overwrite(self.fs, str(path), data, sync=sync)
+        if (created and sync) or durable:  # the new name, and the groups folder's, must last
+            self.fs.sync_dir(str(self.folder))
+            self.fs.sync_dir(str(self.folder.parent))
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -234,13 +263,14 @@ class EmbeddedStream(Stream):
         self._poll = max(float(settings["stream_poll_interval"]), 0.0005)
         self.folder.mkdir(parents=True, exist_ok=True)
         fs = getattr(lake, "_fs", None)  # the lake's file layer (tests swap in fault layers)
+        self._fs: FileLayer = fs if isinstance(fs, FileLayer) else OSFileLayer()
         self._log = Log(
             str(self.folder),
             name,
             int(settings["stream_segment_size"]),
             self._sync,
             sync_interval=self._sync_interval,
-            fs=fs if isinstance(fs, FileLayer) else None,
+            fs=self._fs,
         )
         # group commit: publishes of concurrent threads share one write and one fsync
         self._queue: list[_Ticket] = []
@@ -342,7 +372,7 @@ class EmbeddedStream(Stream):
         with self._groups_mu:
             g = self._groups.get(group)
             if g is None:
-                g = _Group(self.folder / "groups", group, self._sync != "none")
+                g = _Group(self.folder / "groups", group, self._sync != "none", self._fs)
                 self._groups[group] = g
             return g
 

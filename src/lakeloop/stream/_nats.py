@@ -276,14 +276,12 @@ class NatsStream(Stream):
         return out
 
     async def _fetch(self, group: str, limit: int, wait: float) -> list[Any]:
-        import nats.errors
-
         lock = self._group_locks.setdefault(group, asyncio.Lock())  # (on the loop: atomic)
         async with lock:
             sub = await self._subscription(group)
             try:
                 return list(await sub.fetch(batch=limit, timeout=wait))
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats' own, or asyncio's from inside fetch: no messages
                 return []
 
     def ack(self, group: str, offsets: Sequence[str]) -> int:
