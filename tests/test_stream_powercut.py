@@ -247,3 +247,25 @@ def test_power_cut_sweep_over_a_stream_workload(tmp_path: Path, sync: str) -> No
     first = 1 if sync == "always" else 2
     cuts = [(k, *MODES[(k // 2) % len(MODES)]) for k in range(first, _ops(tmp_path, sync) + 1, 2)]
     _sweep(tmp_path, sync, cuts)
+
+
+def test_a_crash_before_a_groups_first_state_was_written_leaves_it_usable(
+    tmp_path: Path,
+) -> None:
+    """A crash between creating a group's first state file (or first commit copy) and
+    writing it leaves an empty file: nothing was acknowledged, the group starts over."""
+    with Lake.open(tmp_path / "lake", create=True, background=False) as lake:
+        with open_stream(lake, "first") as s:
+            assert isinstance(s, EmbeddedStream)
+            s.publish_many([{"n": i} for i in range(3)])
+            groups = s.folder / "groups"
+        groups.mkdir()
+        (groups / "g.state").write_bytes(b"")
+        (groups / "g.commit-0").write_bytes(b"")
+        (groups / "h.state").write_bytes(b"LLG1 40 0000")  # torn in its first consume
+        with open_stream(lake, "first") as s:
+            for group in ("g", "h"):
+                got = s.consume(group, "c", max=10)
+                assert [m.data["n"] for m in got] == [0, 1, 2]
+                assert s.ack(group, [m.offset for m in got]) == 3
+                assert s.consume(group, "c", max=10) == []

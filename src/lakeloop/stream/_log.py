@@ -569,7 +569,8 @@ class Log:
                 try:
                     self._writer.sync()
                     self._synced()
-                except OSError as exc:  # the next publish or close tries again
+                except Exception as exc:  # the thread lives on; the next publish or
+                    # close tries again, and raises
                     log.warning("fsync of stream %s failed: %s", self.label, exc)
                     self._flush_cv.wait(max(self.sync_interval, 0.1))
 
