@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,14 @@ from lakeloop import Lake
 from lakeloop.stream import Message, StreamError, _nats, open_stream
 
 ACK_TIMEOUT = 1.0
+WAIT = 30.0  # generous bound for conditions polled under load
+
+
+def _until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
 
 
 class _Server:
@@ -71,6 +79,8 @@ def test_threads_consuming_one_group_at_once_share_one_subscription(
     groups, threads_per_group = 5, 3
     with open_stream(lake, "jobs") as s:
         s.publish_many([{"i": i} for i in range(groups * threads_per_group)])
+        # (the server may still list the connection of an earlier test, closing)
+        _until(lambda: len(server.subscriptions()) == 1, "one client connection")
         (before,) = server.subscriptions()
         got: list[tuple[str, str]] = []  # (group, offset)
         errors: list[BaseException] = []
@@ -100,7 +110,8 @@ def test_threads_consuming_one_group_at_once_share_one_subscription(
         # a later consume reuses it
         s.consume("g0", "late", max=1, block=0.1)
         assert server.subscriptions() == [before + groups]
-    assert server.subscriptions() == []  # closing drops the connection with them all
+    # closing drops the connection, and its subscriptions with it
+    _until(lambda: server.subscriptions() == [], "the connection closed")
 
 
 def test_a_failed_ack_keeps_its_messages_for_another_ack(

@@ -185,7 +185,7 @@ class Log:
         self._segments: list[_Segment] = []
         self._writer: WritableFile | None = None
         self._write_seg: _Segment | None = None
-        self._last_sync = 0.0
+        self._last_sync = float("-inf")  # the first append of a process fsyncs
         # sync = "batch": when the oldest append not yet fsynced was made (None: none is)
         self._dirty_since: float | None = None
         self._flush_cv = threading.Condition(self._mu)
