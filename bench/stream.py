@@ -18,6 +18,10 @@ always``; a real ``nats-server -js``) it measures, with prediction-log-sized eve
 The baseline row is the floor of one durable write on this disk: append a JSON line to
 a file and ``fdatasync`` it. Ratios are against it, from the same run.
 
+``embedded-batch`` is the embedded backend in a lake with ``sync = "batch"`` (an fsync
+at most every ``sync_interval``, and a flusher closes the window when publishing
+stops), so its publish rates are not bound by fsync.
+
     python bench/stream.py                 # default run (about a minute)
     python bench/stream.py --quick         # smoke run
 """
@@ -238,15 +242,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100, help="publish_many batch size")
     ap.add_argument("--latency-events", type=int, default=300)
     ap.add_argument("--gap", type=float, default=0.01, help="seconds between latency events")
-    ap.add_argument("--backends", default="embedded,redis,nats")
+    ap.add_argument("--backends", default="embedded,embedded-batch,redis,nats")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; medians are printed")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", help="also write the medians to this file")
     args = ap.parse_args()
     if args.quick:
         args.events, args.latency_events, args.repeat = 160, 60, 1
     folder = Path(tempfile.mkdtemp(prefix="lakeloop-bench-stream-"))
     urls, procs = start_servers(folder)
-    urls["embedded"] = "embedded"
+    urls["embedded"] = urls["embedded-batch"] = "embedded"
+    roots = {b: folder / "lake" for b in urls}
+    roots["embedded-batch"] = folder / "lake-batch"
     runs: dict[str, list[dict[str, float]]] = {}
     bases: list[float] = []
     backends = [b for b in args.backends.split(",") if b in urls]
@@ -254,10 +261,12 @@ def main() -> None:
         print(f"skipping {b}: its server is not installed", file=sys.stderr)
     try:
         Lake.open(folder / "lake", create=True, background=False).close()
+        batch = {"sync": "batch"}
+        Lake.open(roots["embedded-batch"], create=True, settings=batch, background=False).close()
         for r in range(args.repeat):  # rounds interleave the backends: noise hits all
             bases.append(baseline_fsync(folder, args.events))
             for backend in backends:
-                got = measure(backend, urls[backend], folder / "lake", args, r)
+                got = measure(backend, urls[backend], roots[backend], args, r)
                 runs.setdefault(backend, []).append(got)
     finally:
         for p in procs:
@@ -266,6 +275,8 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
     base = statistics.median(bases)
     rows = {b: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for b, rs in runs.items()}
+    if args.json:
+        Path(args.json).write_text(json.dumps({"baseline": base, "rows": rows}, indent=1))
     print(f"machine: {machine()}")
     print(f"medians of {args.repeat} rounds")
     print(

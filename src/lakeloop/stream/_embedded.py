@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import threading
 import time
@@ -32,6 +33,7 @@ from typing import Any
 from crc32c import crc32c
 
 from lakeloop.errors import InvalidInput, StoreError
+from lakeloop.store._fs import FileLayer, OSFileLayer
 from lakeloop.stream._base import (
     Message,
     Stream,
@@ -44,6 +46,8 @@ from lakeloop.stream._base import (
 from lakeloop.stream._log import Log
 
 __all__ = ["EmbeddedStream", "list_embedded", "streams_root"]
+
+log = logging.getLogger("lakeloop.stream")
 
 INTERNAL_NS = "_streams"
 # how often a blocked consume re-reads its group even if no event came (for redeliveries)
@@ -95,12 +99,40 @@ def _decode_state(raw: bytes) -> dict[str, Any] | None:
     return state
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def _overwrite(fs: FileLayer, path: str, data: bytes, *, sync: bool) -> bool:
+    """Replace the content of the small file *path* (creating it); -> whether it was new.
+
+    On the real file system this is a ``pwrite`` at 0 and a truncation to the new
+    length: cutting the file to 0 first would make ext4 flush it on close (its
+    ``auto_da_alloc``), a millisecond per consume. The file layer's interface only
+    appends, so any other layer (the power-cut and fault layers of the tests) gets a
+    truncation to 0 and an append, which it models like an overwrite: until the next
+    fsync a power cut may bring the old content back.
+    """
+    if type(fs) is OSFileLayer:
+        try:
+            fd, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            fd, created = os.open(path, os.O_WRONLY), False
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+            if sync:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        return created
+    created = not os.path.exists(path)
+    f = fs.create(path) if created else fs.open_append(path)
     try:
-        os.fsync(fd)
+        if not created:
+            f.truncate(0)
+        f.write(data)
+        if sync:
+            f.sync()
     finally:
-        os.close(fd)
+        f.close()
+    return created
 
 
 class _Group:
@@ -114,10 +146,11 @@ class _Group:
     torn write leaves the newest commit whole.
     """
 
-    def __init__(self, folder: Path, name: str, sync: bool) -> None:
+    def __init__(self, folder: Path, name: str, sync: bool, fs: FileLayer) -> None:
         self.folder = folder
         self.name = name
         self.sync = sync
+        self.fs = fs
         folder.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._mu = threading.Lock()  # flock does not exclude threads sharing the fd
@@ -142,6 +175,13 @@ class _Group:
         ]
 
     def load(self, start: int) -> dict[str, Any]:
+        """The newest whole copy; the initial state if no ack ever wrote a commit.
+
+        Only a commit copy with content and no whole copy at all is damage: a torn or
+        empty ``.state`` alone (a crash in the group's first consume, even between
+        creating the file and writing it) and an empty commit copy (a crash in the
+        first ack, which then never returned) just mean nothing was acknowledged.
+        """
         found, whole = False, []
         self._commit_gens = [-1, -1]  # generation in each commit copy (-1: none or torn)
         for i, path in enumerate(self._paths()):
@@ -149,7 +189,7 @@ class _Group:
                 raw = path.read_bytes()
             except FileNotFoundError:
                 continue
-            found = True
+            found = found or (i > 0 and raw != b"")
             state = _decode_state(raw)
             if state is not None:
                 whole.append(state)
@@ -166,8 +206,9 @@ class _Group:
             )
         return {"gen": 0, "next": start, "pending": {}}
 
-    def save(self, state: dict[str, Any], *, commit: bool) -> None:
-        """*commit* (an ack): durable before it returns; else (a consume) best effort."""
+    def save(self, state: dict[str, Any], *, commit: bool, durable: bool = False) -> None:
+        """*commit* (an ack): durable before it returns (under the sync policy, or
+        always with *durable*); else (a consume) best effort."""
         state["gen"] = int(state["gen"]) + 1
         data = _encode_state(state)
         if not commit:
@@ -175,25 +216,18 @@ class _Group:
         else:
             # overwrite the older copy: the newest durable commit stays whole meanwhile
             slot = 0 if self._commit_gens[0] <= self._commit_gens[1] else 1
-            self._write(self._paths()[1 + slot], data, sync=self.sync)
+            path = self._paths()[1 + slot]
+            self._write(path, data, sync=self.sync or durable, durable=durable)
             self._commit_gens[slot] = int(state["gen"])
 
-    def _write(self, path: Path, data: bytes, *, sync: bool) -> None:
+    def _write(self, path: Path, data: bytes, *, sync: bool, durable: bool = False) -> None:
         """Overwrite *path* in place: no rename (ext4 flushes a file renamed over another,
         which costs a consume milliseconds); a torn write fails its CRC and the load
-        takes another copy."""
-        created = not path.exists()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            os.pwrite(fd, data, 0)
-            os.ftruncate(fd, len(data))
-            if sync:
-                os.fdatasync(fd)
-        finally:
-            os.close(fd)
-        if created and sync:  # the new name, and the groups folder's own, must last
-            _fsync_dir(self.folder)
-            _fsync_dir(self.folder.parent)
+        takes another copy. *durable*: make its name durable too, even if it existed."""
+        created = _overwrite(self.fs, str(path), data, sync=sync)
+        if (created and sync) or durable:  # the new name, and the groups folder's, must last
+            self.fs.sync_dir(str(self.folder))
+            self.fs.sync_dir(str(self.folder.parent))
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -228,8 +262,16 @@ class EmbeddedStream(Stream):
         self._max_bytes = int(settings["stream_max_event_bytes"])
         self._poll = max(float(settings["stream_poll_interval"]), 0.0005)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._log = Log(str(self.folder), name, int(settings["stream_segment_size"]), self._sync)
-        self._log.recover()
+        fs = getattr(lake, "_fs", None)  # the lake's file layer (tests swap in fault layers)
+        self._fs: FileLayer = fs if isinstance(fs, FileLayer) else OSFileLayer()
+        self._log = Log(
+            str(self.folder),
+            name,
+            int(settings["stream_segment_size"]),
+            self._sync,
+            sync_interval=self._sync_interval,
+            fs=self._fs,
+        )
         # group commit: publishes of concurrent threads share one write and one fsync
         self._queue: list[_Ticket] = []
         self._cv = threading.Condition()
@@ -237,6 +279,11 @@ class EmbeddedStream(Stream):
         self._groups: dict[str, _Group] = {}
         self._groups_mu = threading.Lock()
         self._closed = False
+        try:
+            self._log.recover(self._rewind_groups)
+        except BaseException:
+            self.close()
+            raise
 
     def _check_open(self, op: str) -> None:
         if self._closed:
@@ -266,9 +313,7 @@ class EmbeddedStream(Stream):
 
     def _commit(self, group: list[_Ticket]) -> None:
         try:
-            firsts = self._log.append(
-                [t.events for t in group], time.time_ns(), self._sync_interval
-            )
+            firsts = self._log.append([t.events for t in group], time.time_ns())
             for t, first in zip(group, firsts, strict=True):
                 t.first = first
         except BaseException as exc:
@@ -281,12 +326,53 @@ class EmbeddedStream(Stream):
                 self._leading = False
                 self._cv.notify_all()
 
+    # ---------------------------------------------------------------- recovery
+    def _rewind_groups(self, first: int, end: int) -> None:
+        """Rewind every group that is ahead of the log (run at open, under the log's
+        exclusive lock, before any publish can reuse the lost offsets).
+
+        With ``sync = "batch"`` or ``"none"`` a publish is acknowledged before its
+        frame is fsynced, but a consumer may already have read it and its group state
+        (an ack is fsynced) may outlive the frame: after a power cut the group's
+        ``next`` points past the end of the log. The lost offsets are given again to
+        the next events published, so a group left there would skip them. Its ``next``
+        goes back to the end of the log, pending entries past it are dropped, and the
+        group's ``epoch`` counts the rewind (``lost``: events it had consumed that the
+        log no longer holds). The rewound state is fsynced whatever the sync policy: it
+        must be on disk before the offsets are used again.
+        """
+        folder = self.folder / "groups"
+        if not folder.is_dir():
+            return
+        for name in sorted({p.name.split(".")[0] for p in folder.glob("*.lock")}):
+            with self._group(name) as g:
+                try:
+                    state = g.load(first)
+                except StoreError:
+                    continue  # damaged: its own consume reports it
+                ahead = int(state["next"]) - end
+                if ahead <= 0:
+                    continue
+                state["next"] = end
+                state["pending"] = {k: v for k, v in state["pending"].items() if int(k) < end}
+                state["epoch"] = int(state.get("epoch", 0)) + 1
+                state["lost"] = int(state.get("lost", 0)) + ahead
+                g.save(state, commit=True, durable=True)
+            log.warning(
+                "stream %s: group %s was %d events past the end of the log (offset %d),"
+                " which a power cut took back; it continues from there",
+                self.name,
+                name,
+                ahead,
+                end,
+            )
+
     # ---------------------------------------------------------------- consuming
     def _group(self, group: str) -> _Group:
         with self._groups_mu:
             g = self._groups.get(group)
             if g is None:
-                g = _Group(self.folder / "groups", group, self._sync != "none")
+                g = _Group(self.folder / "groups", group, self._sync != "none", self._fs)
                 self._groups[group] = g
             return g
 
@@ -394,6 +480,9 @@ class EmbeddedStream(Stream):
                 "pending": len(pending),
                 "lag": end - int(state["next"]),
             }
+            if state.get("epoch"):  # rewound after a power cut took events it had read
+                groups[name]["epoch"] = int(state["epoch"])
+                groups[name]["lost"] = int(state.get("lost", 0))
         return {
             "name": self.name,
             "backend": self.backend,
@@ -409,9 +498,11 @@ class EmbeddedStream(Stream):
         if self._closed:
             return
         self._closed = True
-        self._log.close()
-        for g in self._groups.values():
-            g.close()
+        try:
+            self._log.close()  # (fsyncs what sync = "batch" left: it may fail)
+        finally:
+            for g in self._groups.values():
+                g.close()
 
 
 def max_wait(until: float) -> float:

@@ -28,22 +28,31 @@ earlier frame was fsynced before its publish returned, so a damaged frame can on
 the last one: it is the *torn tail* of an unacknowledged publish, and the next publisher
 cuts it off. A damaged frame with a valid frame after it is corruption of acknowledged
 data instead, and reading it raises ``ChecksumError`` rather than skipping it.
+
+Every write, fsync, truncation and change of names goes through the lake's file layer
+(``store._fs``), like the store's volumes, so the power-cut tests can drop what was not
+made durable. With ``sync = "batch"`` a background flusher fsyncs the last segment at
+most ``sync_interval`` seconds after its first unsynced append: the window a power cut
+can take is bounded even when no publish follows.
 """
 
 from __future__ import annotations
 
 import bisect
 import fcntl
+import logging
 import os
 import struct
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crc32c import crc32c
 
 from lakeloop.errors import ChecksumError, StoreError
+from lakeloop.store._fs import FileLayer, OSFileLayer, WritableFile
 
 __all__ = ["Frame", "Log", "encode_frame"]
 
@@ -54,6 +63,8 @@ HEADER_SIZE = _HEADER.size  # 36
 _EVENT = struct.Struct("<HI")
 _SEG_SUFFIX = ".seg"
 _READ_CHUNK = 4 * 1024 * 1024
+
+log = logging.getLogger("lakeloop.stream")
 
 
 @dataclass(frozen=True)
@@ -151,20 +162,35 @@ class Log:
     one), so a half-written frame of a live publisher is never read.
     """
 
-    def __init__(self, root: str, label: str, segment_size: int, sync: str) -> None:
+    def __init__(
+        self,
+        root: str,
+        label: str,
+        segment_size: int,
+        sync: str,
+        *,
+        sync_interval: float = 0.1,
+        fs: FileLayer | None = None,
+    ) -> None:
         self.root = root
         self.label = label
         self.segment_size = segment_size
         self.sync = sync
+        self.sync_interval = max(float(sync_interval), 0.0)
         self.seg_dir = os.path.join(root, "segments")
         os.makedirs(self.seg_dir, exist_ok=True)
+        self._fs = fs or OSFileLayer()
         self._mu = threading.RLock()
         self._lock_fd = os.open(os.path.join(root, "write.lock"), os.O_RDWR | os.O_CREAT, 0o644)
         self._segments: list[_Segment] = []
-        self._write_fd = -1
+        self._writer: WritableFile | None = None
         self._write_seg: _Segment | None = None
-        self._last_sync = 0.0
-        self._dirty = False
+        self._last_sync = float("-inf")  # the first append of a process fsyncs
+        # sync = "batch": when the oldest append not yet fsynced was made (None: none is)
+        self._dirty_since: float | None = None
+        self._flush_cv = threading.Condition(self._mu)
+        self._flusher: threading.Thread | None = None
+        self._closing = False
 
     # ---------------------------------------------------------------- the end of the log
     def _list_segments(self) -> list[int]:
@@ -386,20 +412,25 @@ class Log:
         return {s: out[s] for s in seqs if s in out}
 
     # ---------------------------------------------------------------- appending
-    def recover(self) -> None:
-        """Index the log and cut a torn tail (done when a stream is opened)."""
+    def recover(self, check: Callable[[int, int], None] | None = None) -> None:
+        """Index the log and cut a torn tail (done when a stream is opened).
+
+        *check(first, end)* runs last, still under the exclusive lock, so that no
+        publish can add events before it is done (the stream rewinds consumer groups
+        that are ahead of what survived a power cut).
+        """
         with self._mu:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 self._refresh_locked()
                 if self._segments and self._segments[-1].torn_at is not None:
                     self._cut_tail(self._segments[-1])
+                if check is not None:
+                    check(self.first_seq(), self.end_seq())
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def append(
-        self, batches: list[list[tuple[str, bytes]]], ts_ns: int, sync_interval: float
-    ) -> list[int]:
+    def append(self, batches: list[list[tuple[str, bytes]]], ts_ns: int) -> list[int]:
         """Append one frame per batch in one write, durably (per the sync policy).
 
         -> the first sequence number of each batch. Several publishes of one process
@@ -416,6 +447,9 @@ class Log:
                 if seg is not None and seg.torn_at is not None:
                     self._cut_tail(seg)
                 if seg is None or (seg.scanned >= self.segment_size and seg.seqs):
+                    # the sealed segment's unsynced window goes down before the new
+                    # name does: a power cut never leaves a hole between segments
+                    self._finish_writer()
                     seg = self._new_segment(seg.next_seq if seg else 0)
                 frames: list[Frame] = []
                 chunks: list[bytes] = []
@@ -426,17 +460,16 @@ class Log:
                     chunks.append(data)
                     pos += len(data)
                     seq += len(events)
-                fd = self._writer_for(seg)
                 try:
-                    view = memoryview(b"".join(chunks))
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    self._sync(fd, sync_interval)
+                    writer = self._writer_for(seg)
+                    writer.write(b"".join(chunks))
+                    self._sync(writer)
                 except OSError as exc:
-                    try:
-                        os.ftruncate(fd, seg.scanned)
-                    except OSError:
-                        pass  # the next open cuts the torn tail
+                    if self._writer is not None and self._write_seg is seg:
+                        try:
+                            self._writer.truncate(seg.scanned)
+                        except OSError:
+                            pass  # the next open cuts the torn tail
                     raise StoreError(
                         f"appending to the stream failed: {exc}", op="publish", target=self.label
                     ) from None
@@ -447,66 +480,122 @@ class Log:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _cut_tail(self, seg: _Segment) -> None:
-        fd = os.open(seg.path, os.O_WRONLY)
-        try:
-            os.ftruncate(fd, seg.scanned)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self._write_seg is seg and self._writer is not None:
+            self._writer.truncate(seg.scanned)
+            self._writer.sync()
+        else:
+            f = self._fs.open_append(seg.path)
+            try:
+                f.truncate(seg.scanned)
+                f.sync()
+            finally:
+                f.close()
         seg.torn_at = None
 
     def _new_segment(self, base: int) -> _Segment:
         path = self._seg_path(base)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.close(fd)
+        self._fs.create(path).close()
         if self.sync != "none":
             # the new name; for the first segment also the folders made for the stream
             # (segments/, the stream's, streams/), so that a power cut keeps them all
             depth = 1 if self._segments else 4
             folder = self.seg_dir
             for _ in range(depth):
-                dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+                self._fs.sync_dir(folder)
                 folder = os.path.dirname(folder)
         seg = _Segment(path, base)
         self._segments.append(seg)
         return seg
 
-    def _writer_for(self, seg: _Segment) -> int:
-        if self._write_seg is not seg:
-            if self._write_fd >= 0:
-                if self._dirty:  # sync = "batch": the sealed segment's window goes down now
-                    os.fdatasync(self._write_fd)
-                    self._dirty = False
-                os.close(self._write_fd)
-                self._write_fd = -1
-            self._write_fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
+    def _writer_for(self, seg: _Segment) -> WritableFile:
+        if self._write_seg is not seg or self._writer is None:
+            self._finish_writer()
+            self._writer = self._fs.open_append(seg.path)
             self._write_seg = seg
-        return self._write_fd
+        return self._writer
 
-    def _sync(self, fd: int, sync_interval: float) -> None:
+    def _finish_writer(self) -> None:
+        """Close the append handle, fsyncing first what ``sync = "batch"`` left unsynced."""
+        if self._writer is None:
+            return
+        try:
+            if self._dirty_since is not None:
+                self._writer.sync()
+                self._synced()
+        finally:
+            self._writer.close()
+            self._writer = None
+            self._write_seg = None
+
+    def _synced(self) -> None:
+        self._last_sync = time.monotonic()
+        self._dirty_since = None
+
+    def _sync(self, writer: WritableFile) -> None:
         if self.sync == "always":
-            os.fdatasync(fd)
+            writer.sync()
         elif self.sync == "batch":
             now = time.monotonic()
-            if now - self._last_sync >= sync_interval:
-                os.fdatasync(fd)
-                self._last_sync = now
-                self._dirty = False
+            if now - self._last_sync >= self.sync_interval:
+                writer.sync()
+                self._synced()
             else:
-                self._dirty = True
+                if self._dirty_since is None:
+                    self._dirty_since = now
+                self._wake_flusher()
+
+    # ---------------------------------------------------------------- the batch flusher
+    def _wake_flusher(self) -> None:
+        """Make sure the flusher thread runs (it is started on the first unsynced append,
+        and again in a child process after a fork) and tell it there is work."""
+        if self._flusher is None or not self._flusher.is_alive():
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name=f"lakeloop-stream-flush-{self.label}", daemon=True
+            )
+            self._flusher.start()
+        self._flush_cv.notify_all()
+
+    def _flush_loop(self) -> None:
+        """fsync the last segment ``sync_interval`` after its oldest unsynced append."""
+        with self._mu:
+            while not self._closing:
+                if self._dirty_since is None or self._writer is None:
+                    self._flush_cv.wait()
+                    continue
+                left = self._dirty_since + self.sync_interval - time.monotonic()
+                if left > 0:
+                    self._flush_cv.wait(left)
+                    continue
+                try:
+                    self._writer.sync()
+                    self._synced()
+                except Exception as exc:  # the thread lives on; the next publish or
+                    # close tries again, and raises
+                    log.warning("fsync of stream %s failed: %s", self.label, exc)
+                    self._flush_cv.wait(max(self.sync_interval, 0.1))
+
+    def flush(self) -> None:
+        """fsync what ``sync = "batch"`` has not yet (tests, and a clean close)."""
+        with self._mu:
+            if self._writer is not None and self._dirty_since is not None:
+                self._writer.sync()
+                self._synced()
+
+    def unsynced(self) -> bool:
+        """Whether appends of this process wait for the batch flusher's fsync."""
+        with self._mu:
+            return self._dirty_since is not None
 
     def close(self) -> None:
         with self._mu:
-            if self._write_fd >= 0:
-                if self._dirty:
-                    os.fdatasync(self._write_fd)
-                os.close(self._write_fd)
-                self._write_fd = -1
-                self._write_seg = None
-            if self._lock_fd >= 0:
-                os.close(self._lock_fd)
-                self._lock_fd = -1
+            self._closing = True
+            self._flush_cv.notify_all()
+            try:
+                self._finish_writer()
+            finally:
+                if self._lock_fd >= 0:
+                    os.close(self._lock_fd)
+                    self._lock_fd = -1
+        flusher = self._flusher
+        if flusher is not None and flusher is not threading.current_thread():
+            flusher.join(timeout=30)

@@ -16,6 +16,12 @@ in a daemon thread, and each call here submits a coroutine to it and waits. An a
 come from the handle that consumed the message (JetStream acks go to the message's
 reply subject, which only that handle holds); an ack it cannot match is ignored and
 the message is redelivered after the timeout, as the at-least-once contract allows.
+
+Threads share a handle: the pull subscription of a group is made once (concurrent first
+consumes wait for it, so none is leaked), and the fetches of one group take turns on it
+(they would otherwise read each other's replies from the subscription's one inbox). An
+ack that fails (no answer from the server) keeps its messages in the handle's
+bookkeeping, so acking them again works; only a confirmed ack forgets a message.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ _ID = "Lakeloop-Id"
 _TIME = "Lakeloop-Time"
 _CALL_TIMEOUT = 30.0
 _PUBLISH_TIMEOUT = 10.0  # for the server's acks of a publish; then StreamError
+_ACK_TIMEOUT = 5.0  # for the server's confirmation of one ack; then StreamError
 _REPLAY_BATCH = 500
 T = TypeVar("T")
 
@@ -157,6 +164,8 @@ class NatsStream(Stream):
         self._max_bytes = int(settings["stream_max_event_bytes"])
         self._loop = _Loop()
         self._subs: dict[str, Any] = {}
+        # group -> lock (used on the event loop only): one subscribe, one fetch at a time
+        self._group_locks: dict[str, asyncio.Lock] = {}
         # group -> offset -> (message, when delivered): what this handle may ack
         self._inflight: dict[str, dict[int, tuple[Any, float]]] = {}
         self._mu = threading.Lock()
@@ -216,6 +225,7 @@ class NatsStream(Stream):
 
     # ---------------------------------------------------------------- consuming
     async def _subscription(self, group: str) -> Any:
+        """The group's pull subscription, made on first use (call under its lock)."""
         sub = self._subs.get(group)
         if sub is None:
             from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -266,40 +276,64 @@ class NatsStream(Stream):
         return out
 
     async def _fetch(self, group: str, limit: int, wait: float) -> list[Any]:
-        import nats.errors
-
-        sub = await self._subscription(group)
-        try:
-            # nats-py's fetch can outlive its own timeout when an earlier pull request is
-            # still open on the server (it waits on it for messages that went elsewhere);
-            # a consume that found nothing within its block (plus a grace) returns nothing,
-            # and what a cancelled fetch had received is redelivered after the ack window.
-            return list(await asyncio.wait_for(sub.fetch(batch=limit, timeout=wait), wait + 2))
-        except (nats.errors.TimeoutError, TimeoutError):
-            return []
+        lock = self._group_locks.setdefault(group, asyncio.Lock())  # (on the loop: atomic)
+        async with lock:
+            sub = await self._subscription(group)
+            try:
+                # nats-py's fetch can outlive its own timeout (it once gave no answer in
+                # 30 s for a 0.3 s block); a fetch that found nothing within its block plus
+                # a grace returns nothing, and what a cancelled fetch had received is
+                # delivered again after the ack window.
+                fetch = sub.fetch(batch=limit, timeout=wait)
+                return list(await asyncio.wait_for(fetch, wait + 2))
+            except TimeoutError:  # nats' own, or asyncio's from inside fetch: no messages
+                return []
 
     def ack(self, group: str, offsets: Sequence[str]) -> int:
         check_group_name(group)
         seqs = check_offsets(self.name, offsets, _parse_offset)
         with self._mu:
             mine = self._inflight.get(group, {})
-            msgs = [mine.pop(s)[0] for s in seqs if s in mine]
-        if not msgs:
+            picked = [(s, mine[s][0]) for s in dict.fromkeys(seqs) if s in mine]
+        if not picked:
             return 0
-        return self._run(self._ack(msgs), "ack")
+        outcomes = self._run(self._ack([m for _, m in picked]), "ack")
+        done, failed = 0, []
+        with self._mu:
+            mine = self._inflight.get(group, {})
+            for (seq, msg), outcome in zip(picked, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    failed.append(outcome)  # still tracked: acking it again may work
+                    continue
+                done += outcome
+                if seq in mine and mine[seq][0] is msg:  # (not a newer delivery of it)
+                    del mine[seq]
+        if failed:
+            raise StreamError(
+                f"{len(failed)} of {len(picked)} acks were not confirmed"
+                f" ({failed[0]!r}); {done} were",
+                op="ack",
+                target=self._where,
+                hint="ack them again (this handle still holds them); events never acked"
+                " come back after stream_ack_timeout",
+            )
+        return done
 
     @staticmethod
-    async def _ack(msgs: list[Any]) -> int:
+    async def _ack(msgs: list[Any]) -> list[int | BaseException]:
+        """Per message: 1 acked now, 0 acked before, or the error that kept it pending."""
         import nats.errors
 
-        async def one(msg: Any) -> int:
+        async def one(msg: Any) -> int | BaseException:
             try:
-                await msg.ack_sync(timeout=5.0)
+                await msg.ack_sync(timeout=_ACK_TIMEOUT)
                 return 1
             except nats.errors.MsgAlreadyAckdError:
                 return 0
+            except (nats.errors.Error, TimeoutError, OSError) as exc:
+                return exc
 
-        return sum(await asyncio.gather(*(one(m) for m in msgs)))
+        return list(await asyncio.gather(*(one(m) for m in msgs)))
 
     # ---------------------------------------------------------------- replay and info
     def replay(self, from_offset: str | None = None) -> Iterator[Message]:
