@@ -298,15 +298,69 @@ def remove_alias(ctx: ApiContext, model: str, alias: str) -> dict[str, Any]:
 @endpoint(
     "POST",
     "/models/{model}/promote",
-    summary="Move champion (or another alias) on the gate's promoting decision, stored with it",
+    summary="Move champion (or another alias) on a promoting decision recorded in the lake, "
+    "only while it still points at the version that decision compared with",
     response=_OBJ,
 )
 def promote(ctx: ApiContext, model: str) -> dict[str, Any]:
+    """The client's decision is not trusted: it must be a record this lake stored
+    (``record_decision``), sent back unchanged, that says promote for this very version
+    and names the champion it was compared with; the move is then made with the stored
+    record, as a compare-and-set under this server's lock. The evidence inside the record
+    (the scores) is not recomputed here."""
+    from lakeloop.errors import Refused
+
     need(ctx, MODELS, "write")
     body = _body(ctx)
-    move = _registry(ctx).promote(
-        f"{model}@{_text(body, 'version', 'latest')}",
-        decision=body.get("decision"),
+    reg = _registry(ctx)
+    candidate = reg.get(f"{model}@{_text(body, 'version', 'latest')}")
+    sent = body.get("decision")
+    decision_id = sent.get("id") if isinstance(sent, dict) else None
+    if isinstance(decision_id, bool) or not isinstance(decision_id, int):
+        raise Refused(
+            "over a gateway, promote needs a decision recorded in the lake (with its id)",
+            op="promote",
+            target=candidate.ref,
+            hint="store it with Registry.record_decision first and promote with the record "
+            "it returns",
+        )
+    stored = reg.decision(model, decision_id)
+    if json.loads(json.dumps(sent)) != stored:
+        raise Refused(
+            f"the decision differs from decision {decision_id} recorded in the lake",
+            op="promote",
+            target=candidate.ref,
+        )
+    if stored.get("candidate") != candidate.ref:
+        raise Refused(
+            f"decision {decision_id} is about {stored.get('candidate')!r}, not {candidate.ref}",
+            op="promote",
+            target=candidate.ref,
+        )
+    if stored.get("promoted") is False:
+        raise Refused(
+            f"decision {decision_id} was made with promotion turned off",
+            op="promote",
+            target=candidate.ref,
+            hint="run the gate with promotion on (`lakeloop ci` without --no-promote)",
+        )
+    if "champion" not in stored:
+        raise Refused(
+            f"decision {decision_id} does not name the champion it was compared with",
+            op="promote",
+            target=candidate.ref,
+        )
+    if "champion" in body and body["champion"] != stored["champion"]:
+        raise Refused(
+            f"decision {decision_id} compared with {stored['champion']!r}, "
+            f"not {body['champion']!r}",
+            op="promote",
+            target=candidate.ref,
+        )
+    move = reg.promote(
+        candidate.ref,
+        decision=stored,
+        champion=stored["champion"],
         reason=_text(body, "reason"),
         alias=_text(body, "alias", "champion"),
         actor=_who(ctx, body),
