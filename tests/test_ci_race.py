@@ -13,7 +13,7 @@ import pytest
 
 from _loopproject import GIT_ENV, NAMESPACE, digit_images, make_project
 from lakeloop import Lake
-from lakeloop.loop import gate_candidate, run_ci
+from lakeloop.loop import gate_candidate
 from lakeloop.project import load_project
 from lakeloop.registry import Registry
 
@@ -103,7 +103,7 @@ def test_two_ci_processes_against_one_champion_never_skip_a_comparison(
         for v in (2, 3)
     ]
     for p in procs:
-        out, err = p.communicate(timeout=240)
+        _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err
     with Lake.open(repo / "lake", background=False) as lake:
         reg = Registry(lake)
