@@ -13,9 +13,16 @@ then holds it, with the label taken from the key, like every other example.
   counted as ``stale`` and changes nothing). Messages are acknowledged only after the
   lake writes are durable and the joiner's state has committed, so a crash anywhere
   means redelivery, never loss, and redelivery gives the same result.
+- **Several joiners of one model** (one group, the events split between them) apply
+  their batches one at a time, under the model's joiner lock (``joiner.lock`` beside
+  the state): reading a prediction's label, landing, deleting the old key and
+  committing are one step, so the last label wins across processes too and a
+  prediction id has one example in the lake.
 - **Late labels.** Predictions wait (durably, in SQLite: :mod:`lakeloop.loop._joinstate`)
   for ``loop_join_window`` seconds; a label within the window joins however late, and
   feedback that arrives before its prediction was read joins once the prediction comes.
+  The window is measured in event time — against how far the feedback stream has been
+  read, not the wall clock — so a joiner restarting on a backlog still joins it.
 - **Nothing dropped silently.** Feedback that joins nothing — an unknown id, one past
   the window, a malformed event, a label that cannot be a key segment — is landed as
   JSON in the reserved namespace ``_loop`` (``unmatched/<model>/<event id>.json``, with
