@@ -164,7 +164,7 @@ def test_the_registry_over_the_gateway_and_the_models_grant(gateway: Any, tmp_pa
         with pytest.raises(AccessDenied):
             reg.record_decision(name, {"outcome": "block"})
         with pytest.raises(AccessDenied):
-            reg.promote(f"{name}@2", decision={"outcome": "promote"})
+            reg.promote(f"{name}@2", decision={"outcome": "promote", "champion": f"{name}@1"})
     assert (local.versions(name), local.history(name), local.decisions(name)) == before
     # no grant on @models at all: not even a look
     stranger = gw.user(f"stranger-{_uid()}", {"@runs": "write"})
