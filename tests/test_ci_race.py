@@ -87,6 +87,31 @@ def test_a_champion_moved_during_the_gate_is_compared_again(
         assert _consistent(reg) == [(None, 1), (1, 2), (2, 3)]
 
 
+def test_a_candidate_promoted_meanwhile_by_another_run_is_not_gated_again(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = _copy(trained, tmp_path / "repo")
+    project = load_project(repo)
+    real = Registry.record_decision
+
+    def record_then_the_other_run_promotes_it(self: Registry, name: str, record: Any) -> Any:
+        stored = real(self, name, record)
+        if record.get("candidate") == "digits@3" and len(self.decisions(name)) == 2:
+            other = gate_candidate(self.lake, project, "digits@3", snap)  # the same version
+            assert other.outcome == "promote"
+        return stored
+
+    monkeypatch.setattr(Registry, "record_decision", record_then_the_other_run_promotes_it)
+    with Lake.open(repo / "lake", background=False) as lake:
+        reg = Registry(lake)
+        snap = reg.decisions("digits")[-1]["snapshot"]["id"]
+        result = gate_candidate(lake, project, "digits@3", snap)
+        assert result.outcome == "promote"
+        assert result.reasons[-1] == "digits@3 was promoted meanwhile by another run"
+        assert reg.aliases("digits") == {"champion": 3}
+        assert _consistent(reg) == [(None, 1), (1, 3)]
+
+
 def test_two_ci_processes_against_one_champion_never_skip_a_comparison(
     trained: Path, tmp_path: Path
 ) -> None:

@@ -550,9 +550,12 @@ def _gate_once(
             now = reg.aliases(project.model).get("champion")
             if now == champion_version:
                 raise  # refused for another reason than a moved champion
-            moves.append(f"{champion_ref or 'none'} -> {project.model}@{now}")
-            return None
-        reasons.append(f"champion moved to {cand.ref}")
+            if now != cand.version:
+                moves.append(f"{champion_ref or 'none'} -> {project.model}@{now}")
+                return None
+            reasons.append(f"{cand.ref} was promoted meanwhile by another run")
+        else:
+            reasons.append(f"champion moved to {cand.ref}")
     elif champion_ref:
         reasons.append(f"champion stays {champion_ref}")
     return CiResult(
