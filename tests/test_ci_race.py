@@ -116,10 +116,22 @@ def test_two_ci_processes_against_one_champion_never_skip_a_comparison(
     trained: Path, tmp_path: Path
 ) -> None:
     repo = _copy(trained, tmp_path / "repo")
+    # two checkouts (each writes its own lakeloop.lock), one lake
+    checkouts = {2: repo, 3: _copy(repo, tmp_path / "other")}
+    lake_dir = str(repo / "lake")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "lakeloop", "ci", "--candidate", f"digits@{v}"],
-            cwd=repo,
+            [
+                sys.executable,
+                "-m",
+                "lakeloop",
+                "ci",
+                "--lake",
+                lake_dir,
+                "--candidate",
+                f"digits@{v}",
+            ],
+            cwd=checkouts[v],
             env={**GIT_ENV, "PYTHONPATH": str(Path(__file__).parent.parent / "src")},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
