@@ -352,3 +352,125 @@ def test_loop_join_and_status_on_the_command_line(repo: Path) -> None:
     bad = lakeloop(repo, "loop", "run", "--once")
     assert bad.returncode == 2 and "needs a lake folder" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------- two joiners of one model
+def _blocked_on_a_lock(pid: int) -> bool:
+    """Whether process *pid* waits for an flock (the kernel lists it in /proc/locks)."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        parts = line.split()
+        if "->" in parts and parts[parts.index("->") + 4] == str(pid):
+            return True
+    return False
+
+
+def _wait(condition: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_two_joiner_processes_land_each_prediction_once(tmp_path: Path) -> None:
+    """Joiner A has landed its batch and not committed yet; joiner B (same group, a real
+    `lakeloop loop join`) gets the other labels of the same predictions meanwhile."""
+    repo = make_project(
+        tmp_path / "repo", slice(0, 20), loop_join_batch=2, stream_ack_timeout=300.0
+    )
+    ids = publish_traffic(repo, range(900, 902))
+    with Joiner(repo) as joiner:  # the predictions are read; no feedback yet
+        assert joiner.drain()["predictions"] == 2
+    p1, p2 = ids[900], ids[901]
+    t = time.time()
+    publish_feedback(
+        repo,
+        [
+            {"prediction_id": p1, "label": "3", "time": t},  # A's batch
+            {"prediction_id": p2, "label": "6", "time": t + 2},
+            {"prediction_id": p1, "label": "5", "time": t + 2},  # B's batch
+            {"prediction_id": p2, "label": "4", "time": t},
+        ],
+    )
+    env = {**GIT_ENV, "PYTHONPATH": str(HERE.parent / "src")}
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    a = subprocess.Popen(
+        [sys.executable, str(HERE / "_joiner_pause_child.py"), str(repo), str(sync)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    b = None
+    try:
+        _wait(lambda: (sync / "paused").exists() or a.poll() is not None, "joiner A to pause")
+        assert a.poll() is None, a.communicate()
+        b = subprocess.Popen(
+            [sys.executable, "-m", "lakeloop", "loop", "join"],
+            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        pid = b.pid
+        _wait(lambda: b.poll() is not None or _blocked_on_a_lock(pid), "joiner B to block")
+        (sync / "go").write_text("")
+        _, a_err = a.communicate(timeout=120)
+        _, b_err = b.communicate(timeout=120)
+    finally:
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert a.returncode == 0, a_err
+    assert b.returncode == 0, b_err
+    # one example per prediction, under the label with the latest feedback time
+    assert sorted(k for k in landed(repo)) == sorted([f"5/fb-{p1}.png", f"6/fb-{p2}.png"])
+    with JoinState(state_path(repo / "lake", "digits")) as state:
+        assert state.label(p1)["label"] == "5" and state.label(p2)["label"] == "6"  # type: ignore[index]
+    c = counters(repo)
+    assert c["joined"] == 2 and c["relabelled"] == 1 and c["stale"] == 1
+
+
+# ------------------------------------------------------------------ expiry by event time
+def test_after_a_backlog_predictions_expire_by_event_time_not_the_wall_clock(
+    tmp_path: Path,
+) -> None:
+    """The joiner was down for longer than the window: the streams hold a day-old hour
+    of traffic. Labels within the window join; expiry follows the stream's time."""
+    repo = make_project(tmp_path / "repo", slice(0, 20), loop_join_window=1000, loop_join_batch=4)
+    then = time.time() - 86400
+    ids = publish_traffic(repo, range(910, 914), when=then)
+    unlabelled = publish_traffic(repo, range(914, 916), when=then)
+    _, labels = digit_images()
+    # feedback for ids the joiner never saw comes first, so the labels of the four
+    # predictions are read a round after the predictions themselves
+    noise = [{"prediction_id": uuid.uuid4().hex, "label": 1, "time": then + 5} for _ in range(4)]
+    publish_feedback(repo, [*noise, *labels_for(ids, when=then + 30)])
+    with Joiner(repo) as joiner:
+        done = joiner.drain()
+    assert done["joined"] == 4 and done["unmatched"] == 4, done
+    assert set(landed(repo)) == {f"{labels[i]}/fb-{pid}.png" for i, pid in ids.items()}
+    c = counters(repo)
+    # once the stream was read to its end, its clock is now: the two unlabelled expire
+    assert c["expired"] == 2 and c["pending"] == 0
+    with JoinState(state_path(repo / "lake", "digits")) as state:
+        clock = state.clock()
+    assert clock is not None
+    assert time.time() - 60 < clock <= time.time()
+    late = [{"prediction_id": unlabelled[914], "label": 1, "time": time.time()}]
+    publish_feedback(repo, late)
+    with Joiner(repo) as joiner:
+        assert joiner.drain()["unmatched"] == 1
+    with JoinState(state_path(repo / "lake", "digits")) as state:
+        assert state.unmatched(1)[0]["reason"] == "the prediction expired (past loop_join_window)"
+
+
+def test_a_feedback_time_from_the_future_does_not_expire_waiting_predictions(
+    repo: Path,
+) -> None:
+    ids = publish_traffic(repo, range(920, 922))
+    bogus = [{"prediction_id": uuid.uuid4().hex, "label": 1, "time": time.time() + 1e6}]
+    publish_feedback(repo, bogus)
+    with Joiner(repo) as joiner:
+        joiner.drain()
+        clock = joiner.state.clock()
+    assert clock is not None and clock <= time.time()
+    publish_feedback(repo, labels_for(ids))
+    with Joiner(repo) as joiner:
+        assert joiner.drain()["joined"] == 2
+    assert counters(repo)["expired"] == 0

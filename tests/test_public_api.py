@@ -212,6 +212,7 @@ def test_registry_surface() -> None:
     assert methods == {
         "alias",
         "aliases",
+        "decision",
         "decisions",
         "get",
         "history",

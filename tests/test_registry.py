@@ -213,10 +213,11 @@ def test_champion_moves_only_through_the_gate_or_a_forced_override(lake: Lake) -
 
     labels = [0, 1] * 100
     decision = compare(labels, [1 - y for y in labels], labels, Policy(metric="accuracy"))
-    move = reg.promote("m@1", decision=decision, reason="nightly gate")
+    move = reg.promote("m@1", decision=decision, reason="nightly gate", champion=None)
     assert move.kind == "gate" and move.decision is not None
     assert move.decision["outcome"] == "promote"
-    reg.promote("m@2", decision={"passed": True, "estimate": 0.95})  # an acceptance claim
+    # an acceptance claim, whose record names the champion it was compared with (m@1)
+    reg.promote("m@2", decision={"passed": True, "estimate": 0.95, "champion": "m@1"})
     override = reg.alias("m@1", "champion", force=True, reason="roll back: bad canary")
     assert override.kind == "override" and override.previous == 2
     assert reg.load("m@champion").version == 1

@@ -142,14 +142,16 @@ def test_the_registry_over_the_gateway_and_the_models_grant(gateway: Any, tmp_pa
             reg.alias(v1.ref, "champion", force=True, reason="baseline")
         with pytest.raises(Refused):
             reg.promote(v1.ref, decision={"outcome": "block"})
-        reg.promote(v1.ref, decision={"outcome": "promote", "delta": 0.01}, reason="gate")
-        rec = reg.record_decision(name, {"outcome": "promote"})
+        rec = reg.record_decision(
+            name, {"outcome": "promote", "candidate": v1.ref, "champion": None, "delta": 0.01}
+        )
         assert rec["id"] == 1
+        reg.promote(v1.ref, decision=rec, reason="gate")
     # the server's own registry shows exactly what the client did
     local = Registry(gw.lake)
     assert local.aliases(name) == {"challenger": 2, "champion": 1}
     assert [m.kind for m in local.history(name)] == ["move", "gate"]
-    assert local.history(name)[1].decision == {"outcome": "promote", "delta": 0.01}
+    assert local.history(name)[1].decision == local.decisions(name)[0]
     before = (local.versions(name), local.history(name), local.decisions(name))
     # a principal without write on @models reads, but changes nothing
     with _remote(gw, reader) as lake:
@@ -162,7 +164,7 @@ def test_the_registry_over_the_gateway_and_the_models_grant(gateway: Any, tmp_pa
         with pytest.raises(AccessDenied):
             reg.record_decision(name, {"outcome": "block"})
         with pytest.raises(AccessDenied):
-            reg.promote(f"{name}@2", decision={"outcome": "promote"})
+            reg.promote(f"{name}@2", decision={"outcome": "promote", "champion": f"{name}@1"})
     assert (local.versions(name), local.history(name), local.decisions(name)) == before
     # no grant on @models at all: not even a look
     stranger = gw.user(f"stranger-{_uid()}", {"@runs": "write"})

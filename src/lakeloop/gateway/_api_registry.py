@@ -298,21 +298,69 @@ def remove_alias(ctx: ApiContext, model: str, alias: str) -> dict[str, Any]:
 @endpoint(
     "POST",
     "/models/{model}/promote",
-    summary="Move champion (or another alias) on the gate's promoting decision, stored with it",
+    summary="Move champion (or another alias) on a promoting decision recorded in the lake, "
+    "only while it still points at the version that decision compared with",
     response=_OBJ,
 )
 def promote(ctx: ApiContext, model: str) -> dict[str, Any]:
+    """The client's decision is not trusted: see :func:`_recorded_decision`. The move is
+    made with the lake's own record, as a compare-and-set under this server's lock."""
     need(ctx, MODELS, "write")
     body = _body(ctx)
-    move = _registry(ctx).promote(
-        f"{model}@{_text(body, 'version', 'latest')}",
-        decision=body.get("decision"),
+    reg = _registry(ctx)
+    candidate = reg.get(f"{model}@{_text(body, 'version', 'latest')}")
+    stored, compared = _recorded_decision(reg, model, candidate.ref, body)
+    move = reg.promote(
+        candidate.ref,
+        decision=stored,
+        champion=compared,
         reason=_text(body, "reason"),
         alias=_text(body, "alias", "champion"),
         actor=_who(ctx, body),
     )
     result: dict[str, Any] = move.to_dict()
     return result
+
+
+def _recorded_decision(
+    reg: Any, model: str, candidate: str, body: dict[str, Any]
+) -> tuple[dict[str, Any], int | None]:
+    """The lake's record of the decision the client sent -> (record, the champion version
+    it was compared with). It must be a record stored by ``record_decision``, sent back
+    unchanged, saying promote (checked by the registry) about *candidate*, made with
+    promotion on, and naming its champion; the evidence in it is not recomputed."""
+    from lakeloop.errors import Refused
+    from lakeloop.registry._registry import _compared_with
+
+    def refuse(message: str, hint: str | None = None) -> Refused:
+        return Refused(message, op="promote", target=candidate, hint=hint)
+
+    sent = body.get("decision")
+    decision_id = sent.get("id") if isinstance(sent, dict) else None
+    if isinstance(decision_id, bool) or not isinstance(decision_id, int):
+        raise refuse(
+            "over a gateway, promote needs a decision recorded in the lake (with its id)",
+            "store it with Registry.record_decision first and promote with the record it returns",
+        )
+    stored: dict[str, Any] = reg.decision(model, decision_id)
+    if json.loads(json.dumps(sent)) != stored:
+        raise refuse(f"the decision differs from decision {decision_id} recorded in the lake")
+    if stored.get("candidate") != candidate:
+        about = stored.get("candidate")
+        raise refuse(f"decision {decision_id} is about {about!r}, not {candidate}")
+    if stored.get("promoted") is False:
+        raise refuse(
+            f"decision {decision_id} was made with promotion turned off",
+            "run the gate with promotion on (`lakeloop ci` without --no-promote)",
+        )
+    if "champion" not in stored:
+        raise refuse(f"decision {decision_id} does not name the champion it was compared with")
+    compared = _compared_with(model, stored, stored["champion"])
+    if "champion" in body and _compared_with(model, stored, body["champion"]) != compared:
+        raise refuse(
+            f"decision {decision_id} compared with {stored['champion']!r}, not {body['champion']!r}"
+        )
+    return stored, compared
 
 
 @endpoint(

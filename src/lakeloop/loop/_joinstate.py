@@ -21,6 +21,10 @@ Tables:
 - ``unmatched`` — feedback that joined nothing, with the reason (it is also landed in
   the lake, so nothing is dropped silently).
 - ``counters`` — running totals for ``lakeloop loop status``.
+- ``clock`` — how far the feedback stream has been read, in event time (the newest
+  feedback event's time; the wall clock once nothing is left to read). Predictions
+  expire against it, not against the wall clock, so a joiner that restarts after a
+  backlog joins the labels waiting in the stream instead of expiring everything.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ CREATE TABLE IF NOT EXISTS unmatched (
     event_id TEXT PRIMARY KEY, pid TEXT, reason TEXT NOT NULL, key TEXT NOT NULL,
     time REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS clock (name TEXT PRIMARY KEY, value REAL NOT NULL);
 """
 
 
@@ -187,6 +192,22 @@ class JoinState:
 
     def was_expired(self, pid: str) -> bool:
         return self.db.execute("SELECT 1 FROM expired WHERE pid = ?", (pid,)).fetchone() is not None
+
+    def clock(self) -> float | None:
+        """How far the feedback stream has been read (event time), None before any round."""
+        row = self.db.execute("SELECT value FROM clock WHERE name = 'feedback'").fetchone()
+        return None if row is None else float(row[0])
+
+    def advance_clock(self, seen: float) -> float:
+        """Move the clock forward to *seen* (never back); -> the clock."""
+        self.db.execute(
+            "INSERT INTO clock VALUES ('feedback', ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)",
+            (seen,),
+        )
+        clock = self.clock()
+        assert clock is not None  # just written
+        return clock
 
     def expire(self, before: float) -> int:
         """Forget predictions older than *before*: unlabelled ones count as expired."""

@@ -13,8 +13,9 @@
    snapshot in this run, and decided with the project's policies; with no champion yet,
    the project's acceptance claim decides alone;
 5. store the decision and its evidence in the registry, move ``champion`` only on
-   ``promote`` (through :meth:`~lakeloop.registry.Registry.promote`), write the lock
-   (and commit it with ``commit=True``).
+   ``promote`` (through :meth:`~lakeloop.registry.Registry.promote`, a compare-and-set on
+   the champion the decision names: when it moved meanwhile, the candidate is compared
+   again with the new one), write the lock (and commit it with ``commit=True``).
 
 >>> result = run_ci("lakeloop.toml")                 # doctest: +SKIP
 >>> result.outcome, result.exit_code, result.candidate
@@ -59,6 +60,9 @@ _HARD = "\0labels"  # the key of a version's plain predictions (no policy can be
 # first failed trials (the runs keep everything: `lakeloop runs list`).
 TEST_OUTPUT_LINES = 20
 FAILED_TRIALS_SHOWN = 10
+# How often a candidate is compared again when champion moved under it (another gate
+# promoted meanwhile) before the run gives up with "champion moved".
+GATE_ATTEMPTS = 3
 
 
 @dataclass
@@ -359,7 +363,37 @@ def gate_candidate(
     The returned :class:`CiResult` has no lock yet (:func:`run_ci` writes it). Comparing
     a version with itself raises :class:`~lakeloop.errors.Refused`. With
     ``promote=False`` (pull requests) the decision is stored and champion never moves.
+
+    The promotion is a compare-and-set on the champion the decision names: when another
+    gate (``lakeloop ci`` elsewhere, the loop) moved champion while this one scored, the
+    registry refuses it, and the candidate is compared again with the new champion (a
+    new decision, which names the move in ``champion_moved``), up to
+    ``GATE_ATTEMPTS`` times; then :class:`~lakeloop.errors.Refused` ("champion moved").
     """
+    moves: list[str] = []
+    for _ in range(GATE_ATTEMPTS):
+        result = _gate_once(lake, project, candidate, snapshot, promote, extra, moves)
+        if result is not None:
+            return result
+    raise Refused(
+        f"champion moved {len(moves)} times while {candidate} was gated ({', '.join(moves)})",
+        op="gate",
+        target=candidate,
+        hint="run the gate again when the other promotions are done",
+    )
+
+
+def _gate_once(
+    lake: Lake,
+    project: Project,
+    candidate: str,
+    snapshot: str,
+    promote: bool,
+    extra: Mapping[str, Any] | None,
+    moves: list[str],
+) -> CiResult | None:
+    """One comparison, decision and promotion; None when champion moved between the
+    comparison and the promotion (the move is appended to *moves*: compare again)."""
     from lakeloop.catalog import Catalog
     from lakeloop.gate import Policy, acceptance, combine, compare, ratchet
     from lakeloop.gate.metrics import metric_spec
@@ -501,12 +535,27 @@ def gate_candidate(
         "promoted": promote and outcome == "promote",
         **dict(extra or {}),
     }
+    if moves:
+        record["champion_moved"] = list(moves)
+        reasons[:0] = [
+            f"champion moved ({m}) before this run's promotion: compared again" for m in moves
+        ]
     record = reg.record_decision(project.model, record)
     if outcome == "promote" and not promote:
         reasons.append(f"would promote {cand.ref}; champion not moved (promotion turned off)")
     elif outcome == "promote":
-        reg.promote(cand.ref, decision=record, reason=f"lakeloop ci decision {record['id']}")
-        reasons.append(f"champion moved to {cand.ref}")
+        try:
+            reg.promote(cand.ref, decision=record, reason=f"lakeloop ci decision {record['id']}")
+        except Refused:
+            now = reg.aliases(project.model).get("champion")
+            if now == champion_version:
+                raise  # refused for another reason than a moved champion
+            if now != cand.version:
+                moves.append(f"{champion_ref or 'none'} -> {project.model}@{now}")
+                return None
+            reasons.append(f"{cand.ref} was promoted meanwhile by another run")
+        else:
+            reasons.append(f"champion moved to {cand.ref}")
     elif champion_ref:
         reasons.append(f"champion stays {champion_ref}")
     return CiResult(

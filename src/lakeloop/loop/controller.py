@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lakeloop.errors import InvalidInput, LakeloopError
+from lakeloop.errors import InvalidInput, LakeloopError, Refused
 from lakeloop.loop._joinstate import JoinState, LiveAccuracy, state_path
 from lakeloop.loop.turns import ControllerLock, Turn, TurnLog, new_turn_id
 
@@ -218,27 +218,25 @@ def recover_turn(lake: Lake, project: Project) -> Turn | None:
         turn.status = "crashed"
     champion = reg.aliases(project.model).get("champion")
     current = None if champion is None else f"{project.model}@{champion}"
-    if (
-        record is not None
-        and record.get("promoted")
-        and record.get("candidate") != current
-        and record.get("champion") == current
-    ):
-        # it died between storing the promoting decision and moving the alias: finish
-        # the move the gate decided (the champion is still the one it was compared with)
-        reg.promote(
-            str(record["candidate"]),
-            decision=record,
-            reason=f"lakeloop loop: completing turn {turn.id}'s promotion after a crash",
-        )
-        current = str(record["candidate"])
-        turn.error += "; its promotion was completed on recovery"
-    elif record is not None and record.get("promoted") and record.get("candidate") != current:
-        turn.status, turn.outcome = "crashed", None
-        turn.error += (
-            "; the gate's promotion was never applied and the champion has moved since"
-            f" ({record.get('champion')} -> {current})"
-        )
+    if record is not None and record.get("promoted") and record.get("candidate") != current:
+        # it died between storing the promoting decision and moving the alias: finish the
+        # move the gate decided -- a compare-and-set, refused when the champion is no
+        # longer the one the decision compared with
+        try:
+            reg.promote(
+                str(record["candidate"]),
+                decision=record,
+                reason=f"lakeloop loop: completing turn {turn.id}'s promotion after a crash",
+            )
+        except Refused:
+            turn.status, turn.outcome = "crashed", None
+            turn.error += (
+                "; the gate's promotion was never applied and the champion has moved since"
+                f" ({record.get('champion')} -> {current})"
+            )
+        else:
+            current = str(record["candidate"])
+            turn.error += "; its promotion was completed on recovery"
     turn.champion_after = current
     runs = Runs(lake)
     for run in runs.list():

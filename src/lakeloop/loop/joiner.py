@@ -13,9 +13,16 @@ then holds it, with the label taken from the key, like every other example.
   counted as ``stale`` and changes nothing). Messages are acknowledged only after the
   lake writes are durable and the joiner's state has committed, so a crash anywhere
   means redelivery, never loss, and redelivery gives the same result.
+- **Several joiners of one model** (one group, the events split between them) apply
+  their batches one at a time, under the model's joiner lock (``joiner.lock`` beside
+  the state): reading a prediction's label, landing, deleting the old key and
+  committing are one step, so the last label wins across processes too and a
+  prediction id has one example in the lake.
 - **Late labels.** Predictions wait (durably, in SQLite: :mod:`lakeloop.loop._joinstate`)
   for ``loop_join_window`` seconds; a label within the window joins however late, and
   feedback that arrives before its prediction was read joins once the prediction comes.
+  The window is measured in event time — against how far the feedback stream has been
+  read, not the wall clock — so a joiner restarting on a backlog still joins it.
 - **Nothing dropped silently.** Feedback that joins nothing — an unknown id, one past
   the window, a malformed event, a label that cannot be a key segment — is landed as
   JSON in the reserved namespace ``_loop`` (``unmatched/<model>/<event id>.json``, with
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import socket
 import time
@@ -46,6 +54,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lakeloop._filelock import FileLock
 from lakeloop.errors import InvalidInput, LakeloopError, NotFound
 from lakeloop.loop._joinstate import JoinState, state_path
 from lakeloop.loop.turns import INTERNAL_NS
@@ -133,6 +142,14 @@ def land_form(given: Any) -> tuple[bytes, str, str]:
             return buf.getvalue(), ".png", "image/png"
     data = json.dumps(given, sort_keys=True, separators=(",", ":")).encode()
     return data, ".json", "application/json"
+
+
+def _event_time(data: Mapping[str, Any], stream_time: float) -> float:
+    """An event's own ``time`` (when it happened), else when it was published."""
+    when = data.get("time")
+    if isinstance(when, int | float) and not isinstance(when, bool) and math.isfinite(when):
+        return float(when)
+    return stream_time
 
 
 def _check_label(label: Any) -> str | None:
@@ -298,45 +315,76 @@ class Joiner:
     # ---------------------------------------------------------------- one round
     def poll(self, block: float = 0.0) -> dict[str, int]:
         """One round: read predictions, then feedback, then expire old predictions.
-        -> counts of what this round did."""
+        -> counts of what this round did.
+
+        Reading and acknowledging happen outside the model's joiner lock; applying a
+        batch (its state reads, lake writes and commit) happens inside it, so joiners
+        of one model in several processes apply their batches one at a time."""
         batch = max(1, int(self.settings["loop_join_batch"]))
         done = {"predictions": 0, "feedback": 0, "joined": 0, "unmatched": 0, "stale": 0}
         msgs = self.predictions.consume(self.group, self.consumer, max=batch, block=block)
         if msgs:
             done["predictions"] = len(msgs)
-            rejoin = self._record_predictions(msgs)
-            if rejoin:
-                self._join(rejoin, done, retry=True)
+            with self._exclusive():
+                rejoin = self._record_predictions(msgs)
+                if rejoin:
+                    self._join(rejoin, done, retry=True)
             self.predictions.ack(self.group, [m.offset for m in msgs])
         msgs = self.feedback.consume(self.group, self.consumer, max=batch, block=0.0)
-        if msgs:
-            done["feedback"] = len(msgs)
-            already = self.state.seen([m.id for m in msgs])
-            items = []
-            for order, m in enumerate(msgs):
-                if m.id in already:
-                    continue
-                data = m.data if isinstance(m.data, Mapping) else {}
-                pid = data.get("prediction_id")
-                when = data.get("time", m.time)
-                items.append(
-                    _Feedback(
-                        event_id=m.id,
-                        pid=pid if isinstance(pid, str) and pid else None,
-                        label=data.get("label"),
-                        time=float(when) if isinstance(when, int | float) else m.time,
-                        raw=m.data,
-                        order=order,
-                    )
-                )
-            self._join(items, done)
-            self.feedback.ack(self.group, [m.offset for m in msgs])
         window = float(self.settings["loop_join_window"])
-        if window:
-            self.state.begin()
-            self.state.expire(time.time() - window)
-            self.state.commit()
+        with self._exclusive():
+            if msgs:
+                done["feedback"] = len(msgs)
+                items = self._feedback_items(msgs)
+                self._join(items, done)
+            if window:
+                self.state.begin()
+                try:
+                    now = self.state.advance_clock(self._stream_time(msgs))
+                    self.state.expire(now - window)
+                    self.state.commit()
+                except BaseException:
+                    self.state.rollback()
+                    raise
+        if msgs:
+            self.feedback.ack(self.group, [m.offset for m in msgs])
         return done
+
+    def _exclusive(self) -> FileLock:
+        """The model's joiner lock, beside its state file."""
+        return FileLock(self.state.path.with_name("joiner.lock"))
+
+    def _feedback_items(self, msgs: Sequence[Any]) -> list[_Feedback]:
+        """The batch's feedback events not applied yet (checked under the lock)."""
+        already = self.state.seen([m.id for m in msgs])
+        items = []
+        for order, m in enumerate(msgs):
+            if m.id in already:
+                continue
+            data = m.data if isinstance(m.data, Mapping) else {}
+            pid = data.get("prediction_id")
+            items.append(
+                _Feedback(
+                    event_id=m.id,
+                    pid=pid if isinstance(pid, str) and pid else None,
+                    label=data.get("label"),
+                    time=_event_time(data, m.time),
+                    raw=m.data,
+                    order=order,
+                )
+            )
+        return items
+
+    @staticmethod
+    def _stream_time(feedback: Sequence[Any]) -> float:
+        """How far the feedback stream has been read, in event time: its newest event's
+        time, or the wall clock when nothing was left to read (a label posted from now
+        on is stamped now or later). Never ahead of the wall clock."""
+        now = time.time()
+        if not feedback:
+            return now
+        data = [m.data if isinstance(m.data, Mapping) else {} for m in feedback]
+        return min(now, max(_event_time(d, m.time) for d, m in zip(data, feedback, strict=True)))
 
     def drain(self, max_rounds: int | None = None) -> dict[str, int]:
         """Poll until a round reads nothing; -> the summed counts."""
@@ -367,12 +415,11 @@ class Joiner:
                 other += 1
                 continue
             version = d.get("version")
-            when = d.get("time", m.time)
             rows.append(
                 (
                     pid,
                     bool(d.get("shadow")),
-                    float(when) if isinstance(when, int | float) else m.time,
+                    _event_time(d, m.time),
                     version if isinstance(version, int) else None,
                     d.get("input"),
                     d.get("output"),

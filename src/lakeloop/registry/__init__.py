@@ -8,10 +8,12 @@ Public surface::
         .predict(batch), .version, .lineage, .model
     reg.models() / reg.versions("digits") / reg.get("digits@3") / reg.aliases("digits")
     reg.alias("digits@3", "challenger", reason="...")          # any alias but champion
-    reg.promote("digits@3", decision=gate_decision)            # champion: the gate's way
+    reg.promote("digits@3", decision=record)  # champion: the gate's way, only while
+                                              # champion is the one record compared with
     reg.alias("digits@3", "champion", force=True, reason="...")  # recorded override
     reg.history("digits") -> [AliasMove]                       # who, when, why
     reg.record_decision("digits", record) / reg.decisions("digits")  # every gate decision
+    reg.decision("digits", 7)                                  # one, by its id
 
 Flavors (``keras``, ``sklearn``, ``pyfunc``) are subclasses of :class:`Flavor`. See
 docs/registry.md.

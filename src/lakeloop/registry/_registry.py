@@ -20,6 +20,11 @@ gateway, which runs it through a Registry of its own under its lock file (grants
 ``champion`` is special: :meth:`Registry.promote` moves it and needs the gate's decision
 (stored with the move); :meth:`Registry.alias` moves it only with ``force=True`` and a
 reason, recorded as an override. Anything else is refused.
+
+A promotion is a compare-and-set: the decision names the champion the candidate was
+compared with, and the move happens, under the model's lock, only while that is still the
+champion. Two gates that both beat champion @1 cannot both promote: the second is
+refused (nothing changes) and has to be compared with the new champion first.
 """
 
 from __future__ import annotations
@@ -97,6 +102,10 @@ def parse_model_ref(ref: str) -> tuple[str, str]:
             hint="use @3, @latest or @alias",
         )
     return name, sel
+
+
+def _ref(name: str, version: int | None) -> str:
+    return "no version" if version is None else f"{name}@{version}"
 
 
 def _actor(actor: str | None) -> str:
@@ -266,6 +275,38 @@ def _decision_record(decision: Any) -> dict[str, Any]:
             hint="only a promoting decision moves champion",
         )
     return record
+
+
+_UNSET: Any = object()
+
+
+def _compared_with(name: str, record: Mapping[str, Any], champion: Any) -> int | None:
+    """The version the decision compared the candidate with (None: there was no
+    champion): *champion* when given, else the record's ``champion`` field."""
+    if champion is _UNSET:
+        if "champion" not in record:
+            raise Refused(
+                "the decision does not name the champion it was compared with",
+                op="promote",
+                target=name,
+                hint="pass champion='NAME@N' (None for a first promotion), or a decision "
+                "record with a 'champion' field, as `lakeloop ci` stores them",
+            )
+        champion = record["champion"]
+    if champion is None:
+        return None
+    if isinstance(champion, int) and not isinstance(champion, bool) and champion > 0:
+        return champion
+    if isinstance(champion, str):
+        model, _, number = champion.rpartition("@")
+        if model in ("", name) and number.isdigit() and int(number) > 0:
+            return int(number)
+    raise InvalidInput(
+        f"bad champion {champion!r} for model {name!r}",
+        op="promote",
+        target=name,
+        hint="the champion compared with is NAME@N, N, or None",
+    )
 
 
 class Registry:
@@ -500,6 +541,7 @@ class Registry:
         why: str,
         actor: str | None,
         decision: dict[str, Any] | None,
+        expect: int | None,
     ) -> AliasMove:
         name, sel = parse_model_ref(ref)
         body: dict[str, Any] = {"reason": why, "actor": _actor(actor)}
@@ -507,7 +549,12 @@ class Registry:
             body["force"] = True  # remove_alias checked force and reason already
             d = self._call("DELETE", f"/models/{name}/aliases/{alias}", body)
         elif kind == "gate":
-            body |= {"version": sel, "alias": alias, "decision": decision}
+            body |= {
+                "version": sel,
+                "alias": alias,
+                "decision": decision,
+                "champion": None if expect is None else f"{name}@{expect}",
+            }
             d = self._call("POST", f"/models/{name}/promote", body)
         else:
             body |= {"version": sel, "alias": alias, "force": kind == "override"}
@@ -523,14 +570,28 @@ class Registry:
         why: str,
         actor: str | None,
         decision: dict[str, Any] | None = None,
+        expect: int | None = None,
     ) -> AliasMove:
+        """Move (or remove) *alias*; a ``gate`` move only while *alias* still points at
+        *expect*, the version the decision compared with (checked under the lock)."""
         if self._remote:
-            return self._move_remote(ref, alias, kind=kind, why=why, actor=actor, decision=decision)
+            return self._move_remote(
+                ref, alias, kind=kind, why=why, actor=actor, decision=decision, expect=expect
+            )
         name, _ = parse_model_ref(ref)
         with self._lock(name):
             target = None if kind == "remove" else self.get(ref).version
             state = self._state(name)
             previous = state["aliases"].get(alias)
+            if kind == "gate" and previous != expect:
+                raise Refused(
+                    f"champion moved: {alias} is {_ref(name, previous)}, and the decision "
+                    f"compared {name}@{target} with {_ref(name, expect)}",
+                    op="promote",
+                    target=f"{name}@{target}",
+                    hint=f"compare {name}@{target} with {_ref(name, previous)} first "
+                    "(`lakeloop ci --candidate` runs the gate again)",
+                )
             if kind == "remove":
                 if previous is None:
                     raise NotFound(f"model {name!r} has no alias {alias!r}", op="remove alias")
@@ -639,6 +700,22 @@ class Registry:
             )
         return dict(doc)
 
+    def decision(self, name: str, decision_id: int) -> dict[str, Any]:
+        """The decision recorded about model *name* under *decision_id*."""
+        _check_name(name)
+        if isinstance(decision_id, bool) or not isinstance(decision_id, int) or decision_id < 1:
+            raise InvalidInput(f"bad decision id {decision_id!r}", op="decision", target=name)
+        try:
+            raw = self._ns.get(f"models/{name}/decisions/{decision_id:08d}.json")
+        except NotFound:
+            raise NotFound(
+                f"no decision {decision_id} recorded for model {name!r}",
+                op="decision",
+                target=name,
+                hint=f"list them with `lakeloop models show {name}`",
+            ) from None
+        return dict(json.loads(raw))
+
     def decisions(self, name: str) -> list[dict[str, Any]]:
         """Every decision recorded about model *name*, oldest first."""
         _check_name(name)
@@ -654,15 +731,32 @@ class Registry:
         reason: str = "",
         alias: str = CHAMPION,
         actor: str | None = None,
+        champion: Any = _UNSET,
     ) -> AliasMove:
         """Move ``champion`` to *ref* on the gate's *decision*, stored with the move.
 
         *decision* is a :mod:`lakeloop.gate` decision (anything with ``to_dict()``) or
         its dict; it must have ``outcome == "promote"`` (an acceptance claim:
         ``passed``), or the move is refused.
+
+        Compare-and-set: *champion* (``NAME@N``, ``N``, or None for a first promotion;
+        default: the record's ``champion`` field, which ``lakeloop ci`` fills in) is the
+        version the candidate was compared with. When *alias* points elsewhere by the
+        time the move runs (under the model's lock), it raises
+        :class:`~lakeloop.errors.Refused` ("champion moved") and changes nothing. Over a
+        gateway, *decision* must be a record stored by :meth:`record_decision`: the
+        gateway checks it against its copy (see docs/registry.md).
         """
         _check_alias(alias)
         record = _decision_record(decision)
+        name, _ = parse_model_ref(ref)
+        expect = _compared_with(name, record, champion)
         return self._move(
-            ref, alias, kind="gate", why=reason or "gate", actor=actor, decision=record
+            ref,
+            alias,
+            kind="gate",
+            why=reason or "gate",
+            actor=actor,
+            decision=record,
+            expect=expect,
         )
