@@ -180,6 +180,30 @@ def test_lock_round_trip(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_two_writers_of_one_lock_never_trip_over_each_other(tmp_path: Path) -> None:
+    """ci and the loop may write the lock of one checkout at the same moment."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def write(tag: str) -> None:
+        try:
+            for i in range(150):
+                write_lock(tmp_path, Lock(code=f"{tag}{i}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    got = read_lock(tmp_path)
+    assert got is not None and got.code in {"a149", "b149"}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+import threading
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -445,7 +446,12 @@ def write_lock(path: str | os.PathLike[str], lock: Lock) -> Path:
     body.update(
         {f.name: getattr(lock, f.name) for f in fields(Lock) if getattr(lock, f.name) is not None}
     )
-    tmp = file.with_name(file.name + ".tmp")
-    tmp.write_text(_LOCK_HEADER + tomli_w.dumps(body), encoding="utf-8")
-    os.replace(tmp, file)
+    # a temporary name of this process's own: two runs writing the lock of one checkout
+    # at once (ci and the loop) must not rename each other's file away
+    tmp = file.with_name(f"{file.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(_LOCK_HEADER + tomli_w.dumps(body), encoding="utf-8")
+        os.replace(tmp, file)
+    finally:
+        tmp.unlink(missing_ok=True)
     return file
