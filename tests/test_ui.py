@@ -366,3 +366,39 @@ def test_listing_pages_find_every_folder_and_object_once(tmp_path: Path) -> None
         assert [i.key for i in ns.list("b/", start_after="a")] == under_b
         assert [i.key for i in ns.list("b/", start_after=under_b[5])] == under_b[6:]
         assert list(ns.list("b/", start_after="c")) == []
+
+
+def test_a_decision_whose_promotion_was_refused_does_not_show_champion_moved(
+    tmp_path: Path,
+) -> None:
+    """A decision records that it asks to promote before the promotion is tried; when the
+    compare-and-set refuses it (champion moved meanwhile) the UI must not say it moved."""
+    from sklearn.linear_model import LogisticRegression
+
+    from lakeloop import Lake
+    from lakeloop.registry import Registry
+
+    x, y = [[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]
+    with Lake.open(tmp_path / "lake", create=True, background=False) as lake:
+        reg = Registry(lake)
+        v1, v2, v3 = (reg.register("m", LogisticRegression().fit(x, y)) for _ in range(3))
+        base = {"kind": "ci", "outcome": "promote", "passed": True, "promoted": True}
+        first = reg.record_decision("m", {**base, "candidate": v1.ref, "champion": None})
+        reg.promote(v1.ref, decision=first, reason="first")
+        won = reg.record_decision("m", {**base, "candidate": v2.ref, "champion": v1.ref})
+        lost = reg.record_decision("m", {**base, "candidate": v3.ref, "champion": v1.ref})
+        reg.promote(v2.ref, decision=won, reason="won")
+        with pytest.raises(Exception, match="champion"):
+            reg.promote(v3.ref, decision=lost, reason="lost the race")
+    with server(["ui"], tmp_path / "lake") as url, httpx.Client(base_url=url) as client:
+
+        def moved(rec: dict[str, Any]) -> str:
+            page = client.get(f"/models/m/decisions/{rec['id']}")
+            assert page.status_code == 200
+            found = re.search(r"<th>champion moved</th><td>(\w+)</td>", page.text)
+            assert found, page.text[:2000]
+            return found.group(1)
+
+        assert [moved(r) for r in (first, won, lost)] == ["yes", "yes", "no"]
+        listing = client.get("/models/m").text
+        assert listing.count(" promoted</td>") == 2

@@ -443,7 +443,8 @@ def model(ui: UI, viewer: Viewer, request: Request) -> Response:
     name = str(request.path_params["model"])
     reg, versions = _visible_model(viewer, name)
     visible = {v.version for v in versions}
-    moves = [m for m in reg.history(name) if m.version in visible or m.previous in visible]
+    history = reg.history(name)
+    moves = [m for m in history if m.version in visible or m.previous in visible]
     decisions = [d for d in reg.decisions(name) if viewer.can_see_decision(d)]
     chart = None
     gated = records.gate_values(decisions, {v.ref for v in versions})
@@ -469,9 +470,16 @@ def model(ui: UI, viewer: Viewer, request: Request) -> Response:
         aliases=_visible_aliases(reg, name, versions),
         moves=list(reversed(moves)),
         decisions=list(reversed(decisions)),
+        moved_by=_moved_champion(history),
         chart=chart,
         snapshot_numbers=records.snapshot_numbers(viewer, versions),
     )
+
+
+def _moved_champion(history: list[Any]) -> set[Any]:
+    """Ids of the decisions that did move champion, from the alias history: a decision
+    that asked to promote was refused when champion had moved since its comparison."""
+    return {m.decision.get("id") for m in history if m.kind == "gate" and m.decision}
 
 
 def decision(ui: UI, viewer: Viewer, request: Request) -> Response:
@@ -516,6 +524,7 @@ def decision(ui: UI, viewer: Viewer, request: Request) -> Response:
         title=f"{name} decision {number}",
         name=name,
         rec=rec,
+        moved=rec.get("id") in _moved_champion(reg.history(name)),
         checks=checks,
         acceptance=records.acceptance_of(rec),
         delta_chart=delta_chart,
