@@ -429,14 +429,16 @@ def test_cli_refuses_an_unknown_model_in_one_line(tmp_path: Path) -> None:
 
 
 def test_log_sync_answers_only_once_the_log_is_durable(sklearn_lake: Lake) -> None:
+    """With log_sync, an answered prediction is in the log even when the server is killed
+    with SIGKILL the moment the answer arrives (nothing was left in a queue to write)."""
     lake = sklearn_lake
-    rows = np.random.default_rng(2).random((5, 4)).tolist()
-    with Server(Path(lake.root), "lr@1", options={"log_sync": "true"}) as server:
-        for k in range(5):
+    rows = np.random.default_rng(2).random((3, 4)).tolist()
+    for k in range(3):
+        with Server(Path(lake.root), "lr@1", options={"log_sync": "true"}) as server:
             r = server.predict([rows[k]])
-            assert r.status_code == 200
-            # no waiting: the answer came after the event was durable on the stream
-            logged = {m.id: m.data for m in _events(lake, "predictions")}
-            pid = r.json()["prediction_ids"][0]
-            assert logged[pid]["input"] == rows[k] and logged[pid]["version"] == 1
-        assert server.client.get("/healthz").json()["alias"] == "1"
+            server.kill()
+        assert r.status_code == 200
+        logged = {m.id: m.data for m in _events(lake, "predictions")}
+        pid = r.json()["prediction_ids"][0]
+        assert pid in logged, "an answered prediction was lost with the server"
+        assert logged[pid]["input"] == rows[k] and logged[pid]["version"] == 1
