@@ -602,6 +602,14 @@ SETTINGS: dict[str, Setting] = {
             _parse_bool,
             "the gateway serves the web UI at /ui (login with an access key and secret)",
         ),
+        # gateway: what one batch read may return (checked from the index before reading)
+        Setting(
+            "gateway_read_batch_max_bytes",
+            64 << 20,
+            parse_size,
+            "most bytes one batch read (POST /api/v1/namespaces/NS/read) may return; the "
+            "items' sizes are summed from the index and a larger batch is refused unread",
+        ),
     ]
 }
 

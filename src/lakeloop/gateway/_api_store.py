@@ -161,9 +161,9 @@ def locate(ctx: ApiContext, namespace: str) -> dict[str, Any]:
     return {"located": [list(t) for t in found]}
 
 
-# what one batch read may ask for: the client groups a snapshot's entries to fit
+# what one batch read may ask for: the client groups a snapshot's entries to fit (the
+# bytes are capped by the setting gateway_read_batch_max_bytes)
 READ_MAX_ITEMS = 4096
-READ_MAX_BYTES = 64 << 20
 
 
 @endpoint(
@@ -176,8 +176,10 @@ READ_MAX_BYTES = 64 << 20
 )
 def read_versions(ctx: ApiContext, namespace: str) -> Binary:
     """A snapshot reader's batch: ``{"items": [[key, version], ...]}`` (at most 4096
-    items and 64 MiB), read in the order given (the client orders them physically, so
-    the disk sees a forward sweep); one round trip instead of one per example."""
+    items and ``gateway_read_batch_max_bytes``), read in the order given (the client
+    orders them physically, so the disk sees a forward sweep); one round trip instead of
+    one per example. Every item's size comes from the index first, so a batch over the
+    limit is refused before any object is read."""
     body = ctx.body if isinstance(ctx.body, dict) else {}
     items = body.get("items")
     if (
@@ -198,13 +200,14 @@ def read_versions(ctx: ApiContext, namespace: str) -> Binary:
             f'the body is {{"items": [[key, version], ...]}} (<= {READ_MAX_ITEMS})',
         )
     ns = ctx.lake.namespace(namespace)
-    parts: list[bytes] = []
-    total = 0
-    for key, version in items:
-        data = ns.get(key, version=version)
-        total += len(data)
-        if total > READ_MAX_BYTES:
-            raise ApiError(400, "TooLarge", f"the items hold over {READ_MAX_BYTES} bytes")
-        parts.append(data)
+    limit = int(ctx.lake.settings["gateway_read_batch_max_bytes"])
+    sizes = [ns.stat(key, version=version).size for key, version in items]
+    if sum(sizes) > limit:
+        raise ApiError(
+            413,
+            "TooLarge",
+            f"the items hold {sum(sizes):,} bytes; one batch read returns at most {limit:,}",
+        )
+    parts = [ns.get(key, version=version) for key, version in items]
     head = struct.pack(f">I{len(parts)}Q", len(parts), *(len(p) for p in parts))
     return Binary(b"".join([head, *parts]))
