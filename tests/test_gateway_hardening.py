@@ -2,9 +2,9 @@
 
 Against a real server (uvicorn on a loopback port): a refused upload is answered while
 its body has not been sent at all (a server that waited for the body would never
-answer), a batch read over its limit is refused from the index alone (the test removes
-the bytes from disk: reading them would fail otherwise), and a dataset the caller may
-not read answers exactly like one that does not exist.
+answer), a batch read over its limit is refused before the item that passes it is read
+(the test damages that item's bytes: reading them would fail otherwise), and a dataset
+the caller may not read answers exactly like one that does not exist.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from lakeloop import _sigv4 as sigv4
+from lakeloop.errors import ChecksumError
 
 TIGHT = {
     "blob_threshold": "16KiB",
@@ -149,17 +150,20 @@ def _unpack(data: bytes) -> list[bytes]:
     return out
 
 
-def test_a_batch_read_over_its_limit_is_refused_from_the_index_alone(tight: Any) -> None:
+def test_a_batch_read_over_its_limit_is_refused_before_the_item_is_read(tight: Any) -> None:
     b = tight.bucket()
     ns = tight.lake.namespace(b)
     small = [ns.put(f"s{i}", os.urandom(10_000)) for i in range(3)]
     big = ns.put("big", os.urandom(80_000))  # a blob, over the 64 KiB a batch may return
     status, data = _batch(tight, b, [[i.key, i.version] for i in small])
     assert status == 200 and _unpack(data) == [ns.get(i.key) for i in small]
-    # take the blob's bytes away: a server that read before checking would fail on them
-    for folder, _, files in os.walk(Path(ns.root) / "blobs"):
-        for name in files:
-            os.remove(Path(folder) / name)
+    # damage the blob's last bytes: a server that read it before checking would fail on it
+    (blob,) = [Path(d) / n for d, _, names in os.walk(Path(ns.root) / "blobs") for n in names]
+    with open(blob, "r+b") as f:
+        f.seek(-1000, os.SEEK_END)
+        f.write(bytes(1000))
+    with pytest.raises(ChecksumError):
+        ns.get("big")
     status, data = _batch(tight, b, [[small[0].key, small[0].version], ["big", big.version]])
     assert (status, _error_code(data)) == (413, "TooLarge"), data
     assert b"65,536" in data  # the message gives the limit
@@ -168,7 +172,7 @@ def test_a_batch_read_over_its_limit_is_refused_from_the_index_alone(tight: Any)
     status, data = _batch(tight, b, [[i.key, i.version] for i in many])
     assert (status, _error_code(data)) == (413, "TooLarge")
     status, data = _batch(tight, b, [[i.key, i.version] for i in many[:2]])
-    assert status == 200 and len(_unpack(data)) == 2
+    assert status == 200 and _unpack(data) == [ns.get(i.key) for i in many[:2]]
 
 
 def test_an_internal_object_is_streamed_whole(gateway: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 from typing import Any
 
@@ -178,8 +179,13 @@ def read_versions(ctx: ApiContext, namespace: str) -> Binary:
     """A snapshot reader's batch: ``{"items": [[key, version], ...]}`` (at most 4096
     items and ``gateway_read_batch_max_bytes``), read in the order given (the client
     orders them physically, so the disk sees a forward sweep); one round trip instead of
-    one per example. Every item's size comes from the index first, so a batch over the
-    limit is refused before any object is read."""
+    one per example.
+
+    Memory stays under the limit: each item is opened before it is read, and its size
+    (from its record, or its blob's pointer: a blob is opened, not read) counted, so
+    an item that would take the batch over the limit is refused (413) before its bytes
+    are read; what was read before it is at most the limit. Opening costs what the
+    read's own lookup costs, so this adds no index lookup per item."""
     body = ctx.body if isinstance(ctx.body, dict) else {}
     items = body.get("items")
     if (
@@ -201,13 +207,18 @@ def read_versions(ctx: ApiContext, namespace: str) -> Binary:
         )
     ns = ctx.lake.namespace(namespace)
     limit = int(ctx.lake.settings["gateway_read_batch_max_bytes"])
-    sizes = [ns.stat(key, version=version).size for key, version in items]
-    if sum(sizes) > limit:
-        raise ApiError(
-            413,
-            "TooLarge",
-            f"the items hold {sum(sizes):,} bytes; one batch read returns at most {limit:,}",
-        )
-    parts = [ns.get(key, version=version) for key, version in items]
+    parts: list[bytes] = []
+    total = 0
+    for key, version in items:
+        with ns.open(key, version=version) as f:
+            total += f.seek(0, io.SEEK_END)
+            if total > limit:
+                raise ApiError(
+                    413,
+                    "TooLarge",
+                    f"the items hold over {limit:,} bytes, the most one batch read returns",
+                )
+            f.seek(0)
+            parts.append(f.read())
     head = struct.pack(f">I{len(parts)}Q", len(parts), *(len(p) for p in parts))
     return Binary(b"".join([head, *parts]))
