@@ -135,8 +135,8 @@ def endpoint(
     (``(ctx, **path_params) -> None``, pure and quick: it runs on the event loop) refuses."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        ep = Endpoint(method, path, fn, summary, role, response, query or {}, public, upload)
-        ep.grant, ep.check = grant, check
+        ep = Endpoint(method, path, fn, summary, role, response, query or {})
+        ep.public, ep.upload, ep.grant, ep.check = public, upload, grant, check
         ENDPOINTS.append(ep)
         return fn
 
