@@ -602,13 +602,13 @@ SETTINGS: dict[str, Setting] = {
             _parse_bool,
             "the gateway serves the web UI at /ui (login with an access key and secret)",
         ),
-        # gateway: what one batch read may return (checked from the index before reading)
+        # gateway: what one batch read may return (each item sized before it is read)
         Setting(
             "gateway_read_batch_max_bytes",
             64 << 20,
             parse_size,
             "most bytes one batch read (POST /api/v1/namespaces/NS/read) may return; the "
-            "items' sizes are summed from the index and a larger batch is refused unread",
+            "batch is refused (413) at the item that would pass it, before its bytes are read",
         ),
     ]
 }
