@@ -109,7 +109,7 @@ def one_pass(open_lake: Any, ref: str, per_object: bool) -> tuple[float, float, 
         t1 = time.perf_counter()
         if per_object:
             ns = lake.namespace(reader.snapshot.namespace)
-            order = [e for vol in reader.volumes for e in reader._plan[vol]]
+            order = [e for vol in reader.volumes for e in reader._plan[vol].entries]
             got = ns.get_many(((e.key, e.version) for e in order), workers=8)
             n = sum(1 for e, data in zip(order, got, strict=True) if reader.snapshot.check(e, data))
         else:

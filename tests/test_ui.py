@@ -19,7 +19,7 @@ import pytest
 from _uilake import XSS_KEY, XSS_META
 from _uiserver import server
 from lakeloop.ui._charts import IntervalRow, interval_chart, line_chart
-from lakeloop.ui._session import COOKIE, SessionSigner
+from lakeloop.ui._session import COOKIE, CSRF_COOKIE, SessionSigner
 
 # what only bob's namespace holds: none of it may reach alice's pages
 BOBS = ("secret-plan", "classified", "secretset", "secret-model", "plans/")
@@ -47,9 +47,26 @@ def client_for(url: str, pool: list[httpx.Client], **options: Any) -> httpx.Clie
     return client
 
 
+def csrf_of(html: str) -> str:
+    """The CSRF token a page's form carries."""
+    found = re.search(r'name="csrf" value="([^"]*)"', html)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+def post_login(
+    client: httpx.Client, key: tuple[str, str], path: str = "/ui/login", **options: Any
+) -> httpx.Response:
+    """What a browser does: open the login form, then post it with its token."""
+    token = csrf_of(client.get(path).text)
+    return client.post(
+        path, data={"access_key": key[0], "secret": key[1], "csrf": token}, **options
+    )
+
+
 def login(url: str, key: tuple[str, str], pool: list[httpx.Client]) -> httpx.Client:
     client = client_for(url, pool)
-    r = client.post("/ui/login", data={"access_key": key[0], "secret": key[1]})
+    r = post_login(client, key)
     assert r.status_code == 303, r.text
     return client
 
@@ -130,22 +147,16 @@ def test_login_sessions_and_cookies(
     assert r.headers["location"].startswith("/ui/login?next=")
     assert urllib.parse.unquote(r.headers["location"]).endswith("/ui/ns/photos?prefix=digits/")
     assert anon.get("/ui", follow_redirects=False).headers["location"] == "/ui/"
-    bad = anon.post("/ui/login", data={"access_key": ui_lake["alice"][0], "secret": "wrong"})
+    bad = post_login(anon, (ui_lake["alice"][0], "wrong"))
     assert bad.status_code == 401 and COOKIE not in bad.cookies
-    unknown = anon.post("/ui/login", data={"access_key": "LLNOSUCHKEY", "secret": "x"})
+    unknown = post_login(anon, ("LLNOSUCHKEY", "x"))
     assert unknown.status_code == 401
     # an open redirect is refused: after login, only pages of the UI
-    r = anon.post(
-        "/ui/login?next=https://evil.example/",
-        data={"access_key": ui_lake["alice"][0], "secret": ui_lake["alice"][1]},
-    )
+    r = post_login(anon, ui_lake["alice"], "/ui/login?next=https://evil.example/")
     assert r.status_code == 303 and r.headers["location"] == "/ui/"
     for bad in ["//evil.example/", "/\\evil.example/", "/ui/\\x", "/ui/\tx", "https:/ui/"]:
-        r2 = anon.post(
-            "/ui/login",
-            params={"next": bad},
-            data={"access_key": ui_lake["alice"][0], "secret": ui_lake["alice"][1]},
-        )
+        r2 = post_login(client_for(gateway, clients), ui_lake["alice"], "/ui/login?" +
+                        urllib.parse.urlencode({"next": bad}))  # fmt: skip
         assert r2.headers["location"] == "/ui/", bad
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui/" in cookie
@@ -199,6 +210,79 @@ def test_models_and_runs_need_their_own_grants_besides_the_datasets(
         assert "digits-lr" not in dave.get("/ui/runs").text
     finally:
         creds.delete("dave")
+
+
+def test_every_post_needs_its_csrf_token(
+    gateway: str, ui_lake: dict[str, Any], clients: list[httpx.Client]
+) -> None:
+    """A page of another site can make a browser post to the UI, with the browser's cookies
+    but without a token it cannot read: it neither logs the victim in nor out."""
+    alice = ui_lake["alice"]
+    victim = client_for(gateway, clients)
+    form = victim.get("/ui/login")
+    cookie = form.headers["set-cookie"]
+    assert CSRF_COOKIE in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "Path=/ui/" in cookie
+    fields = {"access_key": alice[0], "secret": alice[1]}
+    # no token, or a token the attacker got on its own visit: refused, no session
+    no_token = victim.post("/ui/login", data=fields)
+    assert no_token.status_code == 403 and COOKIE not in no_token.cookies
+    attacker = client_for(gateway, clients)
+    theirs = csrf_of(attacker.get("/ui/login").text)
+    assert theirs != csrf_of(form.text)
+    forged = victim.post("/ui/login", data={**fields, "csrf": theirs})
+    assert forged.status_code == 403 and COOKIE not in forged.cookies
+    # a token without the cookie it was made for (the cookie is SameSite=Strict)
+    bare = client_for(gateway, clients)
+    cut = bare.post("/ui/login", data={**fields, "csrf": csrf_of(form.text)})
+    assert cut.status_code == 403 and COOKIE not in cut.cookies
+    assert victim.get("/ui/").status_code == 303  # nobody was logged in
+    # logged in, logging out needs the session's token too
+    session = login(gateway, alice, clients)
+    home = session.get("/ui/")
+    assert home.status_code == 200
+    assert session.post("/ui/logout").status_code == 403
+    assert session.post("/ui/logout", data={"csrf": theirs}).status_code == 403
+    assert session.get("/ui/").status_code == 200  # still logged in
+    out = session.post("/ui/logout", data={"csrf": csrf_of(home.text)})
+    assert out.status_code == 303 and out.headers["location"] == "/ui/login"
+    assert session.get("/ui/").status_code == 303
+
+
+def test_a_new_secret_ends_the_sessions_opened_with_the_old_one(
+    gateway: str, ui_lake: dict[str, Any], clients: list[httpx.Client]
+) -> None:
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from _uiserver import _env
+    from lakeloop.gateway import Credentials
+
+    creds = Credentials(ui_lake["credentials"])
+    access, secret = creds.create("erin")
+    creds.grant("erin", "photos", "read")
+    try:
+        erin = login(gateway, (access, secret), clients)
+        assert erin.get("/ui/ns/photos").status_code == 200
+        r = subprocess.run(
+            [sys.executable, "-m", "lakeloop", "user", "new-secret", "erin", "--json",
+             "--credentials", str(ui_lake["credentials"])],
+            env=_env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        new = json.loads(r.stdout)["keys"]
+        assert list(new) == [access] and new[access] != secret
+        deadline = time.monotonic() + 30  # the gateway rereads the file within a second
+        while erin.get("/ui/ns/photos").status_code != 303:  # back to the login
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert post_login(client_for(gateway, clients), (access, secret)).status_code == 401
+        again = login(gateway, (access, new[access]), clients)
+        assert again.get("/ui/ns/photos").status_code == 200
+    finally:
+        creds.delete("erin")
 
 
 def test_signed_requests_to_ui_paths_are_s3_requests(gateway: str, ui_lake: dict[str, Any]) -> None:
@@ -288,7 +372,7 @@ def test_the_local_ui_serves_the_owner_and_stays_on_loopback(ui_lake: dict[str, 
     env = {"LAKELOOP_CREDENTIALS": str(ui_lake["credentials"])}
     with server(["ui", "--login"], ui_lake["lake"], env) as url, httpx.Client(base_url=url) as c:
         assert c.get("/runs").headers["location"] == "/login?next=%2Fruns"
-        r = c.post("/login", data={"access_key": ui_lake["bob"][0], "secret": ui_lake["bob"][1]})
+        r = post_login(c, ui_lake["bob"], "/login")
         assert r.status_code == 303
         home = c.get("/").text
         assert "/ns/secret" in home and "/ns/photos" not in home
@@ -296,14 +380,24 @@ def test_the_local_ui_serves_the_owner_and_stays_on_loopback(ui_lake: dict[str, 
 
 def test_session_values() -> None:
     signer = SessionSigner(b"s" * 32, lifetime=60)
-    value = signer.dump("LLKEY", now=1000.0)
-    assert signer.load(value, now=1050.0) == "LLKEY"
+    value = signer.dump("LLKEY", "the secret", now=1000.0)
+    session = signer.load(value, now=1050.0)
+    assert session is not None and session.access_key == "LLKEY"
+    assert signer.matches(session, "the secret") and not signer.matches(session, "another")
+    assert "the secret" not in str(session)
     assert signer.load(value, now=1061.0) is None  # expired
     assert SessionSigner(b"t" * 32, lifetime=60).load(value, now=1000.0) is None  # other secret
     body, sig = value.split(".")
     assert signer.load(body + "." + sig[::-1], now=1000.0) is None
     for junk in ("", "x", "a.b.c", ".", "e30.", None):
         assert signer.load(junk, now=1000.0) is None
+    # CSRF tokens: made for one cookie value by this server only
+    token = signer.csrf_token(value)
+    assert signer.check_csrf(value, token)
+    assert not signer.check_csrf(value + "x", token)
+    assert not SessionSigner(b"t" * 32, lifetime=60).check_csrf(value, token)
+    for cookie, tok in ((None, token), (value, None), ("", ""), (value, "")):
+        assert not signer.check_csrf(cookie, tok)
 
 
 def test_charts_escape_labels_and_draw_open_bounds() -> None:

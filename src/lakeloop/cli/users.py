@@ -95,6 +95,25 @@ def user_revoke(name: str, namespace: str, credentials_path: str | None, as_json
         click.echo(f"revoked {name}'s grant on {namespace}" if had else "there was no such grant")
 
 
+@user.command("new-secret")
+@click.argument("name")
+@_CREDENTIALS
+@_JSON
+def user_new_secret(name: str, credentials_path: str | None, as_json: bool) -> None:
+    """Give NAME's access key a new secret, shown this once; the old secret stops working,
+    and web UI sessions opened with it end (a running gateway sees it within 1 s)."""
+    from lakeloop.gateway._credentials import Credentials
+
+    keys = Credentials(credentials_path).new_secret(name)
+    if as_json:
+        click.echo(json.dumps({"name": name, "keys": keys}))
+        return
+    for access, secret in keys.items():
+        click.echo(f"access key: {access}")
+        click.echo(f"secret key: {secret}")
+    click.echo("the secret is shown only now: keep it")
+
+
 @user.command("delete")
 @click.argument("name")
 @_CREDENTIALS

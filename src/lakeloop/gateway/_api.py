@@ -16,9 +16,10 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from lakeloop.errors import (
     AccessDenied,
@@ -34,7 +35,8 @@ from lakeloop.gateway._errors import S3Error
 from lakeloop.store import Lake
 
 __all__ = [
-    "AREAS", "ENDPOINTS", "ApiContext", "ApiError", "Binary", "Endpoint", "endpoint", "openapi",
+    "AREAS", "ENDPOINTS", "ApiContext", "ApiError", "Binary", "Endpoint", "Stream", "endpoint",
+    "openapi", "precheck",
 ]  # fmt: skip
 
 PREFIX = "/api/v1"
@@ -58,6 +60,16 @@ class Binary:
     """An endpoint's answer that is bytes, not JSON (an artifact, a manifest)."""
 
     data: bytes
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An endpoint's answer that is an open file of *size* bytes: sent in pieces and then
+    closed, so an artifact of any size never sits whole in the server's memory."""
+
+    file: BinaryIO
+    size: int
     content_type: str = "application/octet-stream"
 
 
@@ -94,6 +106,8 @@ class Endpoint:
     public: bool = False  # no authentication (the OpenAPI document, health)
     upload: bool = False  # the body is raw bytes (a file object in ctx.body), not JSON
     grant: tuple[str, str] | None = None  # (target, role) checked before the body is read
+    # (ctx, **path_params) -> None: refuses a bad target before the body is read
+    check: Callable[..., None] | None = None
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -110,18 +124,20 @@ def endpoint(
     public: bool = False,
     upload: bool = False,
     grant: tuple[str, str] | None = None,
+    check: Callable[..., None] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a JSON endpoint at ``/api/v1`` + *path*. With *upload*, the request body
     is raw bytes (up to ``gateway_max_object_size``), spooled to a temporary file and
     checked against its signed SHA-256 before the handler sees it; a handler may answer
     bytes by returning :class:`Binary` (*response* then describes the bytes). *grant*
     (``("@models", "write")``) is checked right after authentication, so a caller
-    without it is refused before an upload is read."""
+    without it is refused before an upload is read; so is a target that *check*
+    (``(ctx, **path_params) -> None``, pure and quick: it runs on the event loop) refuses."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        ENDPOINTS.append(
-            Endpoint(method, path, fn, summary, role, response, query or {}, public, upload, grant)
-        )
+        ep = Endpoint(method, path, fn, summary, role, response, query or {})
+        ep.public, ep.upload, ep.grant, ep.check = public, upload, grant, check
+        ENDPOINTS.append(ep)
         return fn
 
     return register
@@ -132,14 +148,28 @@ def load_areas() -> None:
         importlib.import_module(module)
 
 
+def precheck(ep: Endpoint, ctx: ApiContext, params: dict[str, str]) -> None:
+    """What an endpoint checks before its body is read: the role on the namespace, the
+    grant, and its own *check* of the target. A refused request costs no upload."""
+    with _mapped_errors():
+        if ep.role is not None and "namespace" in params:
+            ctx.require(params["namespace"], ep.role)
+        if ep.grant is not None:
+            ctx.require_grant(*ep.grant)
+        if ep.check is not None:
+            ep.check(ctx, **params)
+
+
 def call(ep: Endpoint, ctx: ApiContext, params: dict[str, str]) -> Any:
-    """Run one endpoint, mapping lakeloop errors to API errors."""
-    if ep.role is not None and "namespace" in params:
-        ctx.require(params["namespace"], ep.role)
-    if ep.grant is not None:
-        ctx.require_grant(*ep.grant)
-    try:
+    """Run one endpoint (after :func:`precheck`), mapping lakeloop errors to API errors."""
+    with _mapped_errors():
         return ep.handler(ctx, **params)
+
+
+@contextmanager
+def _mapped_errors() -> Iterator[None]:
+    try:
+        yield
     except NotFound as exc:
         raise ApiError(404, "NotFound", str(exc)) from None
     except AlreadyExists as exc:

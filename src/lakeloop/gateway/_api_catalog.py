@@ -1,7 +1,9 @@
 """JSON endpoints of the catalog: search, previews, statistics, datasets and snapshots.
 
 Search covers only the namespaces the caller may read; every dataset endpoint checks the
-caller's grant on the dataset's namespace (read to look, write to snapshot or drop).
+caller's grant on the dataset's namespace (read to look, write to snapshot or drop). A
+dataset the caller may not see and one that does not exist get the same answer (see
+:func:`dataset_namespace`), so names of other principals' datasets never leak.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import weakref
 from typing import Any
 
 from lakeloop.catalog import Catalog
+from lakeloop.errors import NotFound
 from lakeloop.gateway._api import ApiContext, ApiError, endpoint
 from lakeloop.store import Lake
 
@@ -159,10 +162,23 @@ def stats(ctx: ApiContext, namespace: str) -> dict[str, Any]:
     )
 
 
-def _dataset_ns(ctx: ApiContext, name: str, role: str) -> str:
-    ns = _catalog(ctx).datasets.definition(name)["namespace"]
-    ctx.require(ns, role)
-    return str(ns)
+def dataset_namespace(ctx: ApiContext, name: str, role: str) -> str:
+    """The namespace of dataset *name*, if the caller holds *role* on it.
+
+    As S3 answers a key the caller may not read: ``403 AccessDenied`` whether the dataset
+    exists or not, with a message that names neither its namespace nor whether it
+    exists. Only a caller holding *role* on every namespace (``*``), who could see any
+    dataset, learns that one does not exist (404)."""
+    denied = ApiError(403, "AccessDenied", f"no {role} grant on the namespace of dataset {name}")
+    try:
+        ns = str(_catalog(ctx).datasets.definition(name)["namespace"])
+    except NotFound:
+        if ctx.principal.can("*", role):
+            raise
+        raise denied from None
+    if ns.startswith("_") or not ctx.principal.can(ns, role):
+        raise denied
+    return ns
 
 
 @endpoint(
@@ -197,7 +213,7 @@ def datasets(ctx: ApiContext) -> dict[str, Any]:
     response={"type": "object", "required": ["name", "definition", "snapshots"]},
 )
 def dataset(ctx: ApiContext, dataset: str) -> dict[str, Any]:
-    _dataset_ns(ctx, dataset, "read")
+    dataset_namespace(ctx, dataset, "read")
     cat = _catalog(ctx)
     return {
         "name": dataset,
@@ -214,7 +230,7 @@ def dataset(ctx: ApiContext, dataset: str) -> dict[str, Any]:
     query={"offset": _I, "limit": _I, "split": _S},
 )
 def snapshot(ctx: ApiContext, dataset: str, selector: str) -> dict[str, Any]:
-    _dataset_ns(ctx, dataset, "read")
+    dataset_namespace(ctx, dataset, "read")
     snap = _catalog(ctx).resolve(f"{dataset}@{selector}")
     offset = _int(ctx, "offset") or 0
     limit = _int(ctx, "limit") or 100
@@ -235,7 +251,7 @@ def snapshot(ctx: ApiContext, dataset: str, selector: str) -> dict[str, Any]:
     query={"old": _S, "new": _S},
 )
 def diff(ctx: ApiContext, dataset: str) -> dict[str, Any]:
-    _dataset_ns(ctx, dataset, "read")
+    dataset_namespace(ctx, dataset, "read")
     old = ctx.query.get("old") or "1"
     new = ctx.query.get("new") or "latest"
     return _catalog(ctx).datasets.diff(f"{dataset}@{old}", f"{dataset}@{new}").to_dict()
@@ -249,7 +265,7 @@ def diff(ctx: ApiContext, dataset: str) -> dict[str, Any]:
     query={"ref": _S, "columns": _B},
 )
 def dataset_stats(ctx: ApiContext, dataset: str) -> dict[str, Any]:
-    _dataset_ns(ctx, dataset, "read")
+    dataset_namespace(ctx, dataset, "read")
     ref = ctx.query.get("ref") or "latest"
     return _catalog(ctx).stats(f"{dataset}@{ref}", columns=_flag(ctx, "columns"))
 
@@ -293,6 +309,6 @@ def create_snapshot(ctx: ApiContext, namespace: str) -> dict[str, Any]:
     response={"type": "object", "required": ["dropped"]},
 )
 def drop_snapshot(ctx: ApiContext, dataset: str, selector: str) -> dict[str, Any]:
-    _dataset_ns(ctx, dataset, "write")
+    dataset_namespace(ctx, dataset, "write")
     snap = _catalog(ctx).datasets.drop(f"{dataset}@{selector}")
     return {"dropped": snap.to_dict()}

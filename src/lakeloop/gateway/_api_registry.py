@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lakeloop.catalog._snapshot import Datasets
-from lakeloop.gateway._api import BYTES, ApiContext, ApiError, Binary, endpoint
+from lakeloop.gateway._api import BYTES, ApiContext, ApiError, Stream, endpoint
 from lakeloop.gateway._credentials import MODELS, RUNS
 
 __all__: list[str] = []
@@ -35,7 +35,8 @@ _OBJ: dict[str, Any] = {"type": "object"}
 _AREAS = {"registry": ("_registry", MODELS), "runs": ("_runs", RUNS), "catalog": ("_catalog", None)}
 _MANIFEST = re.compile(r"snapshots/([0-9a-f]{64})\.jsonl")
 _DATASET = re.compile(r"datasets/([A-Za-z0-9][A-Za-z0-9._-]{0,127})\.json")
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# run ids and model names (the registry's rule for names)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _RUN_FILE = re.compile(r"(?:model[A-Za-z0-9._-]*|tb/[A-Za-z0-9._/-]{1,512})")
 _HEADER_LIMIT = 1 << 20  # the JSON line in front of an uploaded model artifact
 _LIST_PAGE = 1000
@@ -48,13 +49,13 @@ def need(ctx: ApiContext, target: str, role: str) -> None:
 
 def _catalog_key(ctx: ApiContext, key: str) -> None:
     """A catalog object is readable by whoever may read its dataset's namespace."""
-    from lakeloop.gateway._api_catalog import _catalog
+    from lakeloop.gateway._api_catalog import _catalog, dataset_namespace
 
     datasets = _catalog(ctx).datasets
     assert isinstance(datasets, Datasets)  # the gateway's own lake is local
     m = _DATASET.fullmatch(key)
     if m:
-        ctx.require(str(datasets.definition(m.group(1))["namespace"]), "read")
+        dataset_namespace(ctx, m.group(1), "read")  # missing or not granted: one answer
         return
     m = _MANIFEST.fullmatch(key)
     if not m:
@@ -98,12 +99,16 @@ def _key(ctx: ApiContext) -> str:
     response=BYTES,
     query={"key": {"type": "string"}, "version": {"type": "integer"}},
 )
-def internal_object(ctx: ApiContext, area: str) -> Binary:
+def internal_object(ctx: ApiContext, area: str) -> Stream:
+    """Streamed, never read whole into memory: a model artifact may be gigabytes."""
+    from lakeloop.gateway._s3 import _open_current
+
     key = _key(ctx)
     name = _area(ctx, area, "read", key)
     if not ctx.lake.has_namespace(name):
         raise ApiError(404, "NotFound", "no such object")
-    return Binary(ctx.lake.internal_namespace(name).get(key))
+    file, info = _open_current(ctx.lake.internal_namespace(name), key)
+    return Stream(file, info.size)
 
 
 @endpoint(
@@ -143,9 +148,21 @@ def internal_list(ctx: ApiContext, area: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------- runs
 def _run_id(run: str) -> str:
-    if not _RUN_ID.fullmatch(run):
+    if not _NAME.fullmatch(run):
         raise ApiError(400, "InvalidInput", f"bad run id {run!r}")
     return run
+
+
+def _run_file_path(ctx: ApiContext) -> str:
+    path = ctx.query.get("path", "")
+    if not _RUN_FILE.fullmatch(path) or ".." in path.split("/"):
+        raise ApiError(400, "InvalidInput", "path is model<suffix> or tb/<file>")
+    return path
+
+
+def _check_run_file(ctx: ApiContext, run: str) -> None:
+    _run_id(run)
+    _run_file_path(ctx)
 
 
 @endpoint(
@@ -179,13 +196,12 @@ def put_run(ctx: ApiContext, run: str) -> dict[str, Any]:
     query={"path": {"type": "string"}},
     upload=True,
     grant=(RUNS, "write"),
+    check=_check_run_file,
 )
 def put_run_file(ctx: ApiContext, run: str) -> dict[str, Any]:
     need(ctx, RUNS, "write")
     _run_id(run)
-    path = ctx.query.get("path", "")
-    if not _RUN_FILE.fullmatch(path) or ".." in path.split("/"):
-        raise ApiError(400, "InvalidInput", "path is model<suffix> or tb/<file>")
+    path = _run_file_path(ctx)
     info = ctx.lake.internal_namespace("_runs").put_stream(f"runs/{run}/{path}", ctx.body)
     return {"key": info.key, "size": info.size, "version": info.version}
 
@@ -195,6 +211,12 @@ def _registry(ctx: ApiContext) -> Any:
     from lakeloop.registry import Registry
 
     return Registry(ctx.lake)
+
+
+def _check_model(ctx: ApiContext, model: str) -> None:
+    """The registry's rule for model names, checked before an artifact is read."""
+    if not _NAME.fullmatch(model):
+        raise ApiError(400, "InvalidInput", f"bad model name {model!r}")
 
 
 def _who(ctx: ApiContext, body: dict[str, Any]) -> str:
@@ -225,6 +247,7 @@ def _text(body: dict[str, Any], name: str, default: str = "") -> str:
     response=_OBJ,
     upload=True,
     grant=(MODELS, "write"),
+    check=_check_model,
 )
 def register_version(ctx: ApiContext, model: str) -> dict[str, Any]:
     need(ctx, MODELS, "write")

@@ -11,13 +11,14 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from lakeloop import _sigv4 as sigv4
@@ -108,8 +109,11 @@ class Gateway:
                     principal, signed = self._authenticate(request.scope, query)
                 else:
                     signed = sigv4.UNSIGNED
-                if ep.grant is not None:
-                    api.ApiContext(self.lake, principal, {}).require_grant(*ep.grant)
+                ctx = api.ApiContext(self.lake, principal, dict(query))
+                params = {k: str(v) for k, v in request.path_params.items()}
+                # the grant and the target are checked before the body is read: a refused
+                # upload costs no disk I/O
+                api.precheck(ep, ctx, params)
                 body: Any = None
                 if ep.upload:
                     upload, digest = await self._spool(request)
@@ -128,11 +132,12 @@ class Gateway:
                         body = json.loads(raw)
                     except ValueError:
                         raise api.ApiError(400, "InvalidJSON", "the body is not JSON") from None
-                ctx = api.ApiContext(self.lake, principal, dict(query), body)
-                params = {k: str(v) for k, v in request.path_params.items()}
+                ctx.body = body
                 result = await self.s3.run(api.call, ep, ctx, params)
                 if isinstance(result, api.Binary):
                     return Response(result.data, media_type=result.content_type)
+                if isinstance(result, api.Stream):
+                    return self._stream(result)
                 return _json(200, result)
             except api.ApiError as exc:
                 return _error(exc.status, exc.code, exc.message)
@@ -145,6 +150,28 @@ class Gateway:
 
         handle.__name__ = ep.handler.__name__
         return handle
+
+    def _stream(self, answer: api.Stream) -> StreamingResponse:
+        """Send an open file in 1 MiB pieces read in the thread pool, then close it."""
+
+        async def pieces() -> AsyncIterator[bytes]:
+            try:
+                left = answer.size
+                while left > 0:
+                    piece = await self.s3.run(answer.file.read, min(left, 1 << 20))
+                    if not piece:
+                        break
+                    left -= len(piece)
+                    yield piece
+            finally:
+                answer.file.close()
+
+        return StreamingResponse(
+            pieces(),
+            media_type=answer.content_type,
+            headers={"content-length": str(answer.size)},
+            background=BackgroundTask(answer.file.close),  # also when the client left early
+        )
 
     async def _spool(self, request: Request) -> tuple[Any, str]:
         """An upload's body in a temporary file (memory up to 1 MiB) -> (file, SHA-256),

@@ -211,6 +211,21 @@ class Credentials:
             self._save()
         return had
 
+    def new_secret(self, name: str) -> dict[str, str]:
+        """Give each of *name*'s access keys a new secret -> {access_key: secret}.
+
+        The old secret stops working at once: signed requests with it are refused, and
+        web UI sessions opened with it end at their next page."""
+        with self._lock:
+            self._load()
+            keys = self._principal(name, "new secret")["keys"]
+            if not keys:
+                raise InvalidInput("this principal has no access key", op="new secret", target=name)
+            for access in keys:
+                keys[access] = secrets.token_urlsafe(30)
+            self._save()
+            return dict(keys)
+
     def delete(self, name: str) -> None:
         with self._lock:
             self._load()

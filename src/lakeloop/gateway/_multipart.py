@@ -21,8 +21,8 @@ from lakeloop.gateway._errors import S3Error
 from lakeloop.store import Lake, Namespace
 
 if TYPE_CHECKING:
-    from lakeloop.gateway._auth import Auth
-    from lakeloop.gateway._s3 import Receive, S3App, Send
+    from lakeloop.gateway._request import S3Request
+    from lakeloop.gateway._s3 import S3App
 
 __all__ = ["Multipart"]
 
@@ -68,24 +68,24 @@ class Multipart:
         return number
 
     # ------------------------------------------------------------------ operations
-    async def create(
-        self, app: S3App, bucket: str, key: str, headers: dict[str, str], send: Send, rid: str
-    ) -> None:
-        from lakeloop.gateway._s3 import _request_metadata
+    async def create(self, app: S3App, req: S3Request) -> None:
+        from lakeloop.gateway._s3 import _request_metadata, check_target
 
-        app._ns(bucket)  # NoSuchBucket now, not at completion (the key's length is checked)
+        bucket, key = req.bucket, req.key
+        ns = app._ns(bucket)  # NoSuchBucket now, not at completion
+        content_type, metadata = req.headers.get("content-type"), _request_metadata(req.headers)
+        # the key and metadata too: refused now, not after every part was uploaded
+        check_target(ns, key, content_type, {**metadata, "s3:etag": "0" * 32 + "-10000"})
         upload = secrets.token_hex(16)
         record = {
             "bucket": bucket,
             "key": key,
-            "content_type": headers.get("content-type"),
-            "metadata": _request_metadata(headers),
+            "content_type": content_type,
+            "metadata": metadata,
             "initiated": time.time(),
         }
         await app.run(lambda: self.staging.put(f"u/{upload}", json.dumps(record).encode()))
-        await app._xml(
-            send,
-            rid,
+        await req.xml(
             "InitiateMultipartUploadResult",
             [
                 xml.element("Bucket", bucket),
@@ -94,48 +94,21 @@ class Multipart:
             ],
         )
 
-    async def upload_part(
-        self,
-        app: S3App,
-        bucket: str,
-        key: str,
-        params: dict[str, str],
-        headers: dict[str, str],
-        auth: Auth,
-        receive: Receive,
-        send: Send,
-        rid: str,
-    ) -> None:
-        number = self._part_number(params)
-        upload = params.get("uploadId", "")
-        await app.run(self._record, upload, bucket, key)
+    async def upload_part(self, app: S3App, req: S3Request) -> None:
+        number = self._part_number(req.params)
+        upload = req.params.get("uploadId", "")
+        await app.run(self._record, upload, req.bucket, req.key)
         info = await app.receive_into(
-            self.staging,
-            _part_key(upload, number),
-            headers,
-            auth,
-            receive,
-            content_type=None,
-            metadata={},
+            req, self.staging, _part_key(upload, number), content_type=None, metadata={}
         )
-        await app._send(send, 200, headers=[(b"etag", f'"{info.etag}"'.encode())], request_id=rid)
+        await req.reply(200, headers=[(b"etag", f'"{info.etag}"'.encode())])
 
-    async def complete(
-        self,
-        app: S3App,
-        bucket: str,
-        key: str,
-        params: dict[str, str],
-        headers: dict[str, str],
-        auth: Auth,
-        receive: Receive,
-        send: Send,
-        rid: str,
-    ) -> None:
+    async def complete(self, app: S3App, req: S3Request) -> None:
         from lakeloop.gateway._s3 import chain, md5_of_parts
 
-        upload = params["uploadId"]
-        doc = xml.parse(await app._document(receive, headers, auth), "CompleteMultipartUpload")
+        bucket, key = req.bucket, req.key
+        upload = req.params["uploadId"]
+        doc = xml.parse(await app._document(req), "CompleteMultipartUpload")
         wanted: list[tuple[int, str]] = []
         for part in doc.findall("Part"):
             try:
@@ -182,9 +155,7 @@ class Multipart:
             return result
 
         info = await app.run(finish)
-        await app._xml(
-            send,
-            rid,
+        await req.xml(
             "CompleteMultipartUploadResult",
             [
                 xml.element("Location", f"/{bucket}/{key}"),
@@ -200,21 +171,18 @@ class Multipart:
             self.staging.delete(info.key, missing_ok=True)
         self.staging.delete(f"u/{upload}", missing_ok=True)
 
-    async def abort(
-        self, app: S3App, bucket: str, key: str, params: dict[str, str], send: Send, rid: str
-    ) -> None:
-        upload = params["uploadId"]
+    async def abort(self, app: S3App, req: S3Request) -> None:
+        upload = req.params["uploadId"]
 
         def abort() -> None:
-            self._record(upload, bucket, key)
+            self._record(upload, req.bucket, req.key)
             self._discard(upload)
 
         await app.run(abort)
-        await app._send(send, 204, request_id=rid)
+        await req.reply(204)
 
-    async def list_parts(
-        self, app: S3App, bucket: str, key: str, params: dict[str, str], send: Send, rid: str
-    ) -> None:
+    async def list_parts(self, app: S3App, req: S3Request) -> None:
+        bucket, key, params = req.bucket, req.key, req.params
         upload = params["uploadId"]
         try:
             marker = int(params.get("part-number-marker", "0") or 0)
@@ -254,12 +222,11 @@ class Multipart:
                     ],
                 )
             )
-        await app._xml(send, rid, "ListPartsResult", out)
+        await req.xml("ListPartsResult", out)
 
-    async def list_uploads(
-        self, app: S3App, bucket: str, params: dict[str, str], send: Send, rid: str
-    ) -> None:
-        prefix = params.get("prefix", "")
+    async def list_uploads(self, app: S3App, req: S3Request) -> None:
+        bucket = req.bucket
+        prefix = req.params.get("prefix", "")
 
         def uploads() -> list[tuple[str, dict[str, Any]]]:
             out = []
@@ -288,4 +255,4 @@ class Multipart:
                     ],
                 )
             )
-        await app._xml(send, rid, "ListMultipartUploadsResult", out)
+        await req.xml("ListMultipartUploadsResult", out)

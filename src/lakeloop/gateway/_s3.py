@@ -12,6 +12,7 @@ import base64
 import email.utils
 import hashlib
 import io
+import json
 import logging
 import os
 import secrets
@@ -25,20 +26,19 @@ from anyio import to_thread
 from lakeloop import _sigv4 as sigv4
 from lakeloop.errors import InvalidInput, LakeloopError, NotFound
 from lakeloop.gateway import _xml as xml
-from lakeloop.gateway._auth import Auth, verify
+from lakeloop.gateway._auth import verify
 from lakeloop.gateway._body import Body, SyncReader, next_raw, read_all
 from lakeloop.gateway._credentials import Credentials, Principal
 from lakeloop.gateway._errors import S3Error, from_lakeloop
 from lakeloop.gateway._multipart import Multipart
+from lakeloop.gateway._request import Receive, S3Request, Send, respond
 from lakeloop.store import Lake, Namespace, ObjectInfo
 
-__all__ = ["S3App", "s3_etag", "user_metadata"]
+__all__ = ["Receive", "S3App", "Send", "check_target", "s3_etag", "user_metadata"]
 
 log = logging.getLogger("lakeloop.gateway")
 
 T = TypeVar("T")
-Send = Callable[[dict[str, Any]], Any]
-Receive = Callable[[], Any]
 
 # gateway-owned metadata keys start with "s3:" (HTTP header names cannot hold ':')
 ETAG_META = "s3:etag"
@@ -126,6 +126,33 @@ def _request_metadata(headers: dict[str, str]) -> dict[str, str]:
         if h in headers:
             meta[f"s3:h:{h}"] = headers[h]
     return meta
+
+
+def check_target(
+    ns: Namespace, key: str, content_type: str | None, metadata: dict[str, str]
+) -> None:
+    """Refuse a key or metadata the store would refuse, before any of the body is read.
+
+    The store checks the same when it writes, but only after the body has arrived (a
+    small body is read into memory first); checked here, a bad key costs nothing."""
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise S3Error("InvalidArgument", "the key is not valid UTF-8") from None
+    limit = int(ns.setting("max_key_bytes"))
+    if size > limit:
+        raise S3Error("KeyTooLongError", f"your key is {size} bytes; the limit is {limit}")
+    doc: dict[str, Any] = {}
+    if content_type:
+        doc["ct"] = content_type
+    if metadata:
+        doc["m"] = metadata
+    meta = json.dumps(doc, separators=(",", ":"), ensure_ascii=False) if doc else ""
+    meta_limit = int(ns.setting("max_metadata_bytes"))
+    if len(meta.encode("utf-8", "surrogatepass")) > meta_limit:
+        raise S3Error(
+            "MetadataTooLarge", f"the metadata headers exceed the limit of {meta_limit} bytes"
+        )
 
 
 def _parse_range(text: str, size: int) -> tuple[int, int] | None:
@@ -222,42 +249,20 @@ class S3App:
         self._seq += 1
         return f"{self._ids}{self._seq:012X}"
 
-    async def _send(
-        self,
-        send: Send,
-        status: int,
-        body: bytes = b"",
-        headers: list[tuple[bytes, bytes]] | None = None,
-        *,
-        head: bool = False,
-        length: int | None = None,
-        request_id: str = "",
-    ) -> None:
-        hs = list(headers or [])
-        hs.append((b"content-length", str(len(body) if length is None else length).encode()))
-        hs.append((b"x-amz-request-id", request_id.encode()))
-        if body and not any(k == b"content-type" for k, _ in hs):
-            hs.append((b"content-type", b"application/xml"))
-        await send({"type": "http.response.start", "status": status, "headers": hs})
-        await send({"type": "http.response.body", "body": b"" if head else body})
-
-    async def _xml(self, send: Send, rid: str, root: str, children: list[str]) -> None:
-        await self._send(send, 200, xml.render(root, children), request_id=rid)
-
-    async def _drain(self, receive: Receive, limit: int) -> bytes:
+    async def _drain(self, req: S3Request, limit: int) -> bytes:
         parts, total, more = [], 0, True
         while more:
-            raw, more = await next_raw(receive)
+            raw, more = await next_raw(req.receive)
             total += len(raw)
             if total > limit:
                 raise S3Error("MalformedXML", f"the request document is over {limit} bytes")
             parts.append(raw)
         return b"".join(parts)
 
-    async def _document(self, receive: Receive, headers: dict[str, str], auth: Auth) -> bytes:
-        body = Body(headers, auth, self.max_xml)
+    async def _document(self, req: S3Request) -> bytes:
+        body = Body(req.headers, req.auth, self.max_xml)
         try:
-            return await read_all(receive, body)
+            return await read_all(req.receive, body)
         except S3Error as exc:
             if exc.code == "EntityTooLarge":
                 raise S3Error(
@@ -300,10 +305,11 @@ class S3App:
                 anonymous=self.anonymous,
             )
             bucket, _, key = path.lstrip("/").partition("/")
+            req = S3Request(method, bucket, key, params, headers, auth, receive, send, rid)
             if not bucket:
                 if method != "GET":
                     raise S3Error("MethodNotAllowed", "only GET (ListBuckets) works on /")
-                await self.list_buckets(send, rid, auth.principal)
+                await self.list_buckets(req)
                 return
             for name in params:
                 if name in _UNSUPPORTED:
@@ -314,11 +320,11 @@ class S3App:
                 # snapshot pins; listing or deleting versions is not offered
                 raise S3Error("NotImplemented", "versionId works on GET and HEAD of an object")
             if not key:
-                await self.bucket(method, bucket, params, headers, auth, receive, send, rid)
+                await self.bucket(req)
             else:
                 if len(key.encode("utf-8", "surrogatepass")) > 1024:
                     raise S3Error("KeyTooLongError", "your key is too long (1024 bytes at most)")
-                await self.object(method, bucket, key, params, headers, auth, receive, send, rid)
+                await self.object(req)
         except Exception as exc:
             if isinstance(exc, S3Error):
                 error = exc
@@ -345,7 +351,7 @@ class S3App:
         body = xml.error_xml(exc.code, exc.message, exc.resource or resource, rid)
         extra = [(b"connection", b"close")] if close else []
         try:
-            await self._send(send, exc.status, body, extra, head=head, request_id=rid)
+            await respond(send, exc.status, body, extra, head=head, request_id=rid)
         except Exception:  # the response had started already: nothing more to say
             log.debug("could not send %s for %s", exc.code, resource)
 
@@ -366,7 +372,9 @@ class S3App:
             raise S3Error("NoSuchBucket", "the specified bucket does not exist") from None
 
     # ------------------------------------------------------------------ service
-    async def list_buckets(self, send: Send, rid: str, principal: Principal) -> None:
+    async def list_buckets(self, req: S3Request) -> None:
+        principal = req.principal
+
         def visible() -> list[tuple[str, float]]:
             out = []
             for name in self.lake.namespaces():
@@ -376,9 +384,7 @@ class S3App:
             return out
 
         buckets = await self.run(visible)
-        await self._xml(
-            send,
-            rid,
+        await req.xml(
             "ListAllMyBucketsResult",
             [
                 xml.element("Owner", [xml.element("ID", principal.name)]),
@@ -396,25 +402,13 @@ class S3App:
         )
 
     # ------------------------------------------------------------------ buckets
-    async def bucket(
-        self,
-        method: str,
-        bucket: str,
-        params: dict[str, str],
-        headers: dict[str, str],
-        auth: Auth,
-        receive: Receive,
-        send: Send,
-        rid: str,
-    ) -> None:
-        p = auth.principal
+    async def bucket(self, req: S3Request) -> None:
+        method, bucket, params, p = req.method, req.bucket, req.params, req.principal
         if method == "PUT":
             self._authorize(p, bucket, "admin")
-            await self._drain(receive, self.max_xml)  # CreateBucketConfiguration: ignored
+            await self._drain(req, self.max_xml)  # CreateBucketConfiguration: ignored
             await self.run(self.lake.create_namespace, bucket)
-            await self._send(
-                send, 200, headers=[(b"location", f"/{bucket}".encode())], request_id=rid
-            )
+            await req.reply(200, headers=[(b"location", f"/{bucket}".encode())])
             return
         if method == "DELETE":
             self._authorize(p, bucket, "admin")
@@ -423,35 +417,34 @@ class S3App:
                 await self.run(self.lake.delete_namespace, bucket)
             except InvalidInput as exc:
                 raise S3Error("BucketNotEmpty", str(exc), resource=bucket) from None
-            await self._send(send, 204, request_id=rid)
+            await req.reply(204)
             return
         if method == "HEAD":
             self._authorize(p, bucket, "read")
             self._ns(bucket)
-            await self._send(send, 200, head=True, request_id=rid)
+            await req.reply(200, head=True)
             return
         if method == "POST" and "delete" in params:
             self._authorize(p, bucket, "write")
-            await self.delete_objects(bucket, headers, auth, receive, send, rid)
+            await self.delete_objects(req)
             return
         if method != "GET":
             raise S3Error("NotImplemented", f"{method} on a bucket is not implemented")
         self._authorize(p, bucket, "read")
         ns = self._ns(bucket)
         if "location" in params:
-            await self._xml(send, rid, "LocationConstraint", [])
+            await req.xml("LocationConstraint", [])
             return
         if "versioning" in params:
-            await self._xml(send, rid, "VersioningConfiguration", [])
+            await req.xml("VersioningConfiguration", [])
             return
         if "uploads" in params:
-            await self.multipart.list_uploads(self, bucket, params, send, rid)
+            await self.multipart.list_uploads(self, req)
             return
-        await self.list_objects(ns, params, send, rid)
+        await self.list_objects(req, ns)
 
-    async def list_objects(
-        self, ns: Namespace, params: dict[str, str], send: Send, rid: str
-    ) -> None:
+    async def list_objects(self, req: S3Request, ns: Namespace) -> None:
+        params = req.params
         v2 = params.get("list-type") == "2"
         prefix = params.get("prefix", "")
         delimiter = params.get("delimiter", "")
@@ -514,19 +507,11 @@ class S3App:
             )
         for common in prefixes:
             out.append(xml.element("CommonPrefixes", [xml.element("Prefix", enc(common))]))
-        await self._xml(send, rid, "ListBucketResult", out)
+        await req.xml("ListBucketResult", out)
 
-    async def delete_objects(
-        self,
-        bucket: str,
-        headers: dict[str, str],
-        auth: Auth,
-        receive: Receive,
-        send: Send,
-        rid: str,
-    ) -> None:
-        ns = self._ns(bucket)
-        doc = xml.parse(await self._document(receive, headers, auth), "Delete")
+    async def delete_objects(self, req: S3Request) -> None:
+        ns = self._ns(req.bucket)
+        doc = xml.parse(await self._document(req), "Delete")
         quiet = (doc.findtext("Quiet") or "").strip().lower() == "true"
         keys = [obj.findtext("Key") for obj in doc.findall("Object")]
         if len(keys) > 1000 or any(k is None for k in keys):
@@ -554,116 +539,93 @@ class S3App:
                     )
             return out
 
-        await self._xml(send, rid, "DeleteResult", await self.run(delete_all))
+        await req.xml("DeleteResult", await self.run(delete_all))
 
     # ------------------------------------------------------------------ objects
-    async def object(
-        self,
-        method: str,
-        bucket: str,
-        key: str,
-        params: dict[str, str],
-        headers: dict[str, str],
-        auth: Auth,
-        receive: Receive,
-        send: Send,
-        rid: str,
-    ) -> None:
-        p = auth.principal
+    async def object(self, req: S3Request) -> None:
+        method, bucket, params, p = req.method, req.bucket, req.params, req.principal
         if method in ("GET", "HEAD"):
             self._authorize(p, bucket, "read")
             if "uploadId" in params and method == "GET":
-                await self.multipart.list_parts(self, bucket, key, params, send, rid)
+                await self.multipart.list_parts(self, req)
                 return
-            await self.get_object(bucket, key, headers, params, send, rid, head=method == "HEAD")
+            await self.get_object(req)
             return
         self._authorize(p, bucket, "write")
         if method == "PUT":
             if "uploadId" in params or "partNumber" in params:
-                if "x-amz-copy-source" in headers:
+                if "x-amz-copy-source" in req.headers:
                     raise S3Error("NotImplemented", "UploadPartCopy is not implemented")
-                await self.multipart.upload_part(
-                    self, bucket, key, params, headers, auth, receive, send, rid
-                )
-            elif "x-amz-copy-source" in headers:
-                await self.copy_object(bucket, key, headers, auth, receive, send, rid)
+                await self.multipart.upload_part(self, req)
+            elif "x-amz-copy-source" in req.headers:
+                await self.copy_object(req)
             else:
-                await self.put_object(bucket, key, headers, auth, receive, send, rid)
+                await self.put_object(req)
             return
         if method == "DELETE":
             if "uploadId" in params:
-                await self.multipart.abort(self, bucket, key, params, send, rid)
+                await self.multipart.abort(self, req)
                 return
             ns = self._ns(bucket)
-            await self.run(lambda: ns.delete(key, missing_ok=True))
-            await self._send(send, 204, request_id=rid)
+            await self.run(lambda: ns.delete(req.key, missing_ok=True))
+            await req.reply(204)
             return
         if method == "POST":
             if "uploads" in params:
-                await self.multipart.create(self, bucket, key, headers, send, rid)
+                await self.multipart.create(self, req)
                 return
             if "uploadId" in params:
-                await self.multipart.complete(
-                    self, bucket, key, params, headers, auth, receive, send, rid
-                )
+                await self.multipart.complete(self, req)
                 return
         raise S3Error("NotImplemented", f"{method} on an object is not implemented")
 
     async def receive_into(
         self,
+        req: S3Request,
         ns: Namespace,
         key: str,
-        headers: dict[str, str],
-        auth: Auth,
-        receive: Receive,
         *,
         content_type: str | None,
         metadata: dict[str, str],
     ) -> ObjectInfo:
-        """Verify the request body and store it under *key*; nothing is stored if it fails."""
+        """Verify the request body and store it under *key*; nothing is stored if it fails.
+
+        The key and metadata are checked against the namespace's limits before the first
+        byte of the body is read: a refused key never costs the upload's I/O."""
+        headers = req.headers
         if (
             "content-length" not in headers
             and "x-amz-decoded-content-length" not in headers
             and headers.get("transfer-encoding", "").lower() != "chunked"
         ):
             raise S3Error("MissingContentLength", "you must provide the Content-Length")
-        body = Body(headers, auth, self.max_object)
+        check_target(ns, key, content_type, metadata)
+        body = Body(headers, req.auth, self.max_object)
         if body.expected is not None and body.expected <= self.memory_limit:
-            data = await read_all(receive, body)
+            data = await read_all(req.receive, body)
             md5 = body.md5.digest()
             return await self.run(
                 lambda: ns.put(key, data, content_type=content_type, metadata=metadata, md5=md5)
             )
-        reader = io.BufferedReader(SyncReader(receive, body), 1 << 20)
+        reader = io.BufferedReader(SyncReader(req.receive, body), 1 << 20)
         return await self.run(
             lambda: ns.put_stream(
                 key, reader, size=body.expected, content_type=content_type, metadata=metadata
             )
         )
 
-    async def put_object(
-        self,
-        bucket: str,
-        key: str,
-        headers: dict[str, str],
-        auth: Auth,
-        receive: Receive,
-        send: Send,
-        rid: str,
-    ) -> None:
-        ns = self._ns(bucket)
+    async def put_object(self, req: S3Request) -> None:
+        ns = self._ns(req.bucket)
         info = await self.receive_into(
+            req,
             ns,
-            key,
-            headers,
-            auth,
-            receive,
-            content_type=headers.get("content-type"),
-            metadata=_request_metadata(headers),
+            req.key,
+            content_type=req.headers.get("content-type"),
+            metadata=_request_metadata(req.headers),
         )
         hs = [(b"etag", f'"{info.etag}"'.encode())]
         hs.append((b"x-amz-version-id", str(info.version).encode()))
-        await self._send(send, 200, headers=hs, request_id=rid)
+        await req.reply(200, headers=hs)
 
     def _conditions(self, info: ObjectInfo, headers: dict[str, str]) -> int | None:
         """The status a conditional request gets (412/304), or None to serve it."""
@@ -688,20 +650,10 @@ class S3App:
                 return 304
         return None
 
-    async def get_object(
-        self,
-        bucket: str,
-        key: str,
-        headers: dict[str, str],
-        params: dict[str, str],
-        send: Send,
-        rid: str,
-        *,
-        head: bool,
-    ) -> None:
-        ns = self._ns(bucket)
+    async def get_object(self, req: S3Request) -> None:
+        ns, key, headers, head = self._ns(req.bucket), req.key, req.headers, req.head
         small = self.memory_limit
-        exact = _version_param(params)
+        exact = _version_param(req.params)
         if exact is not None:
             # an exact version never changes: one stat, then its bytes (pinned versions
             # stay readable after overwrites; see Namespace.pin)
@@ -715,7 +667,7 @@ class S3App:
 
             info, data, opened = await self.run(fetch_exact)
             try:
-                await self._answer_get(info, data, opened, headers, params, send, rid, head=head)
+                await self._answer_get(req, info, data, opened)
             finally:
                 if opened is not None:
                     opened.close()
@@ -745,27 +697,19 @@ class S3App:
         if data is None and not head and self._conditions(info, headers) is None:
             stream, info = await self.run(_open_current, ns, key)
         try:
-            await self._answer_get(info, data, stream, headers, params, send, rid, head=head)
+            await self._answer_get(req, info, data, stream)
         finally:
             if stream is not None:
                 stream.close()
 
     async def _answer_get(
-        self,
-        info: ObjectInfo,
-        data: bytes | None,
-        stream: BinaryIO | None,
-        headers: dict[str, str],
-        params: dict[str, str],
-        send: Send,
-        rid: str,
-        *,
-        head: bool,
+        self, req: S3Request, info: ObjectInfo, data: bytes | None, stream: BinaryIO | None
     ) -> None:
+        headers, params, head = req.headers, req.params, req.head
         status = self._conditions(info, headers)
         hs = _object_headers(info)
         if status == 304:
-            await self._send(send, 304, headers=hs[:2], head=True, length=0, request_id=rid)
+            await req.reply(304, headers=hs[:2], head=True, length=0)
             return
         if status == 412:
             raise S3Error("PreconditionFailed", "at least one of the preconditions failed")
@@ -789,41 +733,33 @@ class S3App:
         elif "range" in headers:
             _parse_range(headers["range"], 0)  # an empty object has no satisfiable range: 416
         if head:
-            await self._send(send, code, headers=hs, head=True, length=end - start, request_id=rid)
+            await req.reply(code, headers=hs, head=True, length=end - start)
             return
         if data is not None:
-            await self._send(send, code, data[start:end], hs, request_id=rid)
+            await req.reply(code, data[start:end], hs)
             return
         assert stream is not None
         if start:
             await self.run(stream.seek, start)
         hs.append((b"content-length", str(end - start).encode()))
-        hs.append((b"x-amz-request-id", rid.encode()))
-        await send({"type": "http.response.start", "status": code, "headers": hs})
+        hs.append((b"x-amz-request-id", req.rid.encode()))
+        await req.send({"type": "http.response.start", "status": code, "headers": hs})
         left = end - start
         while left > 0:
             chunk = await self.run(stream.read, min(left, 1 << 20))
             if not chunk:
                 break
             left -= len(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+            await req.send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
 
-    async def copy_object(
-        self,
-        bucket: str,
-        key: str,
-        headers: dict[str, str],
-        auth: Auth,
-        receive: Receive,
-        send: Send,
-        rid: str,
-    ) -> None:
+    async def copy_object(self, req: S3Request) -> None:
+        bucket, key, headers = req.bucket, req.key, req.headers
         source = unquote(headers["x-amz-copy-source"]).split("?", 1)[0].lstrip("/")
         src_bucket, _, src_key = source.partition("/")
         if not src_bucket or not src_key:
             raise S3Error("InvalidArgument", "x-amz-copy-source must be BUCKET/KEY")
-        self._authorize(auth.principal, src_bucket, "read")
-        await self._drain(receive, 0)
+        self._authorize(req.principal, src_bucket, "read")
+        await self._drain(req, 0)
         src, dst = self._ns(src_bucket), self._ns(bucket)
         replace = headers.get("x-amz-metadata-directive", "COPY").upper() == "REPLACE"
 
@@ -839,9 +775,7 @@ class S3App:
                 return dst.put_stream(key, f, size=info.size, content_type=ctype, metadata=meta)
 
         info = await self.run(copy)
-        await self._xml(
-            send,
-            rid,
+        await req.xml(
             "CopyObjectResult",
             [
                 xml.element("LastModified", xml.iso8601(info.mtime)),

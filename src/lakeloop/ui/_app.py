@@ -11,7 +11,8 @@ Two ways in:
   every grant: like opening the lake's folder);
 - the gateway mounts the same app at ``/ui`` with ``credentials``: a login form checks an
   access key and secret like a signed request does, and sets a signed, HttpOnly,
-  SameSite session cookie; grants filter every page.
+  SameSite session cookie; grants filter every page. Every POST (login, logout) carries
+  a CSRF token (see ``_session``), and a session ends when its key's secret changes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hmac
 import logging
 import mimetypes
+import secrets
 import threading
 import urllib.parse
 from collections import OrderedDict
@@ -37,7 +39,7 @@ from lakeloop.gateway import Credentials, Principal
 from lakeloop.store import Lake
 from lakeloop.ui import _pages as pages
 from lakeloop.ui._access import OWNER, Viewer
-from lakeloop.ui._session import COOKIE, SessionSigner
+from lakeloop.ui._session import COOKIE, CSRF_COOKIE, CSRF_FIELD, SessionSigner
 from lakeloop.ui._templates import render
 
 __all__ = ["UI", "create_app"]
@@ -130,14 +132,21 @@ class UI:
         """The principal of this request's session (the owner when run locally)."""
         if self.credentials is None:
             return OWNER
-        access = self.signer.load(request.cookies.get(COOKIE))
-        if access is None:
+        session = self.signer.load(request.cookies.get(COOKIE))
+        if session is None:
             raise LoginRequired
         self.credentials.refresh()
-        found = self.credentials.lookup(access)
+        found = self.credentials.lookup(session.access_key)
         if found is None:  # the key was deleted since the login
             raise LoginRequired
+        if not self.signer.matches(session, found[1]):  # the secret changed since the login
+            raise LoginRequired
         return found[0]
+
+    def _session_csrf(self, request: Request) -> str:
+        """The CSRF token of this request's session ("" without one)."""
+        value = request.cookies.get(COOKIE)
+        return self.signer.csrf_token(value) if value else ""
 
     def _page(self, fn: Page) -> Callable[[Request], Response]:
         def handle(request: Request) -> Response:
@@ -178,6 +187,7 @@ class UI:
             user=user,
             login=self.credentials is not None,
             request_path=request.url.path,
+            csrf=self._session_csrf(request) if user else "",
             **context,
         )
         return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
@@ -206,43 +216,79 @@ class UI:
             next_url = f"{base}/"  # only pages of this UI: never an open redirect
         if self.credentials is None:
             return RedirectResponse(next_url, 303)
+        # the login form's half of the double submit: a random cookie, kept while valid
+        nonce = request.cookies.get(CSRF_COOKIE) or ""
+        fresh = len(nonce) < 32
+        if fresh:
+            nonce = secrets.token_urlsafe(32)
         problem = None
+        status = 200
         if request.method == "POST":
-            raw = b""
-            async for chunk in request.stream():
-                raw += chunk
-                if len(raw) > _FORM_LIMIT:
-                    return Response("form too large", 413)
-            form = urllib.parse.parse_qs(raw.decode("utf-8", "replace"))
-            access = (form.get("access_key") or [""])[0].strip()
-            secret = (form.get("secret") or [""])[0]
+            form = await _read_form(request)
+            if form is None:
+                return self._refused(request, 413, "form too large")
+            if fresh or not self.signer.check_csrf(nonce, _field(form, CSRF_FIELD)):
+                # a post from another site (or a form older than its cookie): no login
+                log.info("ui: login refused: missing or wrong CSRF token")
+                return self._refused(request, 403, "the form's CSRF token is missing or wrong")
+            access = _field(form, "access_key").strip()
+            secret = _field(form, "secret")
             self.credentials.refresh(every=0)
             found = self.credentials.lookup(access) if access else None
             # compare even without a user, so timing does not tell which keys exist
             expected = found[1] if found else "\0" * 40
             if hmac.compare_digest(expected.encode(), secret.encode()) and found:
                 response = RedirectResponse(next_url, 303)
-                response.set_cookie(
-                    COOKIE,
-                    self.signer.dump(access),
-                    max_age=int(self.signer.lifetime),
-                    path=f"{base}/",
-                    httponly=True,
-                    samesite="strict",
-                    secure=request.url.scheme == "https",
-                )
+                self._set_cookie(request, response, COOKIE, self.signer.dump(access, found[1]))
+                response.delete_cookie(CSRF_COOKIE, path=f"{base}/")
                 response.headers.update(_SECURITY_HEADERS)
                 return response
             problem = "Unknown access key, or wrong secret."
+            status = 401
             log.info("ui: failed login for access key %r", access[:32])
         html = render("login.html", base=base, user=None, login=True, problem=problem,
-                      next_url=next_url, request_path=request.url.path)  # fmt: skip
-        page = HTMLResponse(html, status_code=401 if problem else 200)
+                      next_url=next_url, request_path=request.url.path,
+                      csrf=self.signer.csrf_token(nonce))  # fmt: skip
+        page = HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
+        if fresh:
+            self._set_cookie(request, page, CSRF_COOKIE, nonce, max_age=3600)
         page.headers.update(_SECURITY_HEADERS)
         return page
 
-    def _logout(self, request: Request) -> Response:
+    def _set_cookie(
+        self,
+        request: Request,
+        response: Response,
+        name: str,
+        value: str,
+        *,
+        max_age: int | None = None,
+    ) -> None:
+        """A cookie for this UI's pages only: HttpOnly, SameSite=Strict, Secure over TLS."""
+        response.set_cookie(
+            name,
+            value,
+            max_age=int(self.signer.lifetime) if max_age is None else max_age,
+            path=f"{self.base(request)}/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+
+    def _refused(self, request: Request, status: int, detail: str) -> Response:
+        page = self.render(request, "error.html", status, title="Refused", detail=detail)
+        page.headers.update(_SECURITY_HEADERS)
+        return page
+
+    async def _logout(self, request: Request) -> Response:
         base = self.base(request)
+        form = await _read_form(request)
+        if form is None:
+            return self._refused(request, 413, "form too large")
+        session = request.cookies.get(COOKIE)
+        if session and not self.signer.check_csrf(session, _field(form, CSRF_FIELD)):
+            # another site cannot end a session either
+            return self._refused(request, 403, "the form's CSRF token is missing or wrong")
         response = RedirectResponse(f"{base}/login", 303)
         response.delete_cookie(COOKIE, path=f"{base}/")
         response.headers.update(_SECURITY_HEADERS)
@@ -250,6 +296,20 @@ class UI:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+
+async def _read_form(request: Request) -> dict[str, list[str]] | None:
+    """A posted form (``application/x-www-form-urlencoded``); None past ``_FORM_LIMIT``."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > _FORM_LIMIT:
+            return None
+    return urllib.parse.parse_qs(raw.decode("utf-8", "replace"))
+
+
+def _field(form: dict[str, list[str]], name: str) -> str:
+    return (form.get(name) or [""])[0]
 
 
 def _own_page(url: str, base: str) -> bool:

@@ -1,0 +1,236 @@
+"""What the gateway refuses before it reads, and what it answers to callers without a grant.
+
+Against a real server (uvicorn on a loopback port): a refused upload is answered while
+its body has not been sent at all (a server that waited for the body would never
+answer), a batch read over its limit is refused before the item that passes it is read
+(the test damages that item's bytes: reading them would fail otherwise), and a dataset
+the caller may not read answers exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from lakeloop import _sigv4 as sigv4
+from lakeloop.errors import ChecksumError
+
+TIGHT = {
+    "blob_threshold": "16KiB",
+    "gateway_read_batch_max_bytes": "64KiB",
+    "max_key_bytes": 64,
+}
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A gateway with small limits (keys, batch reads, blobs), so tests stay small."""
+    from _gateway import start
+
+    gw, stop = start(tmp_path_factory.mktemp("tight"), TIGHT)
+    yield gw
+    stop()
+
+
+def request(
+    gateway: Any,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    key: Any = None,
+    query: list[tuple[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    declared: int | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One signed request -> (status, headers, body). With *declared*, only the headers
+    are sent, announcing a body of that many bytes that never comes: an answer proves
+    the server decided without reading it (the 30 s timeout is only a safety net)."""
+    key = key or gateway.admin
+    parts = urlsplit(gateway.url)
+    length = len(body) if declared is None else declared
+    hs = {"host": parts.netloc, "content-length": str(length), **(headers or {})}
+    hs = sigv4.sign_headers(
+        method,
+        path,
+        query or [],
+        hs,
+        access_key=key.access,
+        secret_key=key.secret,
+        amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        payload_hash=sigv4.UNSIGNED if declared is not None else hashlib.sha256(body).hexdigest(),
+    )
+    target = quote(path, safe="/~") + ("?" + sigv4.canonical_query(query) if query else "")
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        if declared is None:
+            conn.request(method, target, body=body, headers=hs)
+        else:
+            conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+            for k, v in hs.items():
+                conn.putheader(k, v)
+            conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def _error_code(body: bytes) -> str:
+    if body.startswith(b"{"):
+        return str(json.loads(body)["error"]["code"])
+    return body.split(b"<Code>")[1].split(b"</Code>")[0].decode()
+
+
+# ------------------------------------------------------------------ uploads: target first
+def test_a_bad_key_is_refused_before_the_body_is_read(tight: Any) -> None:
+    b = tight.bucket()
+    long_key = "k" * 100  # over this lake's max_key_bytes (64), under S3's 1024
+    status, _, body = request(tight, "PUT", f"/{b}/{long_key}", declared=512 << 10)
+    assert (status, _error_code(body)) == (400, "KeyTooLongError")
+    # metadata over max_metadata_bytes: refused as early
+    big_meta = {"x-amz-meta-note": "n" * 9000}
+    status, _, body = request(tight, "PUT", f"/{b}/k", headers=big_meta, declared=512 << 10)
+    assert (status, _error_code(body)) == (400, "MetadataTooLarge")
+    # a multipart upload to such a key is refused when it starts, not after its parts
+    status, _, body = request(tight, "POST", f"/{b}/{long_key}", query=[("uploads", "")])
+    assert (status, _error_code(body)) == (400, "KeyTooLongError")
+    assert list(tight.lake.namespace(b).list()) == []
+    # the same key within the limit is stored as usual
+    status, _, _ = request(tight, "PUT", f"/{b}/{'k' * 64}", b"v" * 1000)
+    assert status == 200 and tight.lake.namespace(b).get("k" * 64) == b"v" * 1000
+
+
+def test_registry_and_run_uploads_check_their_target_before_the_body(gateway: Any) -> None:
+    ci = gateway.user(f"ci-{os.urandom(4).hex()}", {"@models": "write", "@runs": "write"})
+    reader = gateway.user(f"ro-{os.urandom(4).hex()}", {"@models": "read", "@runs": "read"})
+    ten_mib = 10 << 20
+    for path, query in [
+        ("/api/v1/models/-bad/versions", None),  # not a model name
+        ("/api/v1/runs/ok-run/files", [("path", "../../etc/x")]),  # not a run file
+        ("/api/v1/runs/ok-run/files", [("path", "notes.txt")]),
+        ("/api/v1/runs/.hidden/files", [("path", "model.bin")]),  # not a run id
+    ]:
+        status, _, body = request(gateway, "POST" if "models" in path else "PUT", path,
+                                  key=ci, query=query, declared=ten_mib)  # fmt: skip
+        assert (status, _error_code(body)) == (400, "InvalidInput"), (path, query)
+    # no grant: refused as early
+    for method, path, query in [
+        ("POST", "/api/v1/models/m1/versions", None),
+        ("PUT", "/api/v1/runs/r1/files", [("path", "model.bin")]),
+    ]:
+        status, _, body = request(gateway, method, path, key=reader, query=query, declared=ten_mib)
+        assert (status, _error_code(body)) == (403, "AccessDenied"), path
+
+
+# ------------------------------------------------------------------ reads: size first
+def _batch(gateway: Any, bucket: str, items: list[list[Any]]) -> tuple[int, bytes]:
+    body = json.dumps({"items": items}).encode()
+    status, _, data = request(gateway, "POST", f"/api/v1/namespaces/{bucket}/read", body)
+    return status, data
+
+
+def _unpack(data: bytes) -> list[bytes]:
+    (n,) = struct.unpack_from(">I", data)
+    sizes = struct.unpack_from(f">{n}Q", data, 4)
+    out, at = [], 4 + 8 * n
+    for size in sizes:
+        out.append(data[at : at + size])
+        at += size
+    return out
+
+
+def test_a_batch_read_over_its_limit_is_refused_before_the_item_is_read(tight: Any) -> None:
+    b = tight.bucket()
+    ns = tight.lake.namespace(b)
+    small = [ns.put(f"s{i}", os.urandom(10_000)) for i in range(3)]
+    big = ns.put("big", os.urandom(80_000))  # a blob, over the 64 KiB a batch may return
+    status, data = _batch(tight, b, [[i.key, i.version] for i in small])
+    assert status == 200 and _unpack(data) == [ns.get(i.key) for i in small]
+    # damage the blob's last bytes: a server that read it before checking would fail on it
+    (blob,) = [Path(d) / n for d, _, names in os.walk(Path(ns.root) / "blobs") for n in names]
+    with open(blob, "r+b") as f:
+        f.seek(-1000, os.SEEK_END)
+        f.write(bytes(1000))
+    with pytest.raises(ChecksumError):
+        ns.get("big")
+    status, data = _batch(tight, b, [[small[0].key, small[0].version], ["big", big.version]])
+    assert (status, _error_code(data)) == (413, "TooLarge"), data
+    assert b"65,536" in data  # the message gives the limit
+    # several items that fit one by one but not together are refused the same way
+    many = [ns.put(f"m{i}", os.urandom(30_000)) for i in range(3)]
+    status, data = _batch(tight, b, [[i.key, i.version] for i in many])
+    assert (status, _error_code(data)) == (413, "TooLarge")
+    status, data = _batch(tight, b, [[i.key, i.version] for i in many[:2]])
+    assert status == 200 and _unpack(data) == [ns.get(i.key) for i in many[:2]]
+
+
+def test_an_internal_object_is_streamed_whole(gateway: Any) -> None:
+    """A run's artifact comes back in pieces (never held whole), with its exact length."""
+    ci = gateway.user(f"runs-{os.urandom(4).hex()}", {"@runs": "write"})
+    run = f"run-{os.urandom(4).hex()}"
+    artifact = os.urandom(3 << 20)
+    status, _, body = request(gateway, "PUT", f"/api/v1/runs/{run}/files", artifact, key=ci,
+                              query=[("path", "model.bin")])  # fmt: skip
+    assert status == 200, body
+    key = f"runs/{run}/model.bin"
+    status, headers, data = request(gateway, "GET", "/api/v1/internal/runs/object", key=ci,
+                                    query=[("key", key)])  # fmt: skip
+    assert status == 200 and headers["content-length"] == str(len(artifact))
+    assert data == artifact
+    status, _, body = request(gateway, "GET", "/api/v1/internal/runs/object", key=ci,
+                              query=[("key", f"runs/{run}/none.bin")])  # fmt: skip
+    assert (status, _error_code(body)) == (404, "NotFound")
+
+
+# ------------------------------------------------------------------ no grant: one answer
+def test_a_dataset_without_a_read_grant_answers_like_one_that_does_not_exist(
+    gateway: Any,
+) -> None:
+    theirs, mine = gateway.bucket("hid"), gateway.bucket("own")
+    gateway.lake.namespace(theirs).put("cat/0.bin", b"x")
+    dataset = f"hidden-{theirs}"
+    status, _, body = request(gateway, "POST", f"/api/v1/namespaces/{theirs}/snapshots",
+                              json.dumps({"dataset": dataset}).encode())  # fmt: skip
+    assert status == 200, body
+    outsider = gateway.user(f"out-{mine}", {mine: "write", "@runs": "read"})
+    missing = f"absent-{theirs}"
+
+    def ask(name: str) -> list[tuple[int, str, str]]:
+        answers = []
+        for method, path, query in [
+            ("GET", f"/api/v1/datasets/{name}", None),
+            ("GET", f"/api/v1/datasets/{name}/snapshots/latest", None),
+            ("GET", f"/api/v1/datasets/{name}/diff", None),
+            ("GET", f"/api/v1/datasets/{name}/stats", None),
+            ("DELETE", f"/api/v1/datasets/{name}/snapshots/1", None),
+            ("GET", "/api/v1/internal/catalog/object", [("key", f"datasets/{name}.json")]),
+        ]:
+            status, _, body = request(gateway, method, path, key=outsider, query=query)
+            message = json.loads(body)["error"]["message"].replace(name, "NAME")
+            answers.append((status, _error_code(body), message))
+        return answers
+
+    hidden, absent = ask(dataset), ask(missing)
+    assert hidden == absent
+    assert {(s, c) for s, c, _ in hidden} == {(403, "AccessDenied")}
+    assert all(theirs not in m for _, _, m in hidden)  # nor is its namespace named
+    # a caller who could read any dataset learns that one does not exist
+    status, _, body = request(gateway, "GET", f"/api/v1/datasets/{missing}")
+    assert (status, _error_code(body)) == (404, "NotFound")
+    # S3 answers alike too: AccessDenied for a bucket without a grant, there or not
+    for path in (f"/{theirs}", f"/{theirs}/cat/0.bin", f"/{theirs}/nothing"):
+        there = request(gateway, "GET", path, key=outsider)
+        gone = request(gateway, "GET", path.replace(theirs, f"gone-{theirs}"), key=outsider)
+        assert (there[0], _error_code(there[2])) == (gone[0], _error_code(gone[2]))
+        assert (there[0], _error_code(there[2])) == (403, "AccessDenied")
