@@ -415,3 +415,36 @@ def test_locate_gives_exact_versions_in_physical_order(small_lake: Lake) -> None
     assert len({vol for _, vol, _ in got}) > 1  # small volumes: several
     with pytest.raises(NotFound):
         ns.locate([10**9])
+
+
+def test_a_lookup_made_during_another_writers_commit_is_not_cached(tmp_path: Path) -> None:
+    """Thread A looks a key up while another process (here: another handle) is committing a
+    new version of it; by the time A caches what it found, the writer has let go and thread
+    B has moved the location cache on to the new counter. A's stale location must not land
+    in the cache, or every later read returns the old object."""
+    with Lake.open(tmp_path / "l", create=True, background=False) as lake:
+        lake.create_namespace("hotns").put("hot", b"old")
+    with (
+        Lake.open(tmp_path / "l", background=False) as reader,
+        Lake.open(tmp_path / "l", background=False) as writer,
+    ):
+        ns = reader.namespace("hotns")
+        real_locate = ns._index.locate
+        calls = 0
+
+        def locate_then_the_writer_commits(kb: bytes) -> object:
+            nonlocal calls
+            calls += 1
+            found = real_locate(kb)  # the old location
+            if calls == 1:
+                writer.namespace("hotns").put("hot", b"new")  # commits and lets go
+                other = threading.Thread(target=lambda: ns.get("hot"))  # thread B
+                other.start()
+                other.join()
+            return found
+
+        ns._index.locate = locate_then_the_writer_commits  # type: ignore[method-assign]
+        assert ns.get("hot") == b"old"  # A: looked up before the commit
+        assert calls == 2  # B looked it up again (its counter was newer)
+        assert ns.get("hot") == b"new"
+        assert ns.get("hot") == b"new"

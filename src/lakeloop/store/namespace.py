@@ -215,6 +215,7 @@ class Namespace:
             OrderedDict() if self._locations_max > 0 else None
         )
         self._locations_tag = -1
+        self._locations_mu = threading.Lock()  # a tag check and what it guards, at once
         self._local = threading.local()
         self.last_recovery: dict[str, Any] | None = None
         _recovery.recover_at_open(self)
@@ -1130,7 +1131,7 @@ class Namespace:
 
         Locations come from a bounded cache while no writer has held the namespace's
         writer lock since they were looked up (every writer bumps a shared counter before
-        it changes anything), else from the index."""
+        it changes anything and again after it committed), else from the index."""
         kb = key.encode("utf-8", "surrogatepass")
         cache = self._locations
         loc = None
@@ -1142,20 +1143,27 @@ class Namespace:
                 tag = self._locations_tag
         if cache is not None:
             if tag != self._locations_tag:
-                cache.clear()
-                self._locations_tag = tag
+                with self._locations_mu:
+                    if tag != self._locations_tag:
+                        cache.clear()
+                        self._locations_tag = tag
             loc = cache.get(kb)
         if loc is None:
             loc = self._index.locate(kb)
             if loc is None:
                 return None
             if cache is not None:
-                if len(cache) >= self._locations_max:
-                    try:
-                        cache.popitem(last=False)
-                    except KeyError:
-                        pass
-                cache[kb] = loc
+                # cached only if no writer took or let go of the lock since *tag* was read:
+                # a lookup made during someone's write may be stale once it commits, and
+                # another thread may have moved the cache on to a newer tag meanwhile
+                with self._locations_mu:
+                    if self._locations_tag == tag and self._lock.counter() == tag:
+                        if len(cache) >= self._locations_max:
+                            try:
+                                cache.popitem(last=False)
+                            except KeyError:  # emptied by a pop outside the lock
+                                pass
+                        cache[kb] = loc
         seq, vol, off, length = loc[0], loc[1], loc[2], loc[3]
         fd = self._fds.get(vol)
         try:
