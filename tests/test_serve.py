@@ -372,10 +372,33 @@ def test_consumer_waits_or_skips_when_full_and_finishes_the_queue_on_close() -> 
     assert not consumer.put(2, 1, wait=False)  # skipped
     blocked = threading.Thread(target=consumer.put, args=(3, 1), kwargs={"wait": True})
     blocked.start()
-    blocked.join(0.05)
-    assert blocked.is_alive()  # waits for room
+    deadline = time.monotonic() + 30
+    while not consumer._cond._waiters:  # type: ignore[attr-defined]  # the put waits for room
+        assert time.monotonic() < deadline and blocked.is_alive()
+        time.sleep(0.01)
+    assert blocked.is_alive() and consumer.queued == 2  # 3 is not in yet
     gate.set()
     blocked.join(30)
     consumer.close()
     assert [x for items in handled for x in items] == [13, 1, 3]
+    assert consumer.queued == 0
+
+
+def test_a_one_at_a_time_consumer_frees_room_per_item() -> None:
+    from lakeloop.serve._background import Consumer
+
+    gate = threading.Event()
+    seen: list[tuple[list[int], int]] = []
+    consumer: Consumer[int] | None = None
+
+    def handle(items: list[int]) -> None:
+        assert gate.wait(30) and consumer is not None
+        seen.append((items, consumer.queued))
+
+    consumer = Consumer("one", handle, limit=3, one_at_a_time=True)
+    for i in range(3):
+        assert consumer.put(i, 1, wait=True)
+    gate.set()  # all three are queued (the first being handled) before any is done
+    consumer.close()
+    assert seen == [([0], 3), ([1], 2), ([2], 1)]  # the room frees item by item
     assert consumer.queued == 0

@@ -184,6 +184,16 @@ def test_a_version_that_fails_to_load_is_retried_until_it_loads(
         r = server.predict([ROW])  # the old version serves meanwhile
         assert (r.json()["model_version"], r.json()["predictions"]) == ("1", [110.0])
         assert "could not load g@2" in server.output()
+        reg.remove_alias("g", "prod", reason="test")  # nothing to load any more: not LOADING
+
+        def states() -> list[str]:
+            body = server.client.get("/v1/models/g").json()
+            return [s["state"] for s in body["model_version_status"]]
+
+        _wait("the failure cleared", lambda: states() == ["AVAILABLE"], server)
+        assert failing not in _metrics(server)
+        reg.alias("g@2", "prod", reason="test")  # back, and still unreadable
+        _wait("a failed try again", lambda: "LOADING" in states(), server)
         ns.put(key, good)  # the artifact is readable again: the next try swaps
         _wait("the swap", lambda: server.client.get("/healthz").json()["version"] == 2, server)
         r = server.predict([ROW])

@@ -43,15 +43,25 @@ class Consumer(Generic[T]):
     (back pressure on the caller) and ``put(..., wait=False)`` drops the item and returns
     False. An item larger than *limit* is taken when nothing else is queued, so that it
     can never wait forever. ``close()`` lets the thread handle what is queued, then
-    stops it.
+    stops it. ``one_at_a_time=True`` hands one item per call, so that the room an item
+    took frees as soon as it is handled (for a slow handler that gains nothing from
+    batching, like the shadow model).
 
     >>> c = Consumer("printer", print, limit=10)
     >>> c.put("a", 1, wait=True); c.close()                         # doctest: +SKIP
     ['a']
     """
 
-    def __init__(self, name: str, handle: Callable[[list[T]], None], *, limit: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        handle: Callable[[list[T]], None],
+        *,
+        limit: int,
+        one_at_a_time: bool = False,
+    ) -> None:
         self.name = name
+        self._one = one_at_a_time
         self.limit = max(1, limit)
         self.queued = 0
         self._handle = handle
@@ -84,8 +94,11 @@ class Consumer(Generic[T]):
                     self._cond.wait()
                 if not self._queue:
                     return
-                taken = list(self._queue)
-                self._queue.clear()
+                if self._one:
+                    taken = [self._queue.popleft()]
+                else:
+                    taken = list(self._queue)
+                    self._queue.clear()
             try:
                 self._handle([item for item, _ in taken])
             except Exception:  # the thread must outlive one bad batch

@@ -28,7 +28,9 @@ class ShadowScorer:
         self.slot = slot
         self.log = log_
         self.metrics = metrics
-        self._consumer: Consumer[_Batch] = Consumer("shadow", self._score, limit=limit)
+        self._consumer: Consumer[_Batch] = Consumer(
+            "shadow", self._score, limit=limit, one_at_a_time=True
+        )
 
     @property
     def queued(self) -> int:

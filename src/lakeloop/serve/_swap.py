@@ -120,6 +120,7 @@ class AliasWatcher:
         version = await loop.run_in_executor(self._executor, self._target)
         current = self.slot.current
         if version is None:
+            self.failure = None  # the alias is gone: nothing is pending any more
             return False
         if current is not None and current.version == version:
             self.failure = None  # the alias went back to the version serving
