@@ -115,16 +115,25 @@ def test_a_candidate_promoted_meanwhile_by_another_run_is_not_gated_again(
 def test_two_ci_processes_against_one_champion_never_skip_a_comparison(
     trained: Path, tmp_path: Path
 ) -> None:
+    """Two real ``lakeloop ci`` processes, held at a barrier once each has recorded its
+    decision against digits@1 (before either promotes): they overlap for certain, so
+    one promotion is refused by the compare-and-set and that run compares again."""
     repo = _copy(trained, tmp_path / "repo")
     # two checkouts (each writes its own lakeloop.lock), one lake
     checkouts = {2: repo, 3: _copy(repo, tmp_path / "other")}
     lake_dir = str(repo / "lake")
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    child = str(Path(__file__).parent / "_ci_barrier_child.py")
     procs = [
         subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "lakeloop",
+                child,
+                str(barrier),
+                f"scored-{v}",
+                f"scored-{5 - v}",
+                "--",
                 "ci",
                 "--lake",
                 lake_dir,
@@ -148,4 +157,11 @@ def test_two_ci_processes_against_one_champion_never_skip_a_comparison(
         # both promoted (equal models: a difference of exactly 0 promotes), one after the
         # other, whichever came first
         assert moves[0] == (None, 1) and len(moves) == 3
-        assert {moves[1][1], moves[2][1]} == {2, 3} and moves[2][0] == moves[1][1]
+        first, second = moves[1][1], moves[2][1]
+        assert {first, second} == {2, 3} and moves[2][0] == first
+        # the second was refused and compared again with the first (the barrier made both
+        # score against digits@1 first)
+        again = [d for d in reg.decisions("digits") if d.get("champion_moved")]
+        assert [(d["candidate"], d["champion_moved"]) for d in again] == [
+            (f"digits@{second}", [f"digits@1 -> digits@{first}"])
+        ]

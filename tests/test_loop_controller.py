@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from lakeloop import Lake
 from lakeloop.errors import LockTimeout
 from lakeloop.loop import Controller, TurnLog, check_triggers, loop_status, run_turn
 from lakeloop.loop._joinstate import JoinState, state_path
+from lakeloop.loop.turns import Turn
 from lakeloop.project import load_project
 from lakeloop.registry import Registry
 from lakeloop.train import Runs
@@ -204,3 +206,44 @@ def test_recovery_finishes_what_the_gate_decided_and_keeps_a_finished_turn(repo:
         assert "completed on recovery" in (closed.error or "")
         assert reg.aliases("digits")["champion"] == 2 and closed.champion_after == "digits@2"
         assert recover_turn(lake, project) is None
+
+
+def test_recovery_says_the_champion_moved_only_when_it_did(tmp_path: Path) -> None:
+    """A decided promotion that recovery cannot finish closes the turn with the real
+    reason: "moved" only when the champion moved, else the refusal's own message (an
+    old record naming no champion, or a bad one, which must not crash recovery)."""
+    from _registry_models import Doubler
+    from lakeloop.loop.controller import recover_turn
+    from lakeloop.loop.turns import new_turn_id
+
+    repo = make_project(tmp_path / "repo", slice(0, 20))
+    project = load_project(repo)
+    with Lake.open(repo / "lake", background=False) as lake:
+        reg, log = Registry(lake), TurnLog(lake, "digits")
+        for _ in range(3):
+            reg.register("digits", Doubler())
+        reg.promote("digits@1", decision={"outcome": "promote"}, champion=None)
+
+        def recover(**fields: Any) -> Any:
+            turn = Turn(id=new_turn_id(), model="digits", trigger="manual", started=time.time())
+            log.write_journal(turn)
+            reg.record_decision(
+                "digits",
+                {"outcome": "promote", "candidate": "digits@2", "promoted": True,
+                 "loop_turn": turn.id, **fields},
+            )  # fmt: skip
+            closed = recover_turn(lake, project)
+            assert closed is not None and closed.id == turn.id and log.journal() is None
+            assert closed.status == "crashed" and closed.outcome is None
+            return closed
+
+        old = recover()  # a record from before decisions named their champion
+        assert "moved" not in (old.error or ""), old.error
+        assert "does not name the champion it was compared with" in (old.error or "")
+        bad = recover(champion="other@1")
+        assert "moved" not in (bad.error or "") and "bad champion 'other@1'" in (bad.error or "")
+        assert reg.aliases("digits") == {"champion": 1}
+        reg.alias("digits@3", "champion", force=True, reason="test: moved by hand")
+        moved = recover(champion="digits@1")
+        assert "the champion has moved since (digits@1 -> digits@3)" in (moved.error or "")
+        assert moved.champion_after == "digits@3" and reg.aliases("digits") == {"champion": 3}

@@ -170,13 +170,16 @@ def test_unknown_malformed_and_late_feedback_is_kept_and_counted(repo: Path) -> 
     now = time.time()
     old = publish_traffic(repo, range(300, 302), when=now - 2000)  # past the 1000 s window
     fresh = publish_traffic(repo, range(302, 305), when=now - 10)
-    with Joiner(repo) as joiner:
-        assert joiner.drain()["predictions"] == 5  # the old ones expire at the round's end
     unknown = uuid.uuid4().hex
+    # feedback stamped now moves the expiry clock to now: the old ones expire
+    publish_feedback(repo, [{"prediction_id": unknown, "label": 1, "time": now}])
+    with Joiner(repo) as joiner:
+        done = joiner.drain()
+    assert done["predictions"] == 5 and done["unmatched"] == 1, done
+    assert counters(repo)["expired"] == 2
     publish_feedback(
         repo,
         [
-            {"prediction_id": unknown, "label": 1, "time": now},
             {"prediction_id": fresh[302], "time": now},  # no label
             {"prediction_id": fresh[303], "label": "a/b", "time": now},  # not a key segment
             {"prediction_id": fresh[304], "label": 7, "time": now + 1500},  # too late
@@ -185,7 +188,7 @@ def test_unknown_malformed_and_late_feedback_is_kept_and_counted(repo: Path) -> 
     )
     with Joiner(repo) as joiner:
         done = joiner.drain()
-    assert done["joined"] == 0 and done["unmatched"] == 5
+    assert done["joined"] == 0 and done["unmatched"] == 4
     c = counters(repo)
     assert c["unmatched"] == 5 and c["expired"] == 2 and c["joined"] == 0
     with Lake.open(repo / "lake", background=False) as lake:
@@ -446,18 +449,66 @@ def test_after_a_backlog_predictions_expire_by_event_time_not_the_wall_clock(
     assert done["joined"] == 4 and done["unmatched"] == 4, done
     assert set(landed(repo)) == {f"{labels[i]}/fb-{pid}.png" for i, pid in ids.items()}
     c = counters(repo)
-    # once the stream was read to its end, its clock is now: the two unlabelled expire
-    assert c["expired"] == 2 and c["pending"] == 0
+    # the clock is the newest feedback read, not now: reading the stream to its end
+    # (an empty read) does not expire the two unlabelled, whose label may still come
+    assert c["expired"] == 0 and c["pending"] == 2
     with JoinState(state_path(repo / "lake", "digits")) as state:
-        clock = state.clock()
-    assert clock is not None
-    assert time.time() - 60 < clock <= time.time()
+        assert state.clock() == pytest.approx(then + 30)
+    # a label stamped now moves the clock: one day late, it is refused, and both expire
     late = [{"prediction_id": unlabelled[914], "label": 1, "time": time.time()}]
     publish_feedback(repo, late)
     with Joiner(repo) as joiner:
         assert joiner.drain()["unmatched"] == 1
+    c = counters(repo)
+    assert c["expired"] == 2 and c["pending"] == 0
     with JoinState(state_path(repo / "lake", "digits")) as state:
-        assert state.unmatched(1)[0]["reason"] == "the prediction expired (past loop_join_window)"
+        assert state.unmatched(1)[0]["reason"] == "the label came after loop_join_window"
+        clock = state.clock()
+    assert clock is not None and time.time() - 60 < clock <= time.time()
+
+
+def test_an_empty_feedback_read_does_not_expire_a_backlog(tmp_path: Path) -> None:
+    """A round that finds the feedback stream empty (another joiner holds the backlog,
+    a short fetch came back empty, an unacknowledged batch is not redelivered yet) must
+    not move the clock to now: the day-old predictions still join their labels."""
+    repo = make_project(tmp_path / "repo", slice(0, 20), loop_join_window=1000)
+    then = time.time() - 86400
+    ids = publish_traffic(repo, range(930, 934), when=then)
+    with Joiner(repo) as joiner:
+        done = joiner.drain()  # reads the predictions; the feedback stream is empty
+    assert done["predictions"] == 4 and done["feedback"] == 0, done
+    c = counters(repo)
+    assert c["expired"] == 0 and c["pending"] == 4
+    _, labels = digit_images()
+    publish_feedback(repo, labels_for(ids, when=then + 30))
+    with Joiner(repo) as joiner:
+        done = joiner.drain()
+    assert done["joined"] == 4 and done["unmatched"] == 0, done
+    assert set(landed(repo)) == {f"{labels[i]}/fb-{pid}.png" for i, pid in ids.items()}
+
+
+def test_after_a_silence_longer_than_the_window_the_clock_falls_back_to_now(
+    tmp_path: Path,
+) -> None:
+    """No feedback read for longer than window + stream_ack_timeout: nothing can still be
+    waiting to be delivered, so the unlabelled predictions expire against the wall clock."""
+    repo = make_project(
+        tmp_path / "repo", slice(0, 20), loop_join_window=0.5, stream_ack_timeout=0.5
+    )
+    ids = publish_traffic(repo, range(940, 942), when=time.time() - 3600)
+    started = time.time()
+    deadline = time.monotonic() + 60
+    # a new Joiner each round, as `lakeloop loop run` and `loop join --follow` do: the
+    # silence is measured per process, not per Joiner
+    while counters(repo)["expired"] < 2:
+        assert time.monotonic() < deadline, counters(repo)
+        with Joiner(repo) as joiner:
+            joiner.drain()
+        time.sleep(0.1)  # a poll interval, not synchronisation: the loop waits for the state
+    with JoinState(state_path(repo / "lake", "digits")) as state:
+        clock = state.clock()
+    assert clock is not None and started <= clock <= time.time()
+    assert counters(repo)["pending"] == 0 and len(ids) == 2
 
 
 def test_a_feedback_time_from_the_future_does_not_expire_waiting_predictions(

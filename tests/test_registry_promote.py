@@ -77,6 +77,37 @@ def test_a_promotion_must_name_the_champion_it_was_compared_with(lake: Lake) -> 
         reg.decision("m", 9)
 
 
+def test_promote_to_another_alias_compares_the_champion(lake: Lake) -> None:
+    reg = Registry(lake)
+    for _ in range(3):
+        reg.register("m", Doubler())
+    reg.promote("m@1", decision=_decision(reg, "m", 1, None))
+    reg.promote("m@2", decision=_decision(reg, "m", 2, 1), alias="staging")
+    assert reg.aliases("m") == {"champion": 1, "staging": 2}
+    reg.promote("m@3", decision=_decision(reg, "m", 3, 1))
+    before = _state(reg, "m")
+    with pytest.raises(Refused, match=r"champion moved: champion is m@3.*compared m@2 with m@1"):
+        reg.promote("m@2", decision=_decision(reg, "m", 2, 1), alias="staging")
+    assert _state(reg, "m")[:2] == before[:2]
+
+
+def test_a_champion_argument_contradicting_the_record_is_refused(lake: Lake) -> None:
+    reg = Registry(lake)
+    for _ in range(3):
+        reg.register("m", Doubler())
+    reg.promote("m@1", decision=_decision(reg, "m", 1, None))
+    reg.promote("m@2", decision=_decision(reg, "m", 2, 1))
+    stale = _decision(reg, "m", 3, 1)  # compared with m@1, the champion before
+    before = _state(reg, "m")
+    with pytest.raises(Refused, match="the decision compared with m@1, not m@2"):
+        reg.promote("m@3", decision=stale, champion="m@2")
+    with pytest.raises(Refused, match="compared with no version, not m@2"):
+        reg.promote("m@3", decision={**stale, "champion": None}, champion=2)
+    assert _state(reg, "m") == before
+    reg.promote("m@3", decision=_decision(reg, "m", 3, 2), champion=2)  # agreeing: moves
+    assert reg.aliases("m") == {"champion": 3}
+
+
 # ------------------------------------------------------------------------ over a gateway
 def _remote(gw: Any, key: Any) -> Any:
     return Lake.open(gw.url, access_key=key.access, secret_key=key.secret)
@@ -96,14 +127,16 @@ def test_the_gateway_promotes_only_on_a_recorded_decision_about_this_candidate(
         first = _decision(reg, name, 1, None)
         reg.promote(f"{name}@1", decision=first)
         before = _state(local, name)
-        made_up = [
-            {"outcome": "promote", "champion": f"{name}@1"},  # not recorded: no id
-            {**first, "outcome": "promote", "id": 99},  # no such record
-            {**first, "reasons": ["edited"]},  # differs from the stored record
-        ]
-        for decision in made_up:
-            with pytest.raises((Refused, NotFound)):
-                reg.promote(f"{name}@2", decision=decision)
+        # each made-up decision is about @2 vs @1, the move the gateway would make: only
+        # its own check stops it (a real record, @2 vs @1, is stored as `second`)
+        second = _decision(reg, name, 2, 1)
+        unrecorded = {k: v for k, v in second.items() if k != "id"}
+        with pytest.raises(Refused, match="needs a decision recorded in the lake"):
+            reg.promote(f"{name}@2", decision=unrecorded)
+        with pytest.raises(NotFound, match="no decision 99 recorded"):
+            reg.promote(f"{name}@2", decision={**second, "id": 99})
+        with pytest.raises(Refused, match=f"differs from decision {second['id']} recorded"):
+            reg.promote(f"{name}@2", decision={**second, "reasons": ["edited"]})
         with pytest.raises(Refused, match="is about"):  # a decision about another version
             reg.promote(f"{name}@2", decision=_decision(reg, name, 3, 1))
         off = reg.record_decision(
@@ -125,11 +158,16 @@ def test_the_gateway_promotes_only_on_a_recorded_decision_about_this_candidate(
         moved = _state(local, name)[:2]
         with pytest.raises(Refused, match="champion moved"):
             reg.promote(f"{name}@3", decision=by_loop)
-        with pytest.raises(Refused, match="compared with"):  # the client's claim must match
-            reg.promote(f"{name}@3", decision=by_loop, champion=f"{name}@2")
+        with pytest.raises(Refused, match=f"compared with {name}@1, not {name}@2"):
+            reg.promote(f"{name}@3", decision=by_loop, champion=f"{name}@2")  # refused here
+        body = {"version": "3", "decision": by_loop, "champion": f"{name}@2"}
+        with pytest.raises(Refused, match=f"compared with '{name}@1', not '{name}@2'"):
+            lake.api("POST", f"/models/{name}/promote", body=body)  # and by the gateway
         assert _state(local, name)[:2] == moved
         reg.promote(f"{name}@3", decision=_decision(reg, name, 3, 2), reason="again")
-    assert local.aliases(name) == {"champion": 3}
-    gates = [m for m in local.history(name) if m.kind == "gate"]
+        # the endpoint takes another alias: it moves on a decision against the champion
+        reg.promote(f"{name}@2", decision=_decision(reg, name, 2, 3), alias="staging")
+    assert local.aliases(name) == {"champion": 3, "staging": 2}
+    gates = [m for m in local.history(name) if m.kind == "gate" and m.alias == "champion"]
     assert [(m.previous, m.version) for m in gates] == [(None, 1), (1, 2), (2, 3)]
     assert all(m.decision == local.decision(name, m.decision["id"]) for m in gates if m.decision)

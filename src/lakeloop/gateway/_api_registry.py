@@ -322,7 +322,7 @@ def remove_alias(ctx: ApiContext, model: str, alias: str) -> dict[str, Any]:
     "POST",
     "/models/{model}/promote",
     summary="Move champion (or another alias) on a promoting decision recorded in the lake, "
-    "only while it still points at the version that decision compared with",
+    "only while champion still points at the version that decision compared with",
     response=_OBJ,
 )
 def promote(ctx: ApiContext, model: str) -> dict[str, Any]:

@@ -22,7 +22,8 @@ Tables:
   the lake, so nothing is dropped silently).
 - ``counters`` — running totals for ``lakeloop loop status``.
 - ``clock`` — how far the feedback stream has been read, in event time (the newest
-  feedback event's time; the wall clock once nothing is left to read). Predictions
+  feedback event's time; the wall clock only after a joiner has read no feedback for
+  longer than the window plus ``stream_ack_timeout``). Predictions
   expire against it, not against the wall clock, so a joiner that restarts after a
   backlog joins the labels waiting in the stream instead of expiring everything.
 """

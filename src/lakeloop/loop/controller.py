@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lakeloop.errors import InvalidInput, LakeloopError, Refused
+from lakeloop.errors import InvalidInput, LakeloopError, NotFound, Refused
 from lakeloop.loop._joinstate import JoinState, LiveAccuracy, state_path
 from lakeloop.loop.turns import ControllerLock, Turn, TurnLog, new_turn_id
 
@@ -224,16 +224,15 @@ def recover_turn(lake: Lake, project: Project) -> Turn | None:
         # longer the one the decision compared with
         try:
             reg.promote(
-                str(record["candidate"]),
+                str(record.get("candidate")),
                 decision=record,
                 reason=f"lakeloop loop: completing turn {turn.id}'s promotion after a crash",
             )
-        except Refused:
+        except (Refused, InvalidInput, NotFound) as exc:
             turn.status, turn.outcome = "crashed", None
-            turn.error += (
-                "; the gate's promotion was never applied and the champion has moved since"
-                f" ({record.get('champion')} -> {current})"
-            )
+            turn.error += "; " + _unapplied(reg, project.model, record, exc)
+            champion = reg.aliases(project.model).get("champion")
+            current = None if champion is None else f"{project.model}@{champion}"
         else:
             current = str(record["candidate"])
             turn.error += "; its promotion was completed on recovery"
@@ -244,6 +243,30 @@ def recover_turn(lake: Lake, project: Project) -> Turn | None:
             runs.mark(run.id, "interrupted", turn.error)
     log.finish(turn)
     return turn
+
+
+def _unapplied(reg: Any, model: str, record: Mapping[str, Any], exc: LakeloopError) -> str:
+    """Why recovery could not finish a decided promotion: "the champion has moved" only
+    when the aliases, read again, say so; else the refusal's own message."""
+    from lakeloop.registry._registry import _compared_with
+
+    champion = reg.aliases(model).get("champion")
+    if isinstance(exc, Refused) and "champion" in record:
+        try:
+            compared = _compared_with(model, record, record["champion"])
+        except InvalidInput:
+            pass
+        else:
+            if compared != champion:
+                return (
+                    "the gate's promotion was never applied and the champion has moved since"
+                    f" ({record['champion']} -> {_ref(model, champion)})"
+                )
+    return f"the gate's promotion could not be completed on recovery: {exc.message}"
+
+
+def _ref(model: str, version: int | None) -> str:
+    return "none" if version is None else f"{model}@{version}"
 
 
 def run_turn(

@@ -22,7 +22,9 @@ then holds it, with the label taken from the key, like every other example.
   for ``loop_join_window`` seconds; a label within the window joins however late, and
   feedback that arrives before its prediction was read joins once the prediction comes.
   The window is measured in event time — against how far the feedback stream has been
-  read, not the wall clock — so a joiner restarting on a backlog still joins it.
+  read, not the wall clock — so a joiner restarting on a backlog still joins it. An
+  empty read does not move that clock; only after the joiner has read no feedback for
+  longer than the window plus ``stream_ack_timeout`` does it fall back to the wall clock.
 - **Nothing dropped silently.** Feedback that joins nothing — an unknown id, one past
   the window, a malformed event, a label that cannot be a key segment — is landed as
   JSON in the reserved namespace ``_loop`` (``unmatched/<model>/<event id>.json``, with
@@ -72,6 +74,12 @@ GROUP = "joiner"
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
 _MAX_LABEL = 200
+
+# join state path -> when a joiner of this process last read a feedback event (monotonic;
+# the first opening counts as one). Per process, not per Joiner: `lakeloop loop run` and
+# `loop join --follow` open a new Joiner every round, and the expiry clock falls back
+# to the wall clock only after a silence longer than the window (see Joiner._stream_time).
+_LAST_READ: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -234,6 +242,8 @@ class Joiner:
             self.ns = self.lake.namespace(str(definition["namespace"]))
             self.settings = self.lake.settings
             self.state = JoinState(state_path(folder, self.model))
+            # the silence is measured from the process's first joiner of this state on
+            _LAST_READ.setdefault(str(self.state.path), time.monotonic())
             self.predictions = open_stream(self.lake, PREDICTIONS, url=self.url)
             self.feedback = open_stream(self.lake, FEEDBACK, url=self.url)
         except BaseException:
@@ -332,6 +342,7 @@ class Joiner:
             self.predictions.ack(self.group, [m.offset for m in msgs])
         msgs = self.feedback.consume(self.group, self.consumer, max=batch, block=0.0)
         window = float(self.settings["loop_join_window"])
+        seen = self._stream_time(msgs, window)
         with self._exclusive():
             if msgs:
                 done["feedback"] = len(msgs)
@@ -340,8 +351,9 @@ class Joiner:
             if window:
                 self.state.begin()
                 try:
-                    now = self.state.advance_clock(self._stream_time(msgs))
-                    self.state.expire(now - window)
+                    now = self.state.advance_clock(seen) if seen is not None else self.state.clock()
+                    if now is not None:
+                        self.state.expire(now - window)
                     self.state.commit()
                 except BaseException:
                     self.state.rollback()
@@ -375,16 +387,28 @@ class Joiner:
             )
         return items
 
-    @staticmethod
-    def _stream_time(feedback: Sequence[Any]) -> float:
-        """How far the feedback stream has been read, in event time: its newest event's
-        time, or the wall clock when nothing was left to read (a label posted from now
-        on is stamped now or later). Never ahead of the wall clock."""
-        now = time.time()
-        if not feedback:
-            return now
-        data = [m.data if isinstance(m.data, Mapping) else {} for m in feedback]
-        return min(now, max(_event_time(d, m.time) for d, m in zip(data, feedback, strict=True)))
+    def _stream_time(self, feedback: Sequence[Any], window: float) -> float | None:
+        """How far the feedback stream has been read, in event time: the newest event's
+        time in *feedback* (never ahead of the wall clock), or None (the clock stays).
+
+        An empty read does not mean the stream is drained: another joiner of the model
+        may be working through a backlog, a short fetch can come back empty under load,
+        and a batch left unacknowledged by a killed joiner comes back only after
+        ``stream_ack_timeout``. So the wall clock is used only once this process has
+        read no feedback for longer than the window plus ``stream_ack_timeout`` (since
+        its first joiner of this state opened): by then anything still waiting would
+        have been delivered."""
+        wall = time.time()
+        key = str(self.state.path)
+        if feedback:
+            _LAST_READ[key] = time.monotonic()
+            data = [m.data if isinstance(m.data, Mapping) else {} for m in feedback]
+            newest = max(_event_time(d, m.time) for d, m in zip(data, feedback, strict=True))
+            return min(wall, newest)
+        idle = time.monotonic() - _LAST_READ.get(key, time.monotonic())
+        if idle > window + float(self.settings["stream_ack_timeout"]):
+            return wall
+        return None
 
     def drain(self, max_rounds: int | None = None) -> dict[str, int]:
         """Poll until a round reads nothing; -> the summed counts."""

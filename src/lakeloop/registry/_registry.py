@@ -572,8 +572,9 @@ class Registry:
         decision: dict[str, Any] | None = None,
         expect: int | None = None,
     ) -> AliasMove:
-        """Move (or remove) *alias*; a ``gate`` move only while *alias* still points at
-        *expect*, the version the decision compared with (checked under the lock)."""
+        """Move (or remove) *alias*; a ``gate`` move only while ``champion`` still points
+        at *expect*, the version the decision compared with (checked under the lock),
+        whichever alias it moves: the decision is evidence against that champion."""
         if self._remote:
             return self._move_remote(
                 ref, alias, kind=kind, why=why, actor=actor, decision=decision, expect=expect
@@ -583,13 +584,14 @@ class Registry:
             target = None if kind == "remove" else self.get(ref).version
             state = self._state(name)
             previous = state["aliases"].get(alias)
-            if kind == "gate" and previous != expect:
+            current = state["aliases"].get(CHAMPION)
+            if kind == "gate" and current != expect:
                 raise Refused(
-                    f"champion moved: {alias} is {_ref(name, previous)}, and the decision "
+                    f"champion moved: champion is {_ref(name, current)}, and the decision "
                     f"compared {name}@{target} with {_ref(name, expect)}",
                     op="promote",
                     target=f"{name}@{target}",
-                    hint=f"compare {name}@{target} with {_ref(name, previous)} first "
+                    hint=f"compare {name}@{target} with {_ref(name, current)} first "
                     "(`lakeloop ci --candidate` runs the gate again)",
                 )
             if kind == "remove":
@@ -733,7 +735,8 @@ class Registry:
         actor: str | None = None,
         champion: Any = _UNSET,
     ) -> AliasMove:
-        """Move ``champion`` to *ref* on the gate's *decision*, stored with the move.
+        """Move ``champion`` (or *alias*) to *ref* on the gate's *decision*, stored with
+        the move.
 
         *decision* is a :mod:`lakeloop.gate` decision (anything with ``to_dict()``) or
         its dict; it must have ``outcome == "promote"`` (an acceptance claim:
@@ -741,8 +744,10 @@ class Registry:
 
         Compare-and-set: *champion* (``NAME@N``, ``N``, or None for a first promotion;
         default: the record's ``champion`` field, which ``lakeloop ci`` fills in) is the
-        version the candidate was compared with. When *alias* points elsewhere by the
-        time the move runs (under the model's lock), it raises
+        version the candidate was compared with; a *champion* that contradicts the
+        record's own field is refused. When ``champion`` points elsewhere by the time
+        the move runs (under the model's lock) -- whichever *alias* is moved, since the
+        decision is evidence against the champion -- it raises
         :class:`~lakeloop.errors.Refused` ("champion moved") and changes nothing. Over a
         gateway, *decision* must be a record stored by :meth:`record_decision`: the
         gateway checks it against its copy (see docs/registry.md).
@@ -751,6 +756,16 @@ class Registry:
         record = _decision_record(decision)
         name, _ = parse_model_ref(ref)
         expect = _compared_with(name, record, champion)
+        if champion is not _UNSET and "champion" in record:
+            recorded = _compared_with(name, record, _UNSET)
+            if recorded != expect:
+                raise Refused(
+                    f"the decision compared with {_ref(name, recorded)}, not "
+                    f"{_ref(name, expect)} as champion= says",
+                    op="promote",
+                    target=ref,
+                    hint="leave champion= out to use the record's own, or pass the same one",
+                )
         return self._move(
             ref,
             alias,
