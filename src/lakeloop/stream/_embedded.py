@@ -499,7 +499,7 @@ class EmbeddedStream(Stream):
             return
         self._closed = True
         try:
-            self._log.close()  # (fsyncs what sync = "batch" left: it may fail)
+            self._log.close()  # (fsyncs what sync = "batch" left; a failed fsync raises)
         finally:
             for g in self._groups.values():
                 g.close()
