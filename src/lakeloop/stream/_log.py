@@ -48,6 +48,7 @@ flush and close of this handle raises it (reopening the stream recovers what is 
 from __future__ import annotations
 
 import bisect
+import errno
 import fcntl
 import logging
 import os
@@ -214,7 +215,7 @@ class Log:
         # sync = "batch": when the oldest append not yet fsynced was made (None: none is)
         self._dirty_since: float | None = None
         self._appends = 0  # appends through the writer, to see one made during an fsync
-        self._sync_error: OSError | None = None  # the first failed fsync: sticky
+        self._sync_error: Exception | None = None  # the first failed fsync: sticky
         self._flush_cv = threading.Condition(self._mu)
         self._flusher: threading.Thread | None = None
         self._closing = False
@@ -622,12 +623,19 @@ class Log:
 
     # ---------------------------------------------------------------- fsync and its errors
     def _fsync(self, f: WritableFile) -> None:
-        """fsync *f*; a failure is kept (sticky) before it is raised."""
-        try:
-            f.sync()
-        except OSError as exc:
-            self._failed_sync(exc)
-            raise
+        """fsync *f*; a failure is kept (sticky) before it is raised.
+
+        Under ``_sync_mu``, like the flusher's: after a failed fsync (of any caller) no
+        other one is tried, since it could report success for pages the kernel dropped.
+        """
+        with self._sync_mu:
+            if self._sync_error is not None:
+                raise OSError(errno.EIO, f"an earlier fsync failed: {self._sync_error}")
+            try:
+                f.sync()
+            except OSError as exc:
+                self._failed_sync(exc)
+                raise
 
     def _failed_sync(self, exc: Exception) -> None:
         if self._sync_error is None:
@@ -698,18 +706,16 @@ class Log:
                     continue
                 appends = self._appends
                 started = time.monotonic()
-            error: Exception | None = None
             with self._sync_mu:
-                if self._writer is not writer:
-                    continue  # closed (and fsynced) by a roll or close meanwhile
+                if self._writer is not writer or self._sync_error is not None:
+                    continue  # closed (and fsynced) by a roll or close, or failed, meanwhile
                 try:
                     writer.sync()
-                except Exception as exc:  # kept, raised by the next call
-                    error = exc
+                except Exception as exc:  # kept (sticky), raised by the next call
+                    self._failed_sync(exc)
+                    continue
             with self._mu:
-                if error is not None:
-                    self._failed_sync(error)
-                elif self._writer is writer and self._sync_error is None:
+                if self._writer is writer and self._sync_error is None:
                     if self._appends == appends:
                         self._synced()
                     else:
