@@ -166,7 +166,10 @@ class _Group:
         self._mu = threading.Lock()
         if self._fd >= 0:
             os.close(self._fd)  # no unlock: that would release the parent's lock
-            self._fd = self._open_lock()
+            try:
+                self._fd = self._open_lock()
+            except OSError:  # (the group's folder is gone): its calls fail with EBADF
+                self._fd = -1
 
     def __enter__(self) -> _Group:
         self._mu.acquire()

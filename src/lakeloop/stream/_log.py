@@ -245,7 +245,10 @@ class Log:
         self._last_sync = float("-inf")
         if self._lock_fd >= 0 and not self._closing:
             os.close(self._lock_fd)  # (no unlock: that would release the parent's lock)
-            self._lock_fd = self._open_lock()
+            try:
+                self._lock_fd = self._open_lock()
+            except OSError:  # (the stream's folder is gone): its calls fail with EBADF
+                self._lock_fd = -1
 
     # ---------------------------------------------------------------- the end of the log
     def _list_segments(self) -> list[int]:
