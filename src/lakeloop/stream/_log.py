@@ -511,7 +511,7 @@ class Log:
                 except OSError as exc:
                     self._raise_sticky("publish")
                     raise StoreError(
-                        f"starting a new segment of the stream failed: {exc}",
+                        f"cutting a torn tail or starting a new segment failed: {exc}",
                         op="publish",
                         target=self.label,
                     ) from None
