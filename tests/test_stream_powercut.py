@@ -12,6 +12,10 @@ next publish.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,9 @@ from typing import Any
 import pytest
 
 from lakeloop import Lake
+from lakeloop.errors import StoreError
 from lakeloop.store._faults import PowerCutLayer
+from lakeloop.store._fs import FileLayer, OSFileLayer, WritableFile
 from lakeloop.stream import open_stream
 from lakeloop.stream._embedded import EmbeddedStream
 
@@ -269,3 +275,245 @@ def test_a_crash_before_a_groups_first_state_was_written_leaves_it_usable(
                 assert [m.data["n"] for m in got] == [0, 1, 2]
                 assert s.ack(group, [m.offset for m in got]) == 3
                 assert s.consume(group, "c", max=10) == []
+
+
+# ---------------------------------------------------------------------------------------
+# Segment rolls, fsync failures and the flusher (review fixes).
+
+
+class _HookFile(WritableFile):
+    def __init__(self, layer: _HookLayer, inner: WritableFile) -> None:
+        self._layer = layer
+        self._inner = inner
+        self.path = inner.path
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._layer.before("write", self.path)
+        self._inner.write(data)
+
+    def sync(self) -> None:
+        self._layer.before("sync", self.path)
+        self._inner.sync()
+
+    def truncate(self, size: int) -> None:
+        self._inner.truncate(size)
+
+    def size(self) -> int:
+        return self._inner.size()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _HookLayer(FileLayer):
+    """A file layer (over another) that fails or holds operations on segment files.
+
+    ``fail["sync"] = 1`` fails the next segment fsync with EIO, ``fail["create"] = 1``
+    the next segment creation with ENOSPC; ``hold[op] = thread name prefix`` holds that
+    operation of such a thread until ``release`` is set (``holding`` says it waits).
+    """
+
+    def __init__(self, base: FileLayer | None = None) -> None:
+        self.base = base or OSFileLayer()
+        self.fail: dict[str, int] = {}
+        self.failed: list[str] = []
+        self.hold: dict[str, str] = {}
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def before(self, op: str, path: str) -> None:
+        if not path.endswith(".seg"):
+            return
+        if self.fail.get(op):
+            self.fail[op] -= 1
+            self.failed.append(op)
+            code = errno.EIO if op == "sync" else errno.ENOSPC
+            raise OSError(code, f"simulated {op} failure", path)
+        prefix = self.hold.get(op)
+        if prefix is not None and threading.current_thread().name.startswith(prefix):
+            self.holding.set()
+            self.release.wait(WAIT)
+
+    def create(self, path: str) -> WritableFile:
+        self.before("create", path)
+        return _HookFile(self, self.base.create(path))
+
+    def open_append(self, path: str) -> WritableFile:
+        return _HookFile(self, self.base.open_append(path))
+
+    def sync_dir(self, path: str) -> None:
+        self.base.sync_dir(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        self.base.rename(src, dst)
+
+    def unlink(self, path: str) -> None:
+        self.base.unlink(path)
+
+
+def _fill(s: EmbeddedStream, start: int, stop: int) -> None:
+    """Publish events ``start..stop-1``, one frame, large enough to fill a 4 KiB segment."""
+    s.publish_many([{"n": i, "pad": "x" * 300} for i in range(start, stop)])
+
+
+def test_a_roll_by_another_publisher_makes_the_sealed_segment_durable(tmp_path: Path) -> None:
+    """Publisher A leaves its last frames of a full segment unsynced (its flusher has not
+    run); publisher B rolls to a new segment and makes that durable. The cut must not
+    keep the new segment and lose the sealed one's tail: a hole in the log."""
+    root = tmp_path / "lake"
+    layer = PowerCutLayer()
+    settings = _settings("batch", 3600)
+    lake_a = Lake.open(root, create=True, settings=settings, _fs=layer, background=False)
+    lake_b = Lake.open(root, _fs=layer, background=False)  # a second "process"
+    a = open_stream(lake_a, "two")
+    b = open_stream(lake_b, "two")
+    assert isinstance(a, EmbeddedStream) and isinstance(b, EmbeddedStream)
+    a.publish({"n": 0})  # the first append of a handle is fsynced
+    _fill(a, 1, 20)  # unsynced, and past the segment size
+    assert a._log.unsynced()
+    b.publish({"n": 20})  # rolls; B's first append is fsynced
+    assert len(list((a.folder / "segments").glob("*.seg"))) == 2
+    layer.power_cut()
+    for handle in (a, b, lake_a, lake_b):
+        with contextlib.suppress(Exception):
+            handle.close()
+    with Lake.open(root, background=False) as lake2, open_stream(lake2, "two") as s2:
+        got = [(int(m.offset), m.data["n"]) for m in s2.replay()]
+    assert got == [(i, i) for i in range(21)]
+
+
+@pytest.mark.parametrize("fault", ["sync", "create"])
+def test_a_disk_error_at_a_roll_is_a_store_error(tmp_path: Path, fault: str) -> None:
+    """The sealed segment's fsync (sticky: the handle refuses to go on) or the new
+    segment's creation (not sticky: the next publish rolls again) fails at a roll."""
+    root = tmp_path / "lake"
+    layer = _HookLayer()
+    lake = Lake.open(
+        root, create=True, settings=_settings("batch", 3600), _fs=layer, background=False
+    )
+    s = open_stream(lake, "roll")
+    assert isinstance(s, EmbeddedStream)
+    s.publish({"n": 0})
+    _fill(s, 1, 20)  # unsynced, past the segment size
+    layer.fail[fault] = 1
+    with pytest.raises(StoreError):
+        s.publish({"n": 20})
+    assert layer.failed == [fault]
+    segments = s.folder / "segments"
+    if fault == "sync":
+        assert len(list(segments.glob("*.seg"))) == 1  # no new name before the old is durable
+        assert s._log.unsynced()  # the window was not closed by the failed fsync
+        with pytest.raises(StoreError, match="fsync"):
+            s.publish({"n": 20})  # sticky: a second fsync is not trusted
+        with pytest.raises(StoreError, match="fsync"):
+            s.close()
+    else:
+        assert s.publish({"n": 20}) == "20"
+        s.close()
+    lake.close()
+    with Lake.open(root, background=False) as lake2, open_stream(lake2, "roll") as s2:
+        want = 21 if fault == "create" else 20
+        assert [m.data["n"] for m in s2.replay()] == list(range(want))
+
+
+def test_a_failed_background_fsync_is_sticky(tmp_path: Path) -> None:
+    """The flusher's fsync fails once: no retry marks the log clean (a second fsync after
+    EIO may succeed for dropped pages); the next publish, flush and close raise."""
+    root = tmp_path / "lake"
+    layer = _HookLayer()
+    lake = Lake.open(
+        root, create=True, settings=_settings("batch", 0.05), _fs=layer, background=False
+    )
+    s = open_stream(lake, "eio")
+    assert isinstance(s, EmbeddedStream)
+    s.publish({"n": 0})  # fsynced at once
+    layer.fail["sync"] = 1
+    s.publish({"n": 1})  # unsynced: the flusher's fsync fails
+    deadline = time.monotonic() + WAIT
+    while not layer.failed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert layer.failed == ["sync"], "the flusher never fsynced"
+    with pytest.raises(StoreError, match="fsync"):
+        s.publish({"n": 2})
+    assert s._log.unsynced()
+    with pytest.raises(StoreError, match="fsync"):
+        s._log.flush()
+    with pytest.raises(StoreError, match="fsync"):
+        s.close()
+    lake.close()
+    with Lake.open(root, background=False) as lake2, open_stream(lake2, "eio") as s2:
+        assert [m.data["n"] for m in s2.replay()] == [0, 1]  # (the real disk kept them)
+        assert s2.publish({"n": 2}) == "2"
+
+
+def test_readers_do_not_wait_for_the_flushers_fsync(tmp_path: Path) -> None:
+    layer = _HookLayer()
+    settings = _settings("batch", 0.05)
+    lake = Lake.open(tmp_path / "lake", create=True, settings=settings, _fs=layer, background=False)
+    s = open_stream(lake, "slow")
+    assert isinstance(s, EmbeddedStream)
+    try:
+        s.publish({"n": 0})
+        layer.hold["sync"] = "lakeloop-stream-flush"
+        s.publish({"n": 1})  # unsynced: the flusher's fsync is held
+        assert layer.holding.wait(WAIT), "the flusher never fsynced"
+        read: list[int] = []
+        reader = threading.Thread(target=lambda: read.extend(m.data["n"] for m in s.replay()))
+        reader.start()
+        reader.join(WAIT)
+        assert not reader.is_alive() and read == [0, 1], "a read waited for the fsync"
+        assert s._log.unsynced()
+    finally:
+        layer.release.set()
+    deadline = time.monotonic() + WAIT
+    while s._log.unsynced() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not s._log.unsynced()
+    s.close()
+    lake.close()
+
+
+def test_a_child_forked_during_a_publish_can_publish(tmp_path: Path) -> None:
+    """A thread of the parent is inside a publish (holding the log's locks and leading
+    the group commit) when the process forks: the child must not wait for it forever."""
+    layer = _HookLayer()
+    lake = Lake.open(
+        tmp_path / "lake",
+        create=True,
+        settings=_settings("always", 0.1),
+        _fs=layer,
+        background=False,
+    )
+    s = open_stream(lake, "fork")
+    assert isinstance(s, EmbeddedStream)
+    s.publish({"n": 0})
+    layer.hold["write"] = "held-publisher"
+    held = threading.Thread(target=lambda: s.publish({"n": 1}), name="held-publisher")
+    held.start()
+    pid = -1
+    try:
+        assert layer.holding.wait(WAIT), "the publisher never wrote"
+        pid = os.fork()
+        if pid == 0:  # the child: publish, and say by the exit status whether it could
+            code = 1
+            try:
+                layer.hold.clear()
+                code = 0 if s.publish({"n": 2}) == "2" else 2
+            finally:
+                os._exit(code)
+    finally:
+        layer.release.set()
+        held.join(WAIT)
+    deadline = time.monotonic() + WAIT
+    status = None
+    while status is None and time.monotonic() < deadline:
+        done, raw = os.waitpid(pid, os.WNOHANG)
+        status = os.waitstatus_to_exitcode(raw) if done else None
+        time.sleep(0.01)
+    if status is None:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert status == 0, "the forked child could not publish"
+    assert [m.data["n"] for m in s.replay()] == [0, 1, 2]
+    s.close()
+    lake.close()

@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -152,9 +153,23 @@ class _Group:
         self.sync = sync
         self.fs = fs
         folder.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd = self._open_lock()
         self._mu = threading.Lock()  # flock does not exclude threads sharing the fd
         self._commit_gens = [-1, -1]
+
+    def _open_lock(self) -> int:
+        return os.open(self.folder / f"{self.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a lock and a lock file of its own (the flock of the
+        inherited descriptor would be the parent's, and would not exclude it)."""
+        self._mu = threading.Lock()
+        if self._fd >= 0:
+            os.close(self._fd)  # no unlock: that would release the parent's lock
+            try:
+                self._fd = self._open_lock()
+            except OSError:  # (the group's folder is gone): its calls fail with EBADF
+                self._fd = -1
 
     def __enter__(self) -> _Group:
         self._mu.acquire()
@@ -247,6 +262,19 @@ class _Ticket:
         self.done = False
 
 
+# every open embedded stream of this process, to renew their locks in a forked child
+_LIVE: weakref.WeakSet[EmbeddedStream] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for live in list(_LIVE):
+        live._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class EmbeddedStream(Stream):
     """A stream in the lake's ``_streams`` namespace; no server, safe across processes."""
 
@@ -279,11 +307,22 @@ class EmbeddedStream(Stream):
         self._groups: dict[str, _Group] = {}
         self._groups_mu = threading.Lock()
         self._closed = False
+        _LIVE.add(self)
         try:
             self._log.recover(self._rewind_groups)
         except BaseException:
             self.close()
             raise
+
+    def _after_fork(self) -> None:
+        """In a forked child: the threads that held these locks, or led a group commit,
+        do not exist there; their publishes were the parent's and are not waited for."""
+        self._queue = []
+        self._cv = threading.Condition()
+        self._leading = False
+        self._groups_mu = threading.Lock()
+        for g in self._groups.values():
+            g._after_fork()
 
     def _check_open(self, op: str) -> None:
         if self._closed:
@@ -498,8 +537,9 @@ class EmbeddedStream(Stream):
         if self._closed:
             return
         self._closed = True
+        _LIVE.discard(self)
         try:
-            self._log.close()  # (fsyncs what sync = "batch" left: it may fail)
+            self._log.close()  # (fsyncs what sync = "batch" left; a failed fsync raises)
         finally:
             for g in self._groups.values():
                 g.close()

@@ -33,18 +33,29 @@ Every write, fsync, truncation and change of names goes through the lake's file 
 (``store._fs``), like the store's volumes, so the power-cut tests can drop what was not
 made durable. With ``sync = "batch"`` a background flusher fsyncs the last segment at
 most ``sync_interval`` seconds after its first unsynced append: the window a power cut
-can take is bounded even when no publish follows.
+can take is bounded even when no publish follows. The flusher fsyncs outside the
+log's lock, so readers of the process never wait for a disk flush.
+
+Sealing: whoever rolls to a new segment fsyncs the sealed one by its path first
+(``sync != "none"``), whichever process wrote its tail: the new name becomes durable
+only after every byte before it, so a power cut never leaves a hole between segments.
+
+A failed fsync is sticky: the kernel may have dropped the unsynced pages and a second
+fsync would report success anyway, so the first error is kept and every later append,
+flush and close of this handle raises it (reopening the stream recovers what is on disk).
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
 import fcntl
 import logging
 import os
 import struct
 import threading
 import time
+import weakref
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +76,18 @@ _SEG_SUFFIX = ".seg"
 _READ_CHUNK = 4 * 1024 * 1024
 
 log = logging.getLogger("lakeloop.stream")
+
+# every open Log of this process, to give a forked child fresh locks (see _after_fork)
+_LIVE: weakref.WeakSet[Log] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for live in list(_LIVE):
+        live._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass(frozen=True)
@@ -181,16 +204,51 @@ class Log:
         os.makedirs(self.seg_dir, exist_ok=True)
         self._fs = fs or OSFileLayer()
         self._mu = threading.RLock()
-        self._lock_fd = os.open(os.path.join(root, "write.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        # held while the writer is fsynced outside _mu (by the flusher) and while it is
+        # closed, so that a handle is never closed under a running fsync; taken after _mu
+        self._sync_mu = threading.Lock()
+        self._lock_fd = self._open_lock()
         self._segments: list[_Segment] = []
         self._writer: WritableFile | None = None
         self._write_seg: _Segment | None = None
         self._last_sync = float("-inf")  # the first append of a process fsyncs
         # sync = "batch": when the oldest append not yet fsynced was made (None: none is)
         self._dirty_since: float | None = None
+        self._appends = 0  # appends through the writer, to see one made during an fsync
+        self._sync_error: Exception | None = None  # the first failed fsync: sticky
         self._flush_cv = threading.Condition(self._mu)
         self._flusher: threading.Thread | None = None
         self._closing = False
+        _LIVE.add(self)
+
+    def _open_lock(self) -> int:
+        return os.open(os.path.join(self.root, "write.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the locks may be owned by threads that do not exist there.
+
+        New locks and condition, no flusher, no append handle (the parent's flusher
+        fsyncs what the parent wrote), and a ``write.lock`` descriptor of its own: a flock
+        belongs to the open file, so the inherited one would not exclude the parent.
+        """
+        self._mu = threading.RLock()
+        self._sync_mu = threading.Lock()
+        self._flush_cv = threading.Condition(self._mu)
+        self._flusher = None
+        writer, self._writer, self._write_seg = self._writer, None, None
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:  # a descriptor copy: nothing to lose
+                pass
+        self._dirty_since = None
+        self._last_sync = float("-inf")
+        if self._lock_fd >= 0 and not self._closing:
+            os.close(self._lock_fd)  # (no unlock: that would release the parent's lock)
+            try:
+                self._lock_fd = self._open_lock()
+            except OSError:  # (the stream's folder is gone): its calls fail with EBADF
+                self._lock_fd = -1
 
     # ---------------------------------------------------------------- the end of the log
     def _list_segments(self) -> list[int]:
@@ -438,19 +496,25 @@ class Log:
         absent after a crash.
         """
         with self._mu:
+            self._raise_sticky("publish")
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 self._refresh_locked()
                 seg = self._segments[-1] if self._segments else None
                 if seg is not None and seg.corrupt_at is not None:
                     raise self._corrupt(seg, "publish")  # never cut acknowledged events
-                if seg is not None and seg.torn_at is not None:
-                    self._cut_tail(seg)
-                if seg is None or (seg.scanned >= self.segment_size and seg.seqs):
-                    # the sealed segment's unsynced window goes down before the new
-                    # name does: a power cut never leaves a hole between segments
-                    self._finish_writer()
-                    seg = self._new_segment(seg.next_seq if seg else 0)
+                try:
+                    if seg is not None and seg.torn_at is not None:
+                        self._cut_tail(seg)
+                    if seg is None or (seg.scanned >= self.segment_size and seg.seqs):
+                        seg = self._roll(seg)
+                except OSError as exc:
+                    self._raise_sticky("publish")
+                    raise StoreError(
+                        f"cutting a torn tail or starting a new segment failed: {exc}",
+                        op="publish",
+                        target=self.label,
+                    ) from None
                 frames: list[Frame] = []
                 chunks: list[bytes] = []
                 pos, seq = seg.scanned, seg.next_seq
@@ -463,6 +527,7 @@ class Log:
                 try:
                     writer = self._writer_for(seg)
                     writer.write(b"".join(chunks))
+                    self._appends += 1
                     self._sync(writer)
                 except OSError as exc:
                     if self._writer is not None and self._write_seg is seg:
@@ -470,6 +535,7 @@ class Log:
                             self._writer.truncate(seg.scanned)
                         except OSError:
                             pass  # the next open cuts the torn tail
+                    self._raise_sticky("publish")
                     raise StoreError(
                         f"appending to the stream failed: {exc}", op="publish", target=self.label
                     ) from None
@@ -479,15 +545,36 @@ class Log:
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
+    def _roll(self, seg: _Segment | None) -> _Segment:
+        """Seal *seg* and start the next segment.
+
+        The sealed segment is fsynced by its path before the new name exists, whichever
+        process wrote its unsynced tail (its own flusher may not have run yet): a power
+        cut that keeps the new segment keeps every byte of the sealed one, so it never
+        leaves a hole between segments, nor a torn frame inside a sealed one.
+        """
+        if seg is not None and self.sync != "none":
+            if self._write_seg is seg and self._writer is not None:
+                self._fsync(self._writer)  # one fsync covers what every process wrote
+                self._synced()
+            else:
+                f = self._fs.open_append(seg.path)
+                try:
+                    self._fsync(f)
+                finally:
+                    f.close()
+        self._finish_writer()
+        return self._new_segment(seg.next_seq if seg else 0)
+
     def _cut_tail(self, seg: _Segment) -> None:
         if self._write_seg is seg and self._writer is not None:
             self._writer.truncate(seg.scanned)
-            self._writer.sync()
+            self._fsync(self._writer)
         else:
             f = self._fs.open_append(seg.path)
             try:
                 f.truncate(seg.scanned)
-                f.sync()
+                self._fsync(f)
             finally:
                 f.close()
         seg.torn_at = None
@@ -501,7 +588,11 @@ class Log:
             depth = 1 if self._segments else 4
             folder = self.seg_dir
             for _ in range(depth):
-                self._fs.sync_dir(folder)
+                try:
+                    self._fs.sync_dir(folder)
+                except OSError as exc:
+                    self._failed_sync(exc)
+                    raise
                 folder = os.path.dirname(folder)
         seg = _Segment(path, base)
         self._segments.append(seg)
@@ -515,17 +606,59 @@ class Log:
         return self._writer
 
     def _finish_writer(self) -> None:
-        """Close the append handle, fsyncing first what ``sync = "batch"`` left unsynced."""
-        if self._writer is None:
+        """Close the append handle, fsyncing first what ``sync = "batch"`` left unsynced.
+
+        If that fsync fails the window stays marked unsynced and the error sticky (it is
+        not retried: a second fsync may report success for dropped pages).
+        """
+        writer = self._writer
+        if writer is None:
             return
         try:
-            if self._dirty_since is not None:
-                self._writer.sync()
+            if self._dirty_since is not None and self._sync_error is None:
+                self._fsync(writer)
                 self._synced()
         finally:
-            self._writer.close()
-            self._writer = None
-            self._write_seg = None
+            with self._sync_mu:  # never under the flusher's fsync of this handle
+                self._writer = None
+                self._write_seg = None
+                writer.close()
+
+    # ---------------------------------------------------------------- fsync and its errors
+    def _fsync(self, f: WritableFile) -> None:
+        """fsync *f*; a failure is kept (sticky) before it is raised.
+
+        Under ``_sync_mu``, like the flusher's: after a failed fsync (of any caller) no
+        other one is tried, since it could report success for pages the kernel dropped.
+        """
+        with self._sync_mu:
+            if self._sync_error is not None:
+                raise OSError(errno.EIO, f"an earlier fsync failed: {self._sync_error}")
+            try:
+                f.sync()
+            except OSError as exc:
+                self._failed_sync(exc)
+                raise
+
+    def _failed_sync(self, exc: Exception) -> None:
+        if self._sync_error is None:
+            self._sync_error = exc
+            log.error(
+                "fsync of stream %s failed (kept; this handle refuses to write): %s",
+                self.label,
+                exc,
+            )
+
+    def _raise_sticky(self, op: str) -> None:
+        if self._sync_error is not None:
+            raise StoreError(
+                f"an fsync of the stream failed ({self._sync_error}): events acknowledged"
+                " since its last good fsync may not be on disk",
+                op=op,
+                target=self.label,
+                hint="close and reopen the stream (recovery keeps what reached the disk),"
+                " check the disk, and publish again what the log no longer holds",
+            )
 
     def _synced(self) -> None:
         self._last_sync = time.monotonic()
@@ -533,11 +666,11 @@ class Log:
 
     def _sync(self, writer: WritableFile) -> None:
         if self.sync == "always":
-            writer.sync()
+            self._fsync(writer)
         elif self.sync == "batch":
             now = time.monotonic()
             if now - self._last_sync >= self.sync_interval:
-                writer.sync()
+                self._fsync(writer)
                 self._synced()
             else:
                 if self._dirty_since is None:
@@ -556,29 +689,51 @@ class Log:
         self._flush_cv.notify_all()
 
     def _flush_loop(self) -> None:
-        """fsync the last segment ``sync_interval`` after its oldest unsynced append."""
-        with self._mu:
-            while not self._closing:
-                if self._dirty_since is None or self._writer is None:
+        """fsync the last segment ``sync_interval`` after its oldest unsynced append.
+
+        The fsync runs outside ``_mu`` (readers and publishers of the process go on);
+        ``_sync_mu`` keeps the handle from being closed under it. Appends made while it
+        ran are not known to be covered: they stay unsynced, for the next round.
+        """
+        while True:
+            with self._mu:
+                if self._closing:
+                    return
+                writer = self._writer
+                if self._dirty_since is None or writer is None or self._sync_error is not None:
                     self._flush_cv.wait()
                     continue
                 left = self._dirty_since + self.sync_interval - time.monotonic()
                 if left > 0:
                     self._flush_cv.wait(left)
                     continue
+                appends = self._appends
+                started = time.monotonic()
+            with self._sync_mu:
+                if self._writer is not writer or self._sync_error is not None:
+                    continue  # closed (and fsynced) by a roll or close, or failed, meanwhile
                 try:
-                    self._writer.sync()
-                    self._synced()
-                except Exception as exc:  # the thread lives on; the next publish or
-                    # close tries again, and raises
-                    log.warning("fsync of stream %s failed: %s", self.label, exc)
-                    self._flush_cv.wait(max(self.sync_interval, 0.1))
+                    writer.sync()
+                except Exception as exc:  # kept (sticky), raised by the next call
+                    self._failed_sync(exc)
+                    continue
+            with self._mu:
+                if self._writer is writer and self._sync_error is None:
+                    if self._appends == appends:
+                        self._synced()
+                    else:
+                        self._last_sync = self._dirty_since = started
 
     def flush(self) -> None:
         """fsync what ``sync = "batch"`` has not yet (tests, and a clean close)."""
         with self._mu:
+            self._raise_sticky("flush stream")
             if self._writer is not None and self._dirty_since is not None:
-                self._writer.sync()
+                try:
+                    self._fsync(self._writer)
+                except OSError:
+                    self._raise_sticky("flush stream")
+                    raise
                 self._synced()
 
     def unsynced(self) -> bool:
@@ -587,15 +742,20 @@ class Log:
             return self._dirty_since is not None
 
     def close(self) -> None:
+        """Close the handle; fsync what is unsynced, and raise a kept fsync error."""
         with self._mu:
             self._closing = True
             self._flush_cv.notify_all()
             try:
                 self._finish_writer()
+            except OSError:
+                pass  # kept in _sync_error, raised below
             finally:
                 if self._lock_fd >= 0:
                     os.close(self._lock_fd)
                     self._lock_fd = -1
+                _LIVE.discard(self)
         flusher = self._flusher
         if flusher is not None and flusher is not threading.current_thread():
             flusher.join(timeout=30)
+        self._raise_sticky("close stream")
