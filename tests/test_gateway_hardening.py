@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from lakeloop import _sigv4 as sigv4
-from lakeloop.errors import ChecksumError
+from lakeloop.errors import ChecksumError, InvalidInput
 
 TIGHT = {
     "blob_threshold": "16KiB",
@@ -109,6 +109,27 @@ def test_a_bad_key_is_refused_before_the_body_is_read(tight: Any) -> None:
     # the same key within the limit is stored as usual
     status, _, _ = request(tight, "PUT", f"/{b}/{'k' * 64}", b"v" * 1000)
     assert status == 200 and tight.lake.namespace(b).get("k" * 64) == b"v" * 1000
+
+
+def test_check_write_refuses_what_put_refuses_and_writes_nothing(tight: Any) -> None:
+    """The gateway's early check is the store's own: the same refusals, nothing stored."""
+    ns = tight.lake.namespace(tight.bucket())
+    cases: list[tuple[str, str | None, dict[str, str] | None]] = [
+        ("k" * 65, None, None),  # over this lake's max_key_bytes (64)
+        ("", None, None),
+        ("bad-\udc80", None, None),  # not UTF-8
+        ("k", None, {"note": "n" * 9000}),  # over max_metadata_bytes
+        ("k", 7, None),  # type: ignore[list-item]  # content type not a str
+    ]
+    last = ns.last_seq
+    for key, ct, meta in cases:
+        with pytest.raises(InvalidInput) as early:
+            ns.check_write(key, ct, meta)
+        with pytest.raises(InvalidInput) as late:
+            ns.put(key, b"v", content_type=ct, metadata=meta)
+        assert (type(early.value), early.value.message) == (type(late.value), late.value.message)
+    ns.check_write("k" * 64, "text/plain", {"note": "n" * 100})  # fits: no error
+    assert ns.last_seq == last and list(ns.list()) == []
 
 
 def test_registry_and_run_uploads_check_their_target_before_the_body(gateway: Any) -> None:
