@@ -23,7 +23,8 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from lakeloop import _sigv4 as sigv4
-from lakeloop.errors import ChecksumError, InvalidInput
+from lakeloop.errors import ChecksumError, InvalidInput, StoreError
+from lakeloop.store import Lake
 
 TIGHT = {
     "blob_threshold": "16KiB",
@@ -212,6 +213,31 @@ def test_an_internal_object_is_streamed_whole(gateway: Any) -> None:
     status, _, body = request(gateway, "GET", "/api/v1/internal/runs/object", key=ci,
                               query=[("key", f"runs/{run}/none.bin")])  # fmt: skip
     assert (status, _error_code(body)) == (404, "NotFound")
+
+
+def test_a_damaged_internal_object_is_never_taken_for_a_whole_one(gateway: Any) -> None:
+    """The 200 and its length go out before a blob is read to its end: damage found at the
+    end cuts the answer, and the remote lake raises StoreError instead of a short body."""
+    ci = gateway.user(f"runs-{os.urandom(4).hex()}", {"@runs": "write"})
+    run = f"run-{os.urandom(4).hex()}"
+    blobs = Path(gateway.lake.internal_namespace("_runs").root) / "blobs"
+
+    def blob_files() -> set[Path]:
+        return {Path(d) / n for d, _, names in os.walk(blobs) for n in names}
+
+    before = blob_files()
+    status, _, body = request(gateway, "PUT", f"/api/v1/runs/{run}/files", os.urandom(3 << 20),
+                              key=ci, query=[("path", "model.bin")])  # fmt: skip
+    assert status == 200, body
+    (blob,) = blob_files() - before
+    with open(blob, "r+b") as f:  # the last chunk: found only after 2 MiB were sent
+        f.seek(-1000, os.SEEK_END)
+        f.write(bytes(1000))
+    with Lake.open(gateway.url, access_key=ci.access, secret_key=ci.secret) as remote:
+        with pytest.raises(StoreError, match="cut short"):
+            remote.internal_namespace("_runs").get(f"runs/{run}/model.bin")
+        # the connection it used is not left broken: the next call works
+        assert remote.api("GET", "/whoami")["name"] == ci.name
 
 
 # ------------------------------------------------------------------ no grant: one answer
