@@ -197,6 +197,21 @@ def test_a_batch_read_over_its_limit_is_refused_before_the_item_is_read(tight: A
     assert status == 200 and _unpack(data) == [ns.get(i.key) for i in many[:2]]
 
 
+def test_a_batch_read_answer_is_exact_across_its_pieces(gateway: Any) -> None:
+    """The answer goes out in 1 MiB pieces from the items as read: empty items, blobs
+    and objects from volumes come back whole, in the order asked, with exact lengths."""
+    b = gateway.bucket()
+    ns = gateway.lake.namespace(b)
+    objs = [ns.put("empty", b"")]
+    objs += [ns.put(f"v{i}", os.urandom(200_000 + i)) for i in range(5)]  # in a volume
+    objs.insert(3, ns.put("blob", os.urandom(300_001)))  # over this lake's 256 KiB
+    items = [[o.key, o.version] for o in reversed(objs)]
+    status, data = _batch(gateway, b, items)
+    assert status == 200 and len(data) > 1 << 20
+    assert _unpack(data) == [ns.get(k, version=v) for k, v in items]
+    assert len(data) == 4 + 8 * len(items) + sum(o.size for o in objs)
+
+
 def test_an_internal_object_is_streamed_whole(gateway: Any) -> None:
     """A run's artifact comes back in pieces (never held whole), with its exact length."""
     ci = gateway.user(f"runs-{os.urandom(4).hex()}", {"@runs": "write"})
