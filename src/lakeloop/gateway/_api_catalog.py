@@ -101,6 +101,10 @@ _B = {"type": "boolean"}
 )
 def search(ctx: ApiContext) -> dict[str, Any]:
     """``meta`` is ``name=value[,name=value]``; ``tag`` and ``ns`` are comma-separated."""
+    for name, value in ctx.query.items():
+        if "\x00" in value:
+            # SQLite's full-text query syntax ends a string at a NUL ("unterminated string")
+            raise ApiError(400, "InvalidInput", f"{name} must not contain a NUL character")
     names = _readable(ctx)
     if ctx.query.get("ns"):
         wanted = {n for n in ctx.query["ns"].split(",") if n}
