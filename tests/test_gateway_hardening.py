@@ -212,6 +212,22 @@ def test_a_batch_read_answer_is_exact_across_its_pieces(gateway: Any) -> None:
     assert len(data) == 4 + 8 * len(items) + sum(o.size for o in objs)
 
 
+def test_numbers_beyond_64_bits_are_refused_not_a_500(tight: Any) -> None:
+    """The index and the catalog are SQLite: a version or size past 64 bits is a 400."""
+    b = tight.bucket()
+    huge = 10**30
+    for path, doc in [
+        (f"/api/v1/namespaces/{b}/read", {"items": [["k", huge]]}),
+        (f"/api/v1/namespaces/{b}/locate", {"versions": [huge]}),
+    ]:
+        status, _, body = request(tight, "POST", path, json.dumps(doc).encode())
+        assert (status, _error_code(body)) == (400, "InvalidInput"), path
+    status, _, body = request(tight, "GET", "/api/v1/search", query=[("min_size", str(huge))])
+    assert (status, _error_code(body)) == (400, "InvalidInput")
+    status, _, _ = request(tight, "GET", "/api/v1/search", query=[("min_size", str(1 << 62))])
+    assert status == 200
+
+
 def test_an_internal_object_is_streamed_whole(gateway: Any) -> None:
     """A run's artifact comes back in pieces (never held whole), with its exact length."""
     ci = gateway.user(f"runs-{os.urandom(4).hex()}", {"@runs": "write"})

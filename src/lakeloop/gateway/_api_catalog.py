@@ -37,9 +37,12 @@ def _int(ctx: ApiContext, name: str) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ApiError(400, "InvalidInput", f"{name} must be an integer") from None
+    if not -(1 << 63) <= number < 1 << 63:  # what SQLite stores; beyond: OverflowError
+        raise ApiError(400, "InvalidInput", f"{name} must be a 64-bit integer")
+    return number
 
 
 def _float(ctx: ApiContext, name: str) -> float | None:

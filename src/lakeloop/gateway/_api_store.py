@@ -155,12 +155,15 @@ def fsck(ctx: ApiContext, namespace: str) -> dict[str, Any]:
 def locate(ctx: ApiContext, namespace: str) -> dict[str, Any]:
     body = ctx.body if isinstance(ctx.body, dict) else {}
     versions = body.get("versions")
-    if not isinstance(versions, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in versions
-    ):
-        raise ApiError(400, "InvalidInput", 'the body is {"versions": [int, ...]}')
+    if not isinstance(versions, list) or not all(_is_version(v) for v in versions):
+        raise ApiError(400, "InvalidInput", 'the body is {"versions": [int, ...]} (64-bit)')
     found = ctx.lake.namespace(namespace).locate(versions)
     return {"located": [list(t) for t in found]}
+
+
+def _is_version(v: object) -> bool:
+    """An int the index can hold (64-bit signed): a larger one would fail in SQLite."""
+    return isinstance(v, int) and not isinstance(v, bool) and -(1 << 63) <= v < 1 << 63
 
 
 # what one batch read may ask for: the client groups a snapshot's entries to fit (the
@@ -196,18 +199,15 @@ def read_versions(ctx: ApiContext, namespace: str) -> Stream:
         not isinstance(items, list)
         or len(items) > READ_MAX_ITEMS
         or not all(
-            isinstance(i, list)
-            and len(i) == 2
-            and isinstance(i[0], str)
-            and isinstance(i[1], int)
-            and not isinstance(i[1], bool)
+            isinstance(i, list) and len(i) == 2 and isinstance(i[0], str) and _is_version(i[1])
             for i in items
         )
     ):
         raise ApiError(
             400,
             "InvalidInput",
-            f'the body is {{"items": [[key, version], ...]}} (<= {READ_MAX_ITEMS})',
+            f'the body is {{"items": [[key, version], ...]}} (<= {READ_MAX_ITEMS} items, '
+            "64-bit versions)",
         )
     ns = ctx.lake.namespace(namespace)
     limit = int(ctx.lake.settings["gateway_read_batch_max_bytes"])
