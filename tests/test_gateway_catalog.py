@@ -66,6 +66,9 @@ def test_search_over_http_follows_s3_writes_and_grants(gateway: Any) -> None:
             remote.api("GET", "/search", {"sort": "colour"})
         with pytest.raises(InvalidInput):
             remote.api("GET", "/search", {"meta": "nonsense"})
+        for name in ("q", "key"):  # a NUL ends SQLite's full-text string: a 400, not a 500
+            with pytest.raises(InvalidInput, match="NUL"):
+                remote.api("GET", "/search", {name: "zeb\x00ra"})
 
 
 def test_preview_and_stats_over_http(gateway: Any) -> None:

@@ -23,7 +23,8 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from lakeloop import _sigv4 as sigv4
-from lakeloop.errors import ChecksumError
+from lakeloop.errors import ChecksumError, InvalidInput, StoreError
+from lakeloop.store import Lake
 
 TIGHT = {
     "blob_threshold": "16KiB",
@@ -111,6 +112,27 @@ def test_a_bad_key_is_refused_before_the_body_is_read(tight: Any) -> None:
     assert status == 200 and tight.lake.namespace(b).get("k" * 64) == b"v" * 1000
 
 
+def test_check_write_refuses_what_put_refuses_and_writes_nothing(tight: Any) -> None:
+    """The gateway's early check is the store's own: the same refusals, nothing stored."""
+    ns = tight.lake.namespace(tight.bucket())
+    cases: list[tuple[str, str | None, dict[str, str] | None]] = [
+        ("k" * 65, None, None),  # over this lake's max_key_bytes (64)
+        ("", None, None),
+        ("bad-\udc80", None, None),  # not UTF-8
+        ("k", None, {"note": "n" * 9000}),  # over max_metadata_bytes
+        ("k", 7, None),  # type: ignore[list-item]  # content type not a str
+    ]
+    last = ns.last_seq
+    for key, ct, meta in cases:
+        with pytest.raises(InvalidInput) as early:
+            ns.check_write(key, ct, meta)
+        with pytest.raises(InvalidInput) as late:
+            ns.put(key, b"v", content_type=ct, metadata=meta)
+        assert (type(early.value), early.value.message) == (type(late.value), late.value.message)
+    ns.check_write("k" * 64, "text/plain", {"note": "n" * 100})  # fits: no error
+    assert ns.last_seq == last and list(ns.list()) == []
+
+
 def test_registry_and_run_uploads_check_their_target_before_the_body(gateway: Any) -> None:
     ci = gateway.user(f"ci-{os.urandom(4).hex()}", {"@models": "write", "@runs": "write"})
     reader = gateway.user(f"ro-{os.urandom(4).hex()}", {"@models": "read", "@runs": "read"})
@@ -175,6 +197,37 @@ def test_a_batch_read_over_its_limit_is_refused_before_the_item_is_read(tight: A
     assert status == 200 and _unpack(data) == [ns.get(i.key) for i in many[:2]]
 
 
+def test_a_batch_read_answer_is_exact_across_its_pieces(gateway: Any) -> None:
+    """The answer goes out in 1 MiB pieces from the items as read: empty items, blobs
+    and objects from volumes come back whole, in the order asked, with exact lengths."""
+    b = gateway.bucket()
+    ns = gateway.lake.namespace(b)
+    objs = [ns.put("empty", b"")]
+    objs += [ns.put(f"v{i}", os.urandom(200_000 + i)) for i in range(5)]  # in a volume
+    objs.insert(3, ns.put("blob", os.urandom(300_001)))  # over this lake's 256 KiB
+    items = [[o.key, o.version] for o in reversed(objs)]
+    status, data = _batch(gateway, b, items)
+    assert status == 200 and len(data) > 1 << 20
+    assert _unpack(data) == [ns.get(k, version=v) for k, v in items]
+    assert len(data) == 4 + 8 * len(items) + sum(o.size for o in objs)
+
+
+def test_numbers_beyond_64_bits_are_refused_not_a_500(tight: Any) -> None:
+    """The index and the catalog are SQLite: a version or size past 64 bits is a 400."""
+    b = tight.bucket()
+    huge = 10**30
+    for path, doc in [
+        (f"/api/v1/namespaces/{b}/read", {"items": [["k", huge]]}),
+        (f"/api/v1/namespaces/{b}/locate", {"versions": [huge]}),
+    ]:
+        status, _, body = request(tight, "POST", path, json.dumps(doc).encode())
+        assert (status, _error_code(body)) == (400, "InvalidInput"), path
+    status, _, body = request(tight, "GET", "/api/v1/search", query=[("min_size", str(huge))])
+    assert (status, _error_code(body)) == (400, "InvalidInput")
+    status, _, _ = request(tight, "GET", "/api/v1/search", query=[("min_size", str(1 << 62))])
+    assert status == 200
+
+
 def test_an_internal_object_is_streamed_whole(gateway: Any) -> None:
     """A run's artifact comes back in pieces (never held whole), with its exact length."""
     ci = gateway.user(f"runs-{os.urandom(4).hex()}", {"@runs": "write"})
@@ -191,6 +244,31 @@ def test_an_internal_object_is_streamed_whole(gateway: Any) -> None:
     status, _, body = request(gateway, "GET", "/api/v1/internal/runs/object", key=ci,
                               query=[("key", f"runs/{run}/none.bin")])  # fmt: skip
     assert (status, _error_code(body)) == (404, "NotFound")
+
+
+def test_a_damaged_internal_object_is_never_taken_for_a_whole_one(gateway: Any) -> None:
+    """The 200 and its length go out before a blob is read to its end: damage found at the
+    end cuts the answer, and the remote lake raises StoreError instead of a short body."""
+    ci = gateway.user(f"runs-{os.urandom(4).hex()}", {"@runs": "write"})
+    run = f"run-{os.urandom(4).hex()}"
+    blobs = Path(gateway.lake.internal_namespace("_runs").root) / "blobs"
+
+    def blob_files() -> set[Path]:
+        return {Path(d) / n for d, _, names in os.walk(blobs) for n in names}
+
+    before = blob_files()
+    status, _, body = request(gateway, "PUT", f"/api/v1/runs/{run}/files", os.urandom(3 << 20),
+                              key=ci, query=[("path", "model.bin")])  # fmt: skip
+    assert status == 200, body
+    (blob,) = blob_files() - before
+    with open(blob, "r+b") as f:  # the last chunk: found only after 2 MiB were sent
+        f.seek(-1000, os.SEEK_END)
+        f.write(bytes(1000))
+    with Lake.open(gateway.url, access_key=ci.access, secret_key=ci.secret) as remote:
+        with pytest.raises(StoreError, match="cut short"):
+            remote.internal_namespace("_runs").get(f"runs/{run}/model.bin")
+        # the connection it used is not left broken: the next call works
+        assert remote.api("GET", "/whoami")["name"] == ci.name
 
 
 # ------------------------------------------------------------------ no grant: one answer

@@ -39,6 +39,7 @@ def test_store_surface() -> None:
         "put",
         "put_stream",
         "put_many",
+        "check_write",
         "get",
         "get_range",
         "open",

@@ -37,9 +37,12 @@ def _int(ctx: ApiContext, name: str) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ApiError(400, "InvalidInput", f"{name} must be an integer") from None
+    if not -(1 << 63) <= number < 1 << 63:  # what SQLite stores; beyond: OverflowError
+        raise ApiError(400, "InvalidInput", f"{name} must be a 64-bit integer")
+    return number
 
 
 def _float(ctx: ApiContext, name: str) -> float | None:
@@ -101,6 +104,10 @@ _B = {"type": "boolean"}
 )
 def search(ctx: ApiContext) -> dict[str, Any]:
     """``meta`` is ``name=value[,name=value]``; ``tag`` and ``ns`` are comma-separated."""
+    for name, value in ctx.query.items():
+        if "\x00" in value:
+            # SQLite's full-text query syntax ends a string at a NUL ("unterminated string")
+            raise ApiError(400, "InvalidInput", f"{name} must not contain a NUL character")
     names = _readable(ctx)
     if ctx.query.get("ns"):
         wanted = {n for n in ctx.query["ns"].split(",") if n}

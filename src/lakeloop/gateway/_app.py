@@ -22,6 +22,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from lakeloop import _sigv4 as sigv4
+from lakeloop.errors import StoreError
 from lakeloop.gateway import _api as api
 from lakeloop.gateway._auth import verify
 from lakeloop.gateway._credentials import Credentials, Principal
@@ -152,7 +153,13 @@ class Gateway:
         return handle
 
     def _stream(self, answer: api.Stream) -> StreamingResponse:
-        """Send an open file in 1 MiB pieces read in the thread pool, then close it."""
+        """Send an open file in 1 MiB pieces read in the thread pool, then close it.
+
+        The status and length go out before the file is read to its end, so a failure
+        on the way (a blob chunk whose checksum fails, a file that ends early) cannot
+        become a 500: it aborts the connection instead, and the client sees fewer bytes
+        than the length it was promised (the remote lake raises ``StoreError``), never
+        a short body that ends cleanly."""
 
         async def pieces() -> AsyncIterator[bytes]:
             try:
@@ -160,7 +167,10 @@ class Gateway:
                 while left > 0:
                     piece = await self.s3.run(answer.file.read, min(left, 1 << 20))
                     if not piece:
-                        break
+                        raise StoreError(
+                            f"the file ended {left:,} bytes short of its {answer.size:,}",
+                            op="stream an answer",
+                        )
                     left -= len(piece)
                     yield piece
             finally:

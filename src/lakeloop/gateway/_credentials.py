@@ -58,6 +58,15 @@ def default_credentials_path() -> Path:
     return Path(base) / "lakeloop" / "credentials.json"
 
 
+def _sync_dir(path: Path) -> None:
+    """fsync a folder, so that a rename inside it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who signed a request, with the roles granted per namespace."""
@@ -84,7 +93,10 @@ class Credentials:
         self._lock = threading.Lock()
         self._data: dict[str, Any] = {"principals": {}}
         self._by_key: dict[str, tuple[str, str]] = {}
-        self._stamp: tuple[int, int] | None = None
+        # (inode, mtime_ns, size): every save replaces the file (a new inode), so a
+        # rewrite is seen even when its mtime falls in the same coarse tick and its size
+        # is unchanged (a new secret is always 40 characters)
+        self._stamp: tuple[int, int, int] | None = None
         self._checked = 0.0
         self._load()
 
@@ -95,7 +107,7 @@ class Credentials:
         except FileNotFoundError:
             self._data, self._by_key, self._stamp = {"principals": {}}, {}, None
             return
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         if stamp == self._stamp:
             return
         try:
@@ -148,6 +160,10 @@ class Credentials:
 
     # ------------------------------------------------------------------ writing
     def _save(self) -> None:
+        """Write the whole file under a temporary name, fsync it, rename it over, fsync the folder.
+
+        Without the folder's fsync a power cut after the rename can bring the old file
+        back, and with it a secret that ``new_secret`` or ``delete`` had retired."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".credentials-")
         try:
@@ -160,6 +176,7 @@ class Credentials:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _sync_dir(self.path.parent)
         self._stamp = None
         self._load()
 

@@ -80,7 +80,9 @@ def from_lakeloop(exc: LakeloopError, *, bucket_level: bool = False) -> S3Error:
     if isinstance(exc, InvalidName):
         return S3Error("InvalidBucketName", text)
     if isinstance(exc, InvalidInput):
-        return S3Error("InvalidArgument", text)
+        # the store refuses metadata over max_metadata_bytes as "metadata is N bytes ... limit"
+        too_large = exc.message.startswith("metadata is") and "limit" in exc.message
+        return S3Error("MetadataTooLarge" if too_large else "InvalidArgument", text)
     if isinstance(exc, AlreadyExists):
         return S3Error("BucketAlreadyOwnedByYou", text)
     if isinstance(exc, QuotaExceeded):

@@ -12,7 +12,6 @@ import base64
 import email.utils
 import hashlib
 import io
-import json
 import logging
 import os
 import secrets
@@ -134,25 +133,13 @@ def check_target(
     """Refuse a key or metadata the store would refuse, before any of the body is read.
 
     The store checks the same when it writes, but only after the body has arrived (a
-    small body is read into memory first); checked here, a bad key costs nothing."""
+    small body is read into memory first); checked here, a bad key costs nothing. The
+    checks are the store's own (``Namespace.check_write``); ``from_lakeloop`` names the
+    S3 error of each refusal."""
     try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise S3Error("InvalidArgument", "the key is not valid UTF-8") from None
-    limit = int(ns.setting("max_key_bytes"))
-    if size > limit:
-        raise S3Error("KeyTooLongError", f"your key is {size} bytes; the limit is {limit}")
-    doc: dict[str, Any] = {}
-    if content_type:
-        doc["ct"] = content_type
-    if metadata:
-        doc["m"] = metadata
-    meta = json.dumps(doc, separators=(",", ":"), ensure_ascii=False) if doc else ""
-    meta_limit = int(ns.setting("max_metadata_bytes"))
-    if len(meta.encode("utf-8", "surrogatepass")) > meta_limit:
-        raise S3Error(
-            "MetadataTooLarge", f"the metadata headers exceed the limit of {meta_limit} bytes"
-        )
+        ns.check_write(key, content_type, metadata)
+    except LakeloopError as exc:
+        raise from_lakeloop(exc) from None
 
 
 def _parse_range(text: str, size: int) -> tuple[int, int] | None:

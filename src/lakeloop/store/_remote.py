@@ -181,7 +181,20 @@ class RemoteLake:
         headers_out = {k.lower(): v for k, v in resp.getheaders()}
         if stream and resp.status < 300:
             return resp, conn
-        data = resp.read()
+        try:
+            data = resp.read()
+        except (http.client.IncompleteRead, ConnectionError) as exc:
+            # the server failed after its answer began (a streamed object found damaged
+            # at its end): never hand back a short body as if it were whole
+            conn.close()
+            got = len(exc.partial) if isinstance(exc, http.client.IncompleteRead) else 0
+            promised = headers_out.get("content-length", "?")
+            raise StoreError(
+                f"the answer was cut short: {got:,} of {promised} bytes came",
+                op=f"{method} {path}",
+                target=self.url,
+                hint="the gateway's log says why (a damaged object: `lakeloop fsck` on its lake)",
+            ) from None
         if stream:
             conn.close()
         return _Response(resp.status, headers_out, data)

@@ -297,6 +297,22 @@ class Namespace:
             )
         return meta, metadata
 
+    def check_write(
+        self,
+        key: str,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Raise what a put of *key* with this content type and metadata would raise for
+        them, without writing anything.
+
+        A server that receives the body after the key and headers (the gateway) calls this
+        first, so that a key or metadata the store would refuse costs none of the upload;
+        these are the very checks ``put`` runs, so the two cannot drift apart."""
+        self._check_open("put")
+        self._check_key(key, "put")
+        self._check_meta(key, content_type, metadata, "put")
+
     def _check_open(self, op: str) -> None:
         if self._closed:
             raise NamespaceUnavailable("the lake is closed", op=op, target=self.name)
