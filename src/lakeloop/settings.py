@@ -623,13 +623,14 @@ SETTINGS: dict[str, Setting] = {
             _parse_float,
             "longest wait between two tries to load a version that keeps failing",
         ),
-        # gateway: what one batch read may return (each item sized before it is read)
+        # gateway: what one batch read may return (each item counted as it is opened)
         Setting(
             "gateway_read_batch_max_bytes",
             64 << 20,
             parse_size,
             "most bytes one batch read (POST /api/v1/namespaces/NS/read) may return; the "
-            "batch is refused (413) at the item that would pass it, before its bytes are read",
+            "batch is refused (413) at the item that would pass it (a blob is sized without "
+            "reading it; a batch holds at most this plus one object up to blob_threshold)",
         ),
     ]
 }
