@@ -242,6 +242,9 @@ def test_bad_queries_are_clear_errors(lake: Lake) -> None:
         {"metadata": {"a": 1}},
         {"colour": "red"},
         {"cursor": "not-a-cursor"},
+        {"text": "a\x00b"},
+        {"key": "abc\x00"},
+        {"tags": ["t\x00"]},
     ):
         with pytest.raises(InvalidInput):
             cat.search(**kwargs)

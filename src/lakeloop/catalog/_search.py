@@ -122,6 +122,10 @@ class Query:
             isinstance(t, str) for t in self.tags
         ):
             raise InvalidInput("tags must be a list of strings", op="search")
+        texts = [getattr(self, n) for n in ("text", "key", "glob", "prefix", "content_type")]
+        texts += [*self.metadata, *self.metadata.values(), *self.tags]
+        if any("\x00" in t for t in texts if t):  # SQLite's FTS cannot take it
+            raise InvalidInput("search terms cannot contain a NUL character", op="search")
 
 
 def tags_of(metadata: dict[str, str]) -> list[str]:
