@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from lakeloop.errors import AlreadyExists, InvalidInput, NotFound
+from lakeloop.store._fs import sync_dir
 
 __all__ = [
     "AREA_TARGETS", "MODELS", "ROLES", "RUNS", "Credentials", "Principal",
@@ -56,15 +57,6 @@ def default_credentials_path() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return Path(base) / "lakeloop" / "credentials.json"
-
-
-def _sync_dir(path: Path) -> None:
-    """fsync a folder, so that a rename inside it survives a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -176,7 +168,7 @@ class Credentials:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _sync_dir(self.path.parent)
+        sync_dir(self.path.parent)
         self._stamp = None
         self._load()
 

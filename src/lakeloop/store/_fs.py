@@ -100,6 +100,15 @@ class _OSFile(WritableFile):
             self._fd = -1
 
 
+def sync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a folder, so that the creations and renames inside it survive a power cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class OSFileLayer(FileLayer):
     """The real file system."""
 
@@ -112,11 +121,7 @@ class OSFileLayer(FileLayer):
         return _OSFile(path, fd)
 
     def sync_dir(self, path: str) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_dir(path)
 
     def rename(self, src: str, dst: str) -> None:
         os.replace(src, dst)

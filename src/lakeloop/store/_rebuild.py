@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from lakeloop.store import _record as rec
+from lakeloop.store._fs import sync_dir
 from lakeloop.store._index import SQLiteIndex
 
 if TYPE_CHECKING:
@@ -199,11 +200,7 @@ def rebuild_index(ns: Namespace, *, reason: str) -> dict[str, Any]:
         except FileNotFoundError:
             pass
     os.replace(tmp_path, index_path)
-    fd = os.open(ns.root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    sync_dir(ns.root)
     return {
         "namespace": ns.name,
         "reason": reason,

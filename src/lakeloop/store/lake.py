@@ -36,7 +36,7 @@ from lakeloop.errors import (
     NotFound,
 )
 from lakeloop.settings import Settings
-from lakeloop.store._fs import FileLayer, OSFileLayer
+from lakeloop.store._fs import FileLayer, OSFileLayer, sync_dir
 from lakeloop.store.namespace import Namespace
 
 __all__ = ["Lake", "check_namespace_name"]
@@ -53,14 +53,6 @@ def _write_durably(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check_namespace_name(name: object, *, internal: bool = False) -> str:
@@ -169,8 +161,8 @@ class Lake:
             tmp = root / (_LAKE_FILE + ".tmp")
             _write_durably(tmp, (header + tomli_w.dumps(values)).encode())
             os.replace(tmp, lake_file)
-            _sync_dir(root)
-            _sync_dir(root.parent)
+            sync_dir(root)
+            sync_dir(root.parent)
         elif settings:
             raise AlreadyExists(
                 "settings can only be given when the lake is created",
@@ -234,7 +226,7 @@ class Lake:
                     {"name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                 ).encode(),
             )
-            _sync_dir(tmp)  # its entries first, then the rename that publishes it
+            sync_dir(tmp)  # its entries first, then the rename that publishes it
             try:
                 os.rename(tmp, path)
             except OSError:
