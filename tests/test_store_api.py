@@ -448,3 +448,48 @@ def test_a_lookup_made_during_another_writers_commit_is_not_cached(tmp_path: Pat
         assert calls == 2  # B looked it up again (its counter was newer)
         assert ns.get("hot") == b"new"
         assert ns.get("hot") == b"new"
+
+
+@pytest.mark.parametrize("then", ["overwrite", "delete"])
+@pytest.mark.parametrize("read", ["get", "get_range", "open"])
+def test_a_blob_deleted_by_a_concurrent_overwrite_is_looked_up_again(
+    tmp_path: Path, then: str, read: str
+) -> None:
+    """A writer deletes an overwritten object's blob file right after its commit; a reader
+    that looked the old record up a moment before finds the file gone. That is the new
+    version (or NotFound), not damage."""
+    from lakeloop.errors import NotFound as Missing
+
+    settings = {"blob_threshold": "64KiB"}
+    old, new = os.urandom(100_000), os.urandom(90_000)
+    with Lake.open(tmp_path / "l", create=True, settings=settings, background=False) as lake:
+        lake.create_namespace("blobs").put("big", old)
+    with (
+        Lake.open(tmp_path / "l", background=False) as reader,
+        Lake.open(tmp_path / "l", background=False) as writer,
+    ):
+        ns = reader.namespace("blobs")
+        real_fetch = ns._fetch
+        calls = 0
+
+        def fetch_then_the_writer_commits(key: str, version: int | None, op: str) -> object:
+            nonlocal calls
+            calls += 1
+            found = real_fetch(key, version, op)  # the old record, its blob still there
+            if calls == 1:
+                other = writer.namespace("blobs")
+                other.put("big", new) if then == "overwrite" else other.delete("big")
+            return found
+
+        ns._fetch = fetch_then_the_writer_commits  # type: ignore[method-assign]
+        reads = {
+            "get": lambda: ns.get("big"),
+            "get_range": lambda: ns.get_range("big", 0, 50_000),
+            "open": lambda: ns.open("big").read(),
+        }
+        if then == "delete":
+            with pytest.raises(Missing):
+                reads[read]()
+        else:
+            assert reads[read]() == (new[:50_000] if read == "get_range" else new)
+        assert calls >= 2

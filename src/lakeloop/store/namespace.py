@@ -1252,6 +1252,28 @@ class Namespace:
         name = json.loads(r.data)["file"]
         return BlobReader(self._blob_path(name), r.size, label=label)
 
+    def _fetch_open(
+        self, key: str, version: int | None, op: str
+    ) -> tuple[int, rec.Record, BlobReader | None]:
+        """``_fetch``, with the blob file opened for a blob record.
+
+        A writer deletes the blob of an overwritten or deleted object right after its
+        commit, so a blob missing when its record was looked up a moment earlier is looked
+        up again: the key now answers with its new record (or NotFound). Only a blob that
+        is missing while its record is still the current one is damage."""
+        label = f"{self.name}/{key}"
+        for _ in range(3):
+            vol, r = self._fetch(key, version, op)
+            if not r.flags & rec.BLOB:
+                return vol, r, None
+            try:
+                return vol, r, self._blob_reader(r, label)
+            except ChecksumError:
+                again = self._fetch(key, version, op)[1]  # NotFound when it was deleted
+                if again.seq == r.seq:
+                    raise
+        raise StoreError("object kept changing while being read", op=op, target=label)
+
     def get(self, key: str, *, version: int | None = None) -> bytes:
         """The object's bytes, checksum verified. ``version`` reads an exact (pinned) version."""
         self._check_open("get")
@@ -1259,12 +1281,11 @@ class Namespace:
             data = self._get_fast(key)
             if data is not None:
                 return data
-        vol, r = self._fetch(key, version, "get")
-        label = f"{self.name}/{key}"
-        if r.flags & rec.BLOB:
-            with self._blob_reader(r, label) as b:
+        vol, r, blob = self._fetch_open(key, version, "get")
+        if blob is not None:
+            with blob as b:
                 return b.read_range(0, r.size)
-        return self._payload(r, vol, label)
+        return self._payload(r, vol, f"{self.name}/{key}")
 
     def get_range(
         self, key: str, start: int, end: int | None = None, *, version: int | None = None
@@ -1275,23 +1296,21 @@ class Namespace:
             raise InvalidInput(
                 "start and end must be integers", op="get_range", target=f"{self.name}/{key}"
             )
-        vol, r = self._fetch(key, version, "get")
-        label = f"{self.name}/{key}"
+        vol, r, blob = self._fetch_open(key, version, "get")
         lo, hi, _ = slice(start, end).indices(r.size)
         hi = max(hi, lo)
-        if r.flags & rec.BLOB:
-            with self._blob_reader(r, label) as b:
+        if blob is not None:
+            with blob as b:
                 return b.read_range(lo, hi)
-        return self._payload(r, vol, label)[lo:hi]
+        return self._payload(r, vol, f"{self.name}/{key}")[lo:hi]
 
     def open(self, key: str, *, version: int | None = None) -> BinaryIO:
         """A seekable binary file object over the object (streamed for blobs)."""
         self._check_open("open")
-        vol, r = self._fetch(key, version, "open")
-        label = f"{self.name}/{key}"
-        if r.flags & rec.BLOB:
-            return io.BufferedReader(self._blob_reader(r, label), buffer_size=1 << 20)
-        return io.BytesIO(self._payload(r, vol, label))
+        vol, r, blob = self._fetch_open(key, version, "open")
+        if blob is not None:
+            return io.BufferedReader(blob, buffer_size=1 << 20)
+        return io.BytesIO(self._payload(r, vol, f"{self.name}/{key}"))
 
     def _info(self, row: Row) -> ObjectInfo:
         meta = rec.decode_meta(row.meta)
@@ -1468,7 +1487,16 @@ class Namespace:
                         continue
                     continue
                 if r.flags & rec.BLOB:
-                    with self._blob_reader(r, label) as b:
+                    try:
+                        blob = self._blob_reader(r, label)
+                    except ChecksumError:  # deleted by an overwrite since? as above
+                        info = self._info(row)
+                        try:
+                            yield info, self.get(info.key, version=row.seq)
+                        except NotFound:
+                            continue
+                        continue
+                    with blob as b:
                         data = b.read_range(0, r.size)
                 else:
                     data = self._payload(r, vol, label)
