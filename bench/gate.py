@@ -21,8 +21,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -33,24 +31,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _gatedata import paired_labels
+from _machine import machine
 from lakeloop.gate import Policy, compare
 from lakeloop.gate.stats import exact_mcnemar
 
 POLICY = Policy(metric="accuracy", margin=0.01, confidence=0.95)
-
-
-def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
-    )
 
 
 def timed(fn, repeat: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -173,7 +158,7 @@ def main() -> None:
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     repeat = args.repeat or (1 if args.quick else 3)
     sims = args.sims or (300 if args.quick else 4000)
-    print(f"# gate benchmark — {machine()}\n")
+    print(f"# gate benchmark — {machine(f'numpy {np.__version__}')}\n")
     print(f"## Decision time, {rows:,} rows (median of {repeat})\n")
     times = decision_times(rows, repeat)
     print("\n| decision | wall s | CPU s | goal |\n|---|---:|---:|---|")

@@ -23,8 +23,6 @@ adds on top of the work itself (joining, polling, journaling).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from _loopproject import GIT_ENV, digit_images, make_project
+from _machine import machine
 from lakeloop import Lake
 from lakeloop.loop import TurnLog, run_ci, run_turn
 from lakeloop.loop._joinstate import JoinState, state_path
@@ -45,18 +44,6 @@ from lakeloop.stream import open_stream
 
 HERE = Path(__file__).resolve().parent
 INITIAL = 300
-
-
-def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def scores(label: int) -> list[float]:

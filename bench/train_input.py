@@ -36,7 +36,6 @@ import gzip
 import io
 import os
 import pickle
-import platform
 import shutil
 import statistics
 import tempfile
@@ -46,6 +45,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from _machine import machine
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -256,20 +257,6 @@ def cnn_epoch(make: Callable[[bool], Any], n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import tensorflow as tf
-
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, TF {tf.__version__}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=60_000)
@@ -288,7 +275,9 @@ def main() -> None:
         for name in ("lakeloop", "files", "tfrecord"):
             print(f"wrote {name} in {setup[name]['write_s']:.1f} s", flush=True)
         ds = datasets(work, setup, x, y)
-        print(f"machine: {machine()}")
+        import tensorflow as tf
+
+        print(f"machine: {machine(f'TF {tf.__version__}')}")
         results: dict[tuple[str, str, str], float] = {}
         for mode in ("bytes", "decoded"):
             for cache in ("warm", "cold"):
