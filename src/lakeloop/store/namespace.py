@@ -1472,35 +1472,23 @@ class Namespace:
             except FileNotFoundError:
                 buf = b""
             for row in rows[i:j]:
-                label = f"{self.name}/{row.key.decode()}"
                 part = memoryview(buf)[row.off - start : row.off - start + row.len]
+                data: bytes | None = None
                 try:
                     r = rec.parse_record(part, row.off)
-                    if r.seq != row.seq:
-                        raise rec.RecordError("version mismatch")
+                    if r.seq == row.seq and not r.flags & rec.BLOB:
+                        data = self._payload(r, vol, f"{self.name}/{row.key.decode()}")
                 except rec.RecordError:
-                    # moved by compaction, or damaged: the single-object path sorts it out
-                    info = self._info(row)
+                    pass
+                info = self._info(row)
+                if data is None:
+                    # moved by compaction, damaged, or a blob (whose file an overwrite may
+                    # have deleted since): the single-object path sorts it out
                     try:
-                        yield info, self.get(info.key, version=row.seq)
+                        data = self.get(info.key, version=row.seq)
                     except NotFound:
                         continue
-                    continue
-                if r.flags & rec.BLOB:
-                    try:
-                        blob = self._blob_reader(r, label)
-                    except ChecksumError:  # deleted by an overwrite since? as above
-                        info = self._info(row)
-                        try:
-                            yield info, self.get(info.key, version=row.seq)
-                        except NotFound:
-                            continue
-                        continue
-                    with blob as b:
-                        data = b.read_range(0, r.size)
-                else:
-                    data = self._payload(r, vol, label)
-                yield self._info(row), data
+                yield info, data
             i = j
 
     # ------------------------------------------------------------------ introspection
